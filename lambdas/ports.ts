@@ -1,0 +1,83 @@
+/**
+ * The pipeline's ports. The ingest session speaks only to these interfaces; each adapter in
+ * `adapters/` implements one of them and passes the shared contract suite in `test/contract/`.
+ */
+import type { Readable } from "node:stream";
+
+export interface PutOptions {
+  /** MIME type recorded with the object (S3 Content-Type). */
+  readonly contentType?: string;
+  /**
+   * Create only: if an object already exists at the key, leave it untouched and report
+   * `created: false` (S3 `If-None-Match: *`, fs link-without-replace). Correctness never depends
+   * on it: keys are deterministic, so an overwrite writes the same bytes.
+   */
+  readonly ifAbsent?: boolean;
+}
+
+export interface PutResult {
+  /** Bytes written (0 when `created` is false). */
+  readonly size: number;
+  /** False when `ifAbsent` was set and the object already existed. */
+  readonly created: boolean;
+}
+
+export interface ObjectStore {
+  /**
+   * Streams `body` to `key`. Atomic: readers see either no object or the complete one, never a
+   * partial write, even if the process dies mid-stream. Honours backpressure from the backend.
+   */
+  put(key: string, body: Readable | Uint8Array, options?: PutOptions): Promise<PutResult>;
+  /** The object's bytes, or null when absent. */
+  get(key: string): Promise<Readable | null>;
+  /** The object's size, or null when absent. */
+  head(key: string): Promise<{ readonly size: number } | null>;
+  /** Removes the object; absent is not an error. */
+  delete(key: string): Promise<void>;
+  /** Keys under a prefix, in no particular order. */
+  list(prefix: string): AsyncIterable<string>;
+  /** A stable URI for the key: `file://…` or `s3://bucket/…`. */
+  uri(key: string): string;
+  /** The S3 bucket, for metadata; undefined for the fs store. */
+  readonly bucket?: string;
+}
+
+export interface QueueEntry {
+  /** Deterministic message id, so consumers can dedupe redeliveries. */
+  readonly id: string;
+  /** JSON body. */
+  readonly body: string;
+}
+
+export interface MessageQueue {
+  /**
+   * Sends entries durably; resolves only once every entry is accepted. Adapters batch as the
+   * backend allows (SQS: 10 per SendMessageBatch) and retry partial batch failures.
+   */
+  send(entries: readonly QueueEntry[]): Promise<void>;
+  /** Largest body, in bytes, the backend accepts (SQS: 1 MiB). */
+  readonly maxBodyBytes: number;
+}
+
+/** What the state store remembers about one ingested message. */
+export interface StateEntry {
+  readonly uidl: string;
+  /** Deterministic message id (see ingest/keys.ts). */
+  readonly id: string;
+  /** ISO-8601 instant the message was committed (stored + queued). */
+  readonly ingestedAt: string;
+  readonly size: number;
+  /** sha256 of the raw bytes, hex. */
+  readonly sha256: string;
+  /** Message-ID header, for dedupe after a UIDL reset. */
+  readonly messageId?: string;
+}
+
+export interface StateStore {
+  /** Everything recorded for a mailbox, keyed by UIDL. */
+  load(mailbox: string): Promise<Map<string, StateEntry>>;
+  /** Durably records entries (per message checkpoint). Cheap: O(entries), not O(state). */
+  record(mailbox: string, entries: readonly StateEntry[]): Promise<void>;
+  /** Forgets UIDLs (vanished from the server, or deleted). */
+  forget(mailbox: string, uidls: readonly string[]): Promise<void>;
+}
