@@ -1,0 +1,74 @@
+/**
+ * `mail-ingest check`: connects and logs in to each mailbox and reports what a poll would see.
+ * It sends no RETR and no DELE, so it is safe to run against a production mailbox.
+ */
+import { createAdapters } from "../adapters/index.ts";
+import { type MailboxConfig, resolveSecret } from "../config.ts";
+import { describeError } from "../errors.ts";
+import { joinListing, planSession } from "../ingest/plan.ts";
+import { Pop3Client } from "../pop3/index.ts";
+import type { StateStore } from "../ports.ts";
+import { loadSelection, parse } from "./args.ts";
+import { type CliIo, EXIT_MAILBOX_FAILED, EXIT_OK } from "./main.ts";
+import { formatBytes } from "./progress.ts";
+
+export async function checkCommand(args: readonly string[], io: CliIo): Promise<number> {
+  const values = parse(args, {
+    config: { type: "string", short: "c" },
+    mailbox: { type: "string", short: "m" },
+  });
+  const { config, mailboxes } = await loadSelection(values.config, values.mailbox);
+  const { state } = createAdapters(config.storage, config.queue);
+  let failed = false;
+  for (const mailbox of mailboxes) {
+    try {
+      io.stdout.write(`${await checkMailbox(mailbox, state, io)}\n`);
+    } catch (err) {
+      failed = true;
+      io.stdout.write(`${mailbox.id}: FAILED ${describeError(err)}\n`);
+    }
+  }
+  return failed ? EXIT_MAILBOX_FAILED : EXIT_OK;
+}
+
+async function checkMailbox(mailbox: MailboxConfig, state: StateStore, io: CliIo): Promise<string> {
+  const password = await resolveSecret(mailbox.id, mailbox.password, { env: io.env });
+  const client = await Pop3Client.connect({
+    host: mailbox.host,
+    port: mailbox.port,
+    tls: mailbox.tls,
+    ca: mailbox.ca,
+    servername: mailbox.servername,
+    timeoutMs: mailbox.timeoutMs,
+  });
+  try {
+    await client.login({
+      username: mailbox.username,
+      password,
+      auth: mailbox.auth,
+      allowInsecureAuth: mailbox.allowInsecureAuth,
+    });
+    const [uidls, sizes, known] = await Promise.all([
+      client.uidl(),
+      client.list(),
+      state.load(mailbox.id),
+    ]);
+    await client.quit();
+    const listed = joinListing(uidls, sizes);
+    const plan = planSession(listed, known, mailbox.delete, mailbox, new Date());
+    const total = listed.reduce((sum, m) => sum + m.size, 0);
+    const caps = client.capabilities;
+    const lines = [
+      `${mailbox.id}: OK ${mailbox.username}@${mailbox.host}:${mailbox.port} (${client.secure ? "TLS" : "no TLS"})`,
+      `  capabilities: ${caps.raw.length > 0 ? caps.raw.join(", ") : "(server has no CAPA)"}`,
+      `  messages: ${listed.length} on server (${formatBytes(total)}), ${plan.newCount} new, ${plan.tooLarge.length} over maxMessageBytes, ${plan.deleteKnown.length} due for deletion`,
+    ];
+    if (plan.duplicateUidls.length > 0)
+      lines.push(`  warning: ${plan.duplicateUidls.length} duplicate UIDL(s)`);
+    if (plan.uidlReset)
+      lines.push("  warning: most UIDLs are unknown: the server may have renumbered");
+    return lines.join("\n");
+  } finally {
+    client.close();
+  }
+}

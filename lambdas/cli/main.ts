@@ -1,0 +1,73 @@
+/**
+ * `mail-ingest` command line. Commands are imported lazily so `--help` and `check` start fast.
+ *
+ * Exit codes: 0 success; 1 a mailbox failed (the others still ran); 2 usage or config error.
+ */
+import { ConfigError } from "../config.ts";
+
+export const EXIT_OK = 0;
+export const EXIT_MAILBOX_FAILED = 1;
+export const EXIT_USAGE = 2;
+
+export interface CliIo {
+  readonly stdout: NodeJS.WriteStream;
+  readonly stderr: NodeJS.WriteStream;
+  readonly env: NodeJS.ProcessEnv;
+  readonly cwd: string;
+}
+
+const USAGE = `Usage:
+  mail-ingest poll  --config FILE [--mailbox ID] [--json] [--every DURATION]
+  mail-ingest check --config FILE [--mailbox ID]
+  mail-ingest demo  [--dir DIR]
+
+Commands:
+  poll    Fetch new mail from each mailbox, store it and queue its metadata.
+          --every 60s keeps polling (daemon mode) until SIGINT/SIGTERM.
+  check   Connect and log in to each mailbox; show capabilities and counts. Fetches nothing.
+  demo    Start a built-in POP3 test server with sample mail and poll it into ./mail-ingest-data.
+
+Exit codes: 0 ok, 1 a mailbox failed, 2 usage or config error.`;
+
+export class UsageError extends Error {
+  override readonly name = "UsageError";
+}
+
+export async function main(argv: readonly string[], io?: Partial<CliIo>): Promise<number> {
+  const full: CliIo = {
+    stdout: io?.stdout ?? process.stdout,
+    stderr: io?.stderr ?? process.stderr,
+    env: io?.env ?? process.env,
+    cwd: io?.cwd ?? process.cwd(),
+  };
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case "poll":
+        return await (await import("./poll.ts")).pollCommand(rest, full);
+      case "check":
+        return await (await import("./check.ts")).checkCommand(rest, full);
+      case "demo":
+        return await (await import("./demo.ts")).demoCommand(rest, full);
+      case undefined:
+      case "help":
+      case "--help":
+      case "-h":
+        full.stdout.write(`${USAGE}\n`);
+        return command === undefined ? EXIT_USAGE : EXIT_OK;
+      default:
+        throw new UsageError(`unknown command "${command}"`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError || err instanceof ConfigError) {
+      full.stderr.write(`mail-ingest: ${err.message}\n`);
+      if (err instanceof UsageError) full.stderr.write(`\n${USAGE}\n`);
+      return EXIT_USAGE;
+    }
+    throw err;
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  process.exitCode = await main(process.argv.slice(2));
+}

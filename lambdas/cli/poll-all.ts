@@ -1,0 +1,71 @@
+/** One pass over many mailboxes, a few at a time; shared by `poll`, `demo` and the bench. */
+import type { AppConfig, MailboxConfig, SecretIdResolver } from "../config.ts";
+import { resolveSecret } from "../config.ts";
+import { describeError, isMailIngestError } from "../errors.ts";
+import { runMailbox } from "../ingest/session.ts";
+import type { MailboxReport, SessionDeps, SessionProgress } from "../ingest/types.ts";
+
+export interface PollAllOptions {
+  readonly deps: SessionDeps;
+  readonly signal?: AbortSignal;
+  readonly deadline?: number;
+  readonly onProgress?: (progress: SessionProgress) => void;
+  readonly secretId?: SecretIdResolver;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * Polls every mailbox once with at most `config.concurrency` sessions in flight. A mailbox whose
+ * secret cannot be resolved is reported as failed; it never stops the others.
+ */
+export async function pollAll(
+  config: AppConfig,
+  mailboxes: readonly MailboxConfig[],
+  options: PollAllOptions,
+): Promise<MailboxReport[]> {
+  const reports: MailboxReport[] = new Array(mailboxes.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < mailboxes.length) {
+      const index = next++;
+      const mailbox = mailboxes[index] as MailboxConfig;
+      reports[index] = await pollOne(mailbox, options);
+    }
+  };
+  const workers = Math.min(config.concurrency, mailboxes.length);
+  await Promise.all(Array.from({ length: workers }, worker));
+  return reports;
+}
+
+async function pollOne(mailbox: MailboxConfig, options: PollAllOptions): Promise<MailboxReport> {
+  const started = Date.now();
+  let password: string;
+  try {
+    password = await resolveSecret(mailbox.id, mailbox.password, {
+      env: options.env,
+      secretId: options.secretId,
+    });
+  } catch (err) {
+    return {
+      id: mailbox.id,
+      listed: 0,
+      new: 0,
+      ingested: 0,
+      skipped: 0,
+      failed: 0,
+      deleted: 0,
+      bytes: 0,
+      durationMs: Date.now() - started,
+      remaining: 0,
+      warnings: [],
+      error: describeError(err),
+      errorCode: isMailIngestError(err) ? err.code : undefined,
+    };
+  }
+  return runMailbox(mailbox, options.deps, {
+    credentials: { password },
+    deadline: options.deadline,
+    signal: options.signal,
+    onProgress: options.onProgress,
+  });
+}

@@ -1,0 +1,101 @@
+/** `mail-ingest poll`: one pass, or a polling loop with `--every`. */
+import { setTimeout as sleep } from "node:timers/promises";
+import { createAdapters } from "../adapters/index.ts";
+import type { AppConfig, MailboxConfig } from "../config.ts";
+import type { MailboxReport, SessionLogger } from "../ingest/types.ts";
+import { loadSelection, parse, parseDuration } from "./args.ts";
+import { type CliIo, EXIT_MAILBOX_FAILED, EXIT_OK } from "./main.ts";
+import { pollAll } from "./poll-all.ts";
+import { formatBytes, ProgressView } from "./progress.ts";
+
+export async function pollCommand(args: readonly string[], io: CliIo): Promise<number> {
+  const values = parse(args, {
+    config: { type: "string", short: "c" },
+    mailbox: { type: "string", short: "m" },
+    json: { type: "boolean", default: false },
+    every: { type: "string" },
+  });
+  const intervalMs = values.every === undefined ? undefined : parseDuration(values.every);
+  const { config, mailboxes } = await loadSelection(values.config, values.mailbox);
+  const json = values.json === true;
+
+  if (intervalMs === undefined) {
+    const reports = await pollPass(config, mailboxes, io, { json });
+    return reports.some((r) => r.error) ? EXIT_MAILBOX_FAILED : EXIT_OK;
+  }
+
+  // Daemon mode: a signal lets the message in flight finish and QUITs so DELEs commit.
+  const stop = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    io.stderr.write(`mail-ingest: ${signal} received, finishing the message in flight\n`);
+    stop.abort();
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  try {
+    while (!stop.signal.aborted) {
+      await pollPass(config, mailboxes, io, { json, signal: stop.signal });
+      await sleep(intervalMs, undefined, { signal: stop.signal }).catch(() => {});
+    }
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+  return EXIT_OK;
+}
+
+async function pollPass(
+  config: AppConfig,
+  mailboxes: readonly MailboxConfig[],
+  io: CliIo,
+  options: { json: boolean; signal?: AbortSignal },
+): Promise<MailboxReport[]> {
+  const adapters = createAdapters(config.storage, config.queue);
+  const view = !options.json && io.stderr.isTTY ? new ProgressView(io.stderr) : undefined;
+  const reports = await pollAll(config, mailboxes, {
+    deps: { ...adapters, log: stderrLogger(io) },
+    signal: options.signal,
+    env: io.env,
+    onProgress: view ? (p) => view.update(p) : undefined,
+  });
+  view?.finish();
+  if (options.json) {
+    io.stdout.write(`${JSON.stringify({ mailboxes: reports.map(toJson) })}\n`);
+  } else {
+    for (const r of reports) io.stdout.write(`${summaryLine(r)}\n`);
+  }
+  return reports;
+}
+
+/** The `--json` shape documented in the README. */
+function toJson(r: MailboxReport) {
+  const { id, listed, ingested, skipped, failed, deleted, bytes, durationMs, remaining, error } = r;
+  return {
+    id,
+    listed,
+    new: r.new,
+    ingested,
+    skipped,
+    failed,
+    deleted,
+    bytes,
+    durationMs,
+    remaining,
+    warnings: r.warnings,
+    ...(error ? { error, errorCode: r.errorCode } : {}),
+  };
+}
+
+export function summaryLine(r: MailboxReport): string {
+  const head = `${r.id}: ${r.ingested} ingested (${formatBytes(r.bytes)}), ${r.new} new of ${r.listed} listed, ${r.skipped} skipped, ${r.failed} failed, ${r.deleted} deleted, ${r.remaining} left for later, ${(r.durationMs / 1000).toFixed(1)}s`;
+  return r.error ? `${head}\n  ERROR ${r.error}` : head;
+}
+
+function stderrLogger(io: CliIo): SessionLogger {
+  const write = (level: string) => (message: string, fields?: Record<string, unknown>) => {
+    const mailbox = typeof fields?.mailbox === "string" ? `${fields.mailbox}: ` : "";
+    io.stderr.write(`mail-ingest ${level}: ${mailbox}${message}\n`);
+  };
+  // Session failures are already in the summary line; printing them here too would say it twice.
+  return { debug() {}, info() {}, warn: write("warning"), error() {} };
+}

@@ -1,0 +1,464 @@
+/**
+ * One mailbox session, in commit order:
+ *
+ *   connect → login → UIDL + LIST → plan
+ *   for each new message: RETR ─┬─ raw store (create-only)
+ *                               └─ MIME parse → parts store
+ *                             → meta → queue (batched) → state checkpoint → DELE
+ *   → DELE messages due under the delete policy → QUIT (commits DELEs, RFC 1939 §6)
+ *
+ * Crash safety comes from the order alone: keys are deterministic, so a crash anywhere before the
+ * state checkpoint only means the message is fetched again and rewritten to the same keys (the
+ * raw object is created once); the queue may then carry the same `id` twice, which consumers
+ * dedupe. DELE is only ever sent for a message whose state checkpoint is durable.
+ */
+import { createHash } from "node:crypto";
+import { PassThrough, type Readable, Transform, type TransformCallback } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { MailboxConfig } from "../config.ts";
+import { describeError, ErrorCode, isMailIngestError, MailIngestError } from "../errors.ts";
+import { parseMessage } from "../mime/parse.ts";
+import { buildQueueMessage, toQueueBody } from "../mime/schema.ts";
+import { Pop3Client } from "../pop3/index.ts";
+import type { QueueEntry, StateEntry } from "../ports.ts";
+import { messageId, metaKey, partsPrefix, rawKey } from "./keys.ts";
+import { joinListing, type ListedMessage, planSession, type SessionPlan } from "./plan.ts";
+import { readMessageIdHeader } from "./top.ts";
+import type {
+  MailboxReport,
+  SessionDeps,
+  SessionLogger,
+  SessionOptions,
+  SessionProgress,
+} from "./types.ts";
+
+/** SQS SendMessageBatch takes at most 10 entries; the fs queue gains nothing from more. */
+const QUEUE_BATCH = 10;
+/** Byte-progress callbacks are throttled to one per this many bytes. */
+const PROGRESS_EVERY_BYTES = 1 << 20;
+
+const silentLogger: SessionLogger = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** A message whose objects are stored and whose queue entry is waiting for the next flush. */
+interface Pending {
+  readonly message: ListedMessage;
+  readonly entry: QueueEntry;
+  readonly state: StateEntry;
+}
+
+/**
+ * Runs one session against one mailbox. Never throws: failures are reported in the returned
+ * report (`error`, `errorCode`) so one bad mailbox never stops the others.
+ */
+export async function runMailbox(
+  mailbox: MailboxConfig,
+  deps: SessionDeps,
+  options: SessionOptions,
+): Promise<MailboxReport> {
+  return new MailboxSession(mailbox, deps, options).run();
+}
+
+class MailboxSession {
+  private readonly log: SessionLogger;
+  private readonly now: () => Date;
+  private readonly started: number;
+  private readonly report: MailboxReport;
+  private client: Pop3Client | undefined;
+  /** Stored and awaiting the queue flush; never DELE'd before it lands in state. */
+  private pending: Pending[] = [];
+  /** Totals of the messages this run means to fetch, for progress. */
+  private messagesTotal = 0;
+  private bytesTotal = 0;
+  private bytesDone = 0;
+  private lastProgressBytes = 0;
+
+  constructor(
+    private readonly mailbox: MailboxConfig,
+    private readonly deps: SessionDeps,
+    private readonly options: SessionOptions,
+  ) {
+    this.log = deps.log ?? silentLogger;
+    this.now = deps.now ?? (() => new Date());
+    this.started = Date.now();
+    this.report = {
+      id: mailbox.id,
+      listed: 0,
+      new: 0,
+      ingested: 0,
+      skipped: 0,
+      failed: 0,
+      deleted: 0,
+      bytes: 0,
+      durationMs: 0,
+      remaining: 0,
+      warnings: [],
+    };
+  }
+
+  async run(): Promise<MailboxReport> {
+    try {
+      await this.session();
+    } catch (err) {
+      this.report.error = `mailbox ${this.mailbox.id}: ${describeError(err)}`;
+      this.report.errorCode = isMailIngestError(err) ? err.code : undefined;
+      this.log.error("mailbox session failed", {
+        mailbox: this.mailbox.id,
+        code: this.report.errorCode,
+        error: describeError(err),
+      });
+      await this.endAfterFailure(err);
+    }
+    this.report.durationMs = Date.now() - this.started;
+    this.progress("done");
+    return this.report;
+  }
+
+  private async session(): Promise<void> {
+    const { mailbox, deps } = this;
+    this.progress("connecting");
+    const connect = deps.connect ?? ((o) => Pop3Client.connect(o));
+    const client = await connect({
+      host: mailbox.host,
+      port: mailbox.port,
+      tls: mailbox.tls,
+      ca: mailbox.ca,
+      servername: mailbox.servername,
+      timeoutMs: mailbox.timeoutMs,
+    });
+    this.client = client;
+    await client.login({
+      username: mailbox.username,
+      password: this.options.credentials.password,
+      accessToken: this.options.credentials.accessToken,
+      auth: mailbox.auth,
+      allowInsecureAuth: mailbox.allowInsecureAuth,
+    });
+
+    this.progress("listing");
+    // Both commands are queued at once; the client pipelines them when the server allows.
+    const [uidls, sizes, state] = await Promise.all([
+      client.uidl(),
+      client.list(),
+      deps.state.load(mailbox.id),
+    ]);
+    const listed = joinListing(uidls, sizes);
+    const plan = planSession(listed, state, mailbox.delete, mailbox, this.now());
+    this.report.listed = listed.length;
+    this.report.new = plan.newCount;
+    this.reportPlanWarnings(plan);
+
+    const fetch = plan.uidlReset ? await this.dedupeAfterReset(plan, state) : plan.fetch;
+    this.messagesTotal = fetch.length;
+    this.bytesTotal = fetch.reduce((sum, m) => sum + m.size, 0);
+
+    this.progress("ingesting");
+    let stoppedAt = fetch.length;
+    for (const [i, message] of fetch.entries()) {
+      const stop = this.shouldStop();
+      if (stop) {
+        stoppedAt = i;
+        this.log.info(`stopping before next message: ${stop}`, { mailbox: mailbox.id });
+        break;
+      }
+      const outcome = await this.ingestOne(message);
+      if (outcome === "fatal") {
+        stoppedAt = i + 1;
+        break;
+      }
+      if (this.pending.length >= QUEUE_BATCH) await this.flush();
+    }
+    await this.flush();
+    this.report.remaining = plan.deferred + (fetch.length - stoppedAt);
+
+    // Forget UIDLs only after a complete listing: a vanished UIDL is gone from the server.
+    if (plan.vanished.length > 0) await deps.state.forget(mailbox.id, plan.vanished);
+
+    if (plan.deleteKnown.length > 0) {
+      this.progress("deleting");
+      for (const m of plan.deleteKnown) await this.dele(m);
+    }
+    await this.quit();
+  }
+
+  private reportPlanWarnings(plan: SessionPlan): void {
+    for (const m of plan.tooLarge) {
+      this.warn(
+        `message ${m.msg} (${m.size} bytes) exceeds maxMessageBytes ${this.mailbox.maxMessageBytes}: skipped, not deleted`,
+      );
+      this.report.skipped++;
+    }
+    if (plan.duplicateUidls.length > 0) {
+      this.warn(
+        `server listed ${plan.duplicateUidls.length} UIDL(s) for more than one message: each copy is ingested once and none is deleted`,
+      );
+    }
+    if (plan.uidlReset) {
+      this.warn(
+        `UIDL reset suspected: ${plan.newCount} of ${plan.listed.length} listed messages are unknown; deduplicating by Message-ID and sha256`,
+      );
+    }
+  }
+
+  /**
+   * After a UIDL reset (server migration) the old messages come back under new UIDLs. Rather
+   * than re-queue the whole mailbox, match them to what is already ingested: by Message-ID and
+   * size via TOP when the server offers it; the rest are compared by sha256 after RETR.
+   */
+  private async dedupeAfterReset(
+    plan: SessionPlan,
+    state: ReadonlyMap<string, StateEntry>,
+  ): Promise<ListedMessage[]> {
+    const byMessageId = new Map<string, StateEntry>();
+    for (const entry of state.values()) {
+      if (entry.messageId) byMessageId.set(`${entry.messageId}\n${entry.size}`, entry);
+    }
+    this.knownSha = new Map([...state.values()].map((e) => [e.sha256, e]));
+    const client = this.client;
+    if (!client?.capabilities.top || byMessageId.size === 0) return [...plan.fetch];
+    const remaining: ListedMessage[] = [];
+    const remap: StateEntry[] = [];
+    for (const m of plan.fetch) {
+      const header = await readMessageIdHeader(await client.top(m.msg, 0));
+      const match = header ? byMessageId.get(`${header}\n${m.size}`) : undefined;
+      if (match) remap.push({ ...match, uidl: m.key });
+      else remaining.push(m);
+    }
+    if (remap.length > 0) {
+      await this.deps.state.record(this.mailbox.id, remap);
+      this.report.skipped += remap.length;
+      this.log.info("matched messages to earlier ingests after UIDL reset", {
+        mailbox: this.mailbox.id,
+        count: remap.length,
+      });
+    }
+    return remaining;
+  }
+
+  /** sha256 → entry, only during a suspected UIDL reset. */
+  private knownSha: Map<string, StateEntry> | undefined;
+
+  private shouldStop(): string | undefined {
+    if (this.options.signal?.aborted) return "shutdown requested";
+    if (this.options.deadline !== undefined && Date.now() >= this.options.deadline) {
+      return "deadline reached";
+    }
+    return undefined;
+  }
+
+  /**
+   * Fetches and stores one message. Returns "fatal" when the connection can no longer be used
+   * (the session then flushes what is stored and ends).
+   */
+  private async ingestOne(message: ListedMessage): Promise<"ok" | "failed" | "fatal"> {
+    const { mailbox, deps } = this;
+    const client = this.client as Pop3Client;
+    const id = messageId(mailbox.id, message.key);
+    const fields = { mailbox: mailbox.id, uidl: message.uidl, id };
+    let body: Readable;
+    try {
+      body = await client.retr(message.msg, { expectedSize: message.size });
+    } catch (err) {
+      // A -ERR for one message (deleted by another client, server-side error) skips only it.
+      if (isMailIngestError(err, ErrorCode.COMMAND_FAILED)) {
+        this.report.failed++;
+        this.warn(`RETR ${message.msg} refused: ${describeError(err)}`);
+        return "failed";
+      }
+      throw err;
+    }
+
+    const hash = createHash("sha256");
+    let size = 0;
+    const meter = new Transform({
+      transform: (chunk: Buffer, _enc: string, done: TransformCallback) => {
+        hash.update(chunk);
+        size += chunk.length;
+        this.bytesDone += chunk.length;
+        if (this.bytesDone - this.lastProgressBytes >= PROGRESS_EVERY_BYTES) {
+          this.lastProgressBytes = this.bytesDone;
+          this.progress("ingesting");
+        }
+        done(null, chunk);
+      },
+    });
+    // One source feeding two consumers: pipe() pauses the source until both have drained, so
+    // the slower of raw upload and parse sets the pace and memory stays bounded.
+    const toRaw = new PassThrough();
+    const toParser = new PassThrough();
+    meter.pipe(toRaw);
+    meter.pipe(toParser);
+    const rawObjectKey = rawKey(mailbox.id, id);
+    const prefix = partsPrefix(mailbox.id, id);
+    const retrieved = pipeline(body, meter);
+    retrieved.catch((err) => {
+      // Forward the cause so both consumers fail instead of waiting on a stream that never ends.
+      toRaw.destroy(err);
+      toParser.destroy(err);
+    });
+    // If a consumer fails, keep draining its side so the RETR still reaches its terminator and
+    // the connection stays usable for QUIT (which commits earlier DELEs).
+    const drainOnFailure = (side: PassThrough) => (err: unknown) => {
+      side.resume();
+      throw err;
+    };
+    const results = await Promise.allSettled([
+      retrieved,
+      deps.store
+        .put(rawObjectKey, toRaw, { contentType: "message/rfc822", ifAbsent: true })
+        .catch(drainOnFailure(toRaw)),
+      parseMessage(toParser, deps.store, prefix).catch(drainOnFailure(toParser)),
+    ]);
+    const [fetched, stored, parsed] = results;
+    if (fetched.status === "rejected") {
+      this.report.failed++;
+      this.warn(`RETR ${message.msg} failed: ${describeError(fetched.reason)}`);
+      // The size check runs after the terminator, so the connection is still in step; any other
+      // broken RETR leaves it mid-response and nothing more can be sent on it.
+      if (isMailIngestError(fetched.reason, ErrorCode.SIZE_MISMATCH)) return "failed";
+      throw fetched.reason;
+    }
+    if (stored.status === "rejected") throw storeError(mailbox.id, stored.reason);
+    if (parsed.status === "rejected") throw storeError(mailbox.id, parsed.reason);
+
+    const sha256 = hash.digest("hex");
+    const duplicateOf = this.knownSha?.get(sha256);
+    if (duplicateOf && duplicateOf.id !== id) {
+      await this.discard(id);
+      await deps.state.record(mailbox.id, [{ ...duplicateOf, uidl: message.key }]);
+      this.report.skipped++;
+      return "ok";
+    }
+
+    const ingestedAt = this.now().toISOString();
+    const queueMessage = buildQueueMessage({
+      id,
+      mailbox: mailbox.id,
+      uidl: message.uidl,
+      ingestedAt,
+      size,
+      sha256,
+      raw: { key: rawObjectKey, uri: deps.store.uri(rawObjectKey), bucket: deps.store.bucket },
+      parsed: parsed.value,
+    });
+    const meta = metaKey(mailbox.id, id);
+    const metaJson = Buffer.from(JSON.stringify(queueMessage, null, 2));
+    await deps.store.put(meta, metaJson, { contentType: "application/json" });
+    const entryBody = toQueueBody(queueMessage, deps.queue.maxBodyBytes, {
+      key: meta,
+      uri: deps.store.uri(meta),
+    });
+    this.pending.push({
+      message,
+      entry: { id, body: entryBody },
+      state: {
+        uidl: message.key,
+        id,
+        ingestedAt,
+        size,
+        sha256,
+        messageId: queueMessage.headers.messageId ?? undefined,
+      },
+    });
+    this.report.bytes += size;
+    if (parsed.value.parseError) {
+      this.log.warn("message stored raw with a parse error", {
+        ...fields,
+        error: parsed.value.parseError,
+      });
+    }
+    return "ok";
+  }
+
+  /** Queue, then checkpoint, then DELE: the order that makes a crash lose nothing. */
+  private async flush(): Promise<void> {
+    if (this.pending.length === 0) return;
+    const batch = this.pending;
+    this.pending = [];
+    await this.deps.queue.send(batch.map((p) => p.entry));
+    await this.deps.state.record(
+      this.mailbox.id,
+      batch.map((p) => p.state),
+    );
+    this.report.ingested += batch.length;
+    this.progress("ingesting");
+    if (this.mailbox.delete === "after-ingest") {
+      for (const p of batch) if (!p.message.duplicateUidl) await this.dele(p.message);
+    }
+  }
+
+  private async dele(message: ListedMessage): Promise<void> {
+    await (this.client as Pop3Client).dele(message.msg);
+    this.report.deleted++;
+  }
+
+  /**
+   * After a failure, QUIT when the connection is still in step (a storage or queue error), so
+   * DELEs of messages committed earlier take effect; otherwise drop it, which deletes nothing.
+   */
+  private async endAfterFailure(err: unknown): Promise<void> {
+    const client = this.client;
+    if (!client) return;
+    if (
+      isMailIngestError(
+        err,
+        ErrorCode.STORE_FAILED,
+        ErrorCode.QUEUE_FAILED,
+        ErrorCode.STATE_CORRUPT,
+      )
+    ) {
+      await this.quit();
+      return;
+    }
+    client.close();
+    this.report.deleted = 0;
+  }
+
+  /** QUIT commits DELEs (RFC 1939 §6). Without its +OK, nothing counted as deleted was. */
+  private async quit(): Promise<void> {
+    const client = this.client as Pop3Client;
+    try {
+      await client.quit();
+    } catch (err) {
+      if (this.report.deleted > 0) {
+        this.warn(
+          `QUIT failed, so ${this.report.deleted} DELE(s) were not committed: ${describeError(err)}`,
+        );
+        this.report.deleted = 0;
+      }
+      client.close();
+    }
+  }
+
+  /** Removes what a duplicate (found after a UIDL reset) wrote under its new id. */
+  private async discard(id: string): Promise<void> {
+    const { store } = this.deps;
+    await store.delete(rawKey(this.mailbox.id, id));
+    for await (const key of store.list(partsPrefix(this.mailbox.id, id))) await store.delete(key);
+  }
+
+  private warn(message: string): void {
+    const text = `mailbox ${this.mailbox.id}: ${message}`;
+    this.report.warnings.push(text);
+    this.log.warn(message, { mailbox: this.mailbox.id });
+  }
+
+  private progress(phase: SessionProgress["phase"]): void {
+    this.options.onProgress?.({
+      mailbox: this.mailbox.id,
+      phase,
+      messagesDone: this.report.ingested + this.pending.length,
+      messagesTotal: this.messagesTotal,
+      bytesDone: this.bytesDone,
+      bytesTotal: this.bytesTotal,
+    });
+  }
+}
+
+function storeError(mailbox: string, cause: unknown): MailIngestError {
+  if (cause instanceof MailIngestError) return cause;
+  return new MailIngestError(
+    ErrorCode.STORE_FAILED,
+    `mailbox ${mailbox}: storing failed: ${describeError(cause)}`,
+    { cause },
+  );
+}

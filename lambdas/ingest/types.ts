@@ -1,0 +1,68 @@
+/** The public shape of one mailbox session: what callers (CLI, Lambda poller) pass and get back. */
+import type { ErrorCode } from "../errors.ts";
+import type { Pop3Client, Pop3Options } from "../pop3/index.ts";
+import type { MessageQueue, ObjectStore, StateStore } from "../ports.ts";
+
+/** Structured log sink; the CLI prints, the Lambda forwards to Powertools Logger. */
+export interface SessionLogger {
+  debug(message: string, fields?: Record<string, unknown>): void;
+  info(message: string, fields?: Record<string, unknown>): void;
+  warn(message: string, fields?: Record<string, unknown>): void;
+  error(message: string, fields?: Record<string, unknown>): void;
+}
+
+export interface SessionDeps {
+  readonly store: ObjectStore;
+  readonly queue: MessageQueue;
+  readonly state: StateStore;
+  /** Opens the POP3 connection; tests inject hostile servers through the options. */
+  readonly connect?: (options: Pop3Options) => Promise<Pop3Client>;
+  readonly now?: () => Date;
+  readonly log?: SessionLogger;
+}
+
+/** Credentials resolved from the mailbox's secret: a password, or an OAuth2 access token. */
+export interface SessionCredentials {
+  readonly password?: string;
+  readonly accessToken?: string;
+}
+
+export interface SessionProgress {
+  readonly mailbox: string;
+  readonly phase: "connecting" | "listing" | "ingesting" | "deleting" | "done";
+  readonly messagesDone: number;
+  readonly messagesTotal: number;
+  readonly bytesDone: number;
+  readonly bytesTotal: number;
+}
+
+export interface SessionOptions {
+  readonly credentials: SessionCredentials;
+  /** Epoch ms. No RETR starts after it; the session then QUITs cleanly so DELEs commit. */
+  readonly deadline?: number;
+  /** Aborting finishes the message in flight, then QUITs (SIGINT/SIGTERM in daemon mode). */
+  readonly signal?: AbortSignal;
+  readonly onProgress?: (progress: SessionProgress) => void;
+}
+
+export interface MailboxReport {
+  readonly id: string;
+  /** Messages on the server (LIST). */
+  listed: number;
+  /** Messages not yet ingested according to the UIDL state. */
+  new: number;
+  ingested: number;
+  /** Skipped by policy this run (too large, duplicate after a UIDL reset). */
+  skipped: number;
+  failed: number;
+  deleted: number;
+  /** Raw bytes ingested this run. */
+  bytes: number;
+  durationMs: number;
+  /** New messages left on the server because a cap or the deadline stopped the run. */
+  remaining: number;
+  warnings: string[];
+  /** Set when the session as a whole failed; names the cause, never a secret. */
+  error?: string;
+  errorCode?: ErrorCode;
+}

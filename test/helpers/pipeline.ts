@@ -1,0 +1,68 @@
+/** Shared setup for pipeline tests: a temp data dir, fs adapters and a mailbox config. */
+import { createHash } from "node:crypto";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { createAdapters } from "../../lambdas/adapters/index.ts";
+import { type AppConfig, type MailboxConfig, parseConfig } from "../../lambdas/config.ts";
+import { runMailbox } from "../../lambdas/ingest/session.ts";
+import type { MailboxReport, SessionDeps, SessionOptions } from "../../lambdas/ingest/types.ts";
+
+export interface FsWorld {
+  readonly dir: string;
+  readonly config: AppConfig;
+  readonly mailbox: MailboxConfig;
+  readonly deps: SessionDeps;
+  poll(
+    options?: Partial<SessionOptions> & {
+      deps?: Partial<SessionDeps>;
+      mailbox?: Partial<MailboxConfig>;
+    },
+  ): Promise<MailboxReport>;
+  /** sha256 of every stored raw message, keyed by file name. */
+  raw(): Promise<Map<string, string>>;
+  queue(): Promise<Array<Record<string, unknown>>>;
+  cleanup(): Promise<void>;
+}
+
+export function sha256(data: Uint8Array): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+export async function listFiles(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true, recursive: true }).catch(() => []);
+  return entries.filter((e) => e.isFile()).map((e) => path.join(e.parentPath, e.name));
+}
+
+export async function fsWorld(
+  mailbox: Record<string, unknown>,
+  password: string,
+): Promise<FsWorld> {
+  const dir = await mkdtemp(path.join(tmpdir(), "mi-pipeline-"));
+  const config = await parseConfig({ mailboxes: [{ id: "box", password, ...mailbox }] }, dir);
+  const deps = createAdapters(config.storage, config.queue);
+  const base = config.mailboxes[0] as MailboxConfig;
+  return {
+    dir,
+    config,
+    mailbox: base,
+    deps,
+    poll: (options = {}) =>
+      runMailbox(
+        { ...base, ...options.mailbox },
+        { ...deps, ...options.deps },
+        { credentials: { password }, ...options },
+      ),
+    async raw() {
+      const files = await listFiles(path.join(dir, "mail-ingest-data", "raw"));
+      const out = new Map<string, string>();
+      for (const file of files) out.set(path.basename(file), sha256(await readFile(file)));
+      return out;
+    },
+    async queue() {
+      const files = await listFiles(path.join(dir, "mail-ingest-data", "queue"));
+      return Promise.all(files.map(async (f) => JSON.parse(await readFile(f, "utf8"))));
+    },
+    cleanup: () => rm(dir, { recursive: true, force: true }),
+  };
+}

@@ -1,0 +1,274 @@
+/**
+ * The mailbox session end to end against the project's own POP3 server (real TCP) and the fs
+ * adapters. Dovecot runs the same scenarios in ingest-dovecot.test.ts; this file covers the
+ * faults only a scripted server can produce.
+ */
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { ErrorCode, MailIngestError } from "../../lambdas/errors.ts";
+import type { MessageQueue, ObjectStore } from "../../lambdas/ports.ts";
+import { generateMessage, sampleMessages } from "../../lambdas/testing/messages.ts";
+import {
+  type Pop3TestServer,
+  type Pop3TestServerOptions,
+  startPop3TestServer,
+  type TestMessage,
+} from "../../lambdas/testing/pop3-server.ts";
+import { type FsWorld, fsWorld, sha256 } from "../helpers/pipeline.ts";
+
+const USER = "user@example.test";
+const PASSWORD = "pw";
+
+let server: Pop3TestServer | undefined;
+let world: FsWorld | undefined;
+
+afterEach(async () => {
+  await server?.close();
+  await world?.cleanup();
+  server = undefined;
+  world = undefined;
+});
+
+function messages(count: number, from = 0): TestMessage[] {
+  return Array.from({ length: count }, (_, i) => ({
+    uidl: `uid-${from + i}`,
+    data: generateMessage(from + i),
+  }));
+}
+
+async function setup(
+  initial: TestMessage[],
+  mailbox: Record<string, unknown> = {},
+  serverOptions: Partial<Pop3TestServerOptions> = {},
+) {
+  server = await startPop3TestServer({
+    ...serverOptions,
+    users: { [USER]: { password: PASSWORD, messages: initial } },
+  });
+  world = await fsWorld(
+    {
+      host: server.host,
+      port: server.port,
+      tls: "none",
+      allowInsecureAuth: true,
+      username: USER,
+      ...mailbox,
+    },
+    PASSWORD,
+  );
+  return { server, world };
+}
+
+describe("mailbox session against the test server", () => {
+  it("stores every message byte-exact, queues schema v1 metadata once each, and a second poll adds nothing", async () => {
+    const initial = messages(12);
+    const { world } = await setup(initial);
+    const first = await world.poll();
+    expect(first).toMatchObject({ listed: 12, new: 12, ingested: 12, failed: 0, deleted: 0 });
+    expect(first.error).toBeUndefined();
+
+    const stored = [...(await world.raw()).values()].sort();
+    expect(stored).toEqual(initial.map((m) => sha256(m.data)).sort());
+    const queued = await world.queue();
+    expect(queued).toHaveLength(12);
+    for (const q of queued) {
+      expect(q).toMatchObject({ schemaVersion: 1, mailbox: "box" });
+      const raw = await readFile(new URL(String((q.raw as { uri: string }).uri)));
+      expect(sha256(raw)).toBe(q.sha256);
+    }
+
+    const second = await world.poll();
+    expect(second).toMatchObject({ listed: 12, new: 0, ingested: 0 });
+    expect(await world.queue()).toHaveLength(12);
+  });
+
+  it("picks up new mail on the next poll", async () => {
+    const { server, world } = await setup(messages(3));
+    await world.poll();
+    server.addMessages(USER, messages(2, 3));
+    const next = await world.poll();
+    expect(next).toMatchObject({ listed: 5, new: 2, ingested: 2 });
+    expect((await world.raw()).size).toBe(5);
+  });
+
+  it("delete after-ingest empties the maildrop, and only after everything is queued", async () => {
+    const { server, world } = await setup(messages(25), { delete: "after-ingest" });
+    const report = await world.poll();
+    expect(report).toMatchObject({ ingested: 25, deleted: 25 });
+    expect(server.messages(USER)).toHaveLength(0);
+    expect(await world.queue()).toHaveLength(25);
+  });
+
+  it("never deletes a message whose queue send failed, and a rerun completes it", async () => {
+    const { server, world } = await setup(messages(5), { delete: "after-ingest" });
+    const failing: MessageQueue = {
+      maxBodyBytes: world.deps.queue.maxBodyBytes,
+      send: async () => {
+        throw new MailIngestError(ErrorCode.QUEUE_FAILED, "queue down");
+      },
+    };
+    const broken = await world.poll({ deps: { queue: failing } });
+    expect(broken.errorCode).toBe(ErrorCode.QUEUE_FAILED);
+    expect(broken.deleted).toBe(0);
+    expect(server.messages(USER)).toHaveLength(5);
+
+    const rerun = await world.poll();
+    expect(rerun).toMatchObject({ ingested: 5, deleted: 5 });
+    expect(server.messages(USER)).toHaveLength(0);
+    // The raw objects written by the failed run were kept (create-only), not stored twice.
+    expect((await world.raw()).size).toBe(5);
+  });
+
+  it("commits DELEs of earlier messages when storage fails part way, and keeps the failed one", async () => {
+    const { server, world } = await setup(messages(15), { delete: "after-ingest" });
+    let puts = 0;
+    const store = world.deps.store;
+    const flaky: ObjectStore = Object.assign(Object.create(store) as ObjectStore, {
+      put: (
+        key: string,
+        body: Parameters<ObjectStore["put"]>[1],
+        options?: Parameters<ObjectStore["put"]>[2],
+      ) => {
+        // The 12th raw message fails; the first 10 were flushed as one queue batch before it.
+        if (key.startsWith("raw/") && ++puts === 12) return Promise.reject(new Error("disk full"));
+        return store.put(key, body, options);
+      },
+    });
+    const report = await world.poll({ deps: { store: flaky } });
+    expect(report.errorCode).toBe(ErrorCode.STORE_FAILED);
+    expect(report.error).toMatch(/mailbox box: .*disk full/);
+    expect(report.deleted).toBe(10);
+    expect(server.messages(USER)).toHaveLength(5);
+    expect(await world.queue()).toHaveLength(10);
+  });
+
+  it("skips messages over maxMessageBytes, reports them and never deletes them", async () => {
+    const big = { uidl: "big", data: generateMessage(99, { attachmentBytes: 50_000 }) };
+    const { server, world } = await setup([...messages(2), big], {
+      delete: "after-ingest",
+      maxMessageBytes: 20_000,
+    });
+    const report = await world.poll();
+    expect(report).toMatchObject({ ingested: 2, skipped: 1, deleted: 2 });
+    expect(report.warnings.join("\n")).toMatch(/exceeds maxMessageBytes/);
+    expect(server.messages(USER).map((m) => m.uidl)).toEqual(["big"]);
+  });
+
+  it("deletes under afterDays only on a later run, once the message is old enough", async () => {
+    const { server, world } = await setup(messages(3), { delete: { afterDays: 2 } });
+    const day0 = new Date("2026-11-01T00:00:00Z");
+    expect((await world.poll({ deps: { now: () => day0 } })).deleted).toBe(0);
+    const day1 = new Date("2026-11-02T00:00:00Z");
+    expect((await world.poll({ deps: { now: () => day1 } })).deleted).toBe(0);
+    const day3 = new Date("2026-11-03T00:00:01Z");
+    expect((await world.poll({ deps: { now: () => day3 } })).deleted).toBe(3);
+    expect(server.messages(USER)).toHaveLength(0);
+  });
+
+  it("starts no RETR past the deadline, QUITs cleanly and reports what is left", async () => {
+    const { server, world } = await setup(messages(4), { delete: "after-ingest" });
+    const report = await world.poll({ deadline: Date.now() - 1 });
+    expect(report).toMatchObject({ ingested: 0, remaining: 4, deleted: 0 });
+    expect(report.error).toBeUndefined();
+    expect(server.messages(USER)).toHaveLength(4);
+  });
+
+  it("caps a run by maxMessagesPerRun and continues on the next run", async () => {
+    const { world } = await setup(messages(7), { maxMessagesPerRun: 5 });
+    expect(await world.poll()).toMatchObject({ ingested: 5, remaining: 2 });
+    expect(await world.poll()).toMatchObject({ ingested: 2, remaining: 0 });
+  });
+
+  it("prunes UIDLs from state once they vanish from the server", async () => {
+    const { server, world } = await setup(messages(3));
+    await world.poll();
+    // Another client deletes everything; state must not grow forever.
+    const session = await world.poll({ mailbox: { delete: "after-ingest" } });
+    expect(session.deleted).toBe(3);
+    expect(server.messages(USER)).toHaveLength(0);
+    await world.poll();
+    expect((await world.deps.state.load("box")).size).toBe(0);
+  });
+
+  it("stores a message the parser cannot handle raw, and queues it flagged, without blocking the rest", async () => {
+    const broken = Buffer.from(
+      'Content-Type: multipart/mixed; boundary="b"\r\nSubject: broken\r\n\r\n--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n%%%not base64%%%\r\n',
+    );
+    const { world } = await setup([{ uidl: "broken", data: broken }, ...messages(2)]);
+    const report = await world.poll();
+    expect(report).toMatchObject({ ingested: 3, failed: 0 });
+    expect([...(await world.raw()).values()]).toContain(sha256(broken));
+  });
+
+  it("fails the mailbox on a connection cut mid-RETR, deleting and recording nothing", async () => {
+    const { server, world } = await setup(
+      messages(3),
+      { delete: "after-ingest" },
+      {
+        faults: { cutRetrAfterBytes: 100 },
+      },
+    );
+    const report = await world.poll();
+    expect(report.errorCode).toBe(ErrorCode.CONNECTION_CLOSED);
+    expect(report.deleted).toBe(0);
+    expect(server.messages(USER)).toHaveLength(3);
+    expect((await world.raw()).size).toBe(0);
+    expect((await world.deps.state.load("box")).size).toBe(0);
+  });
+
+  it("reports [IN-USE] as a typed failure without touching state", async () => {
+    const { world } = await setup(messages(2), {}, { faults: { inUse: true } });
+    const report = await world.poll();
+    expect(report.errorCode).toBe(ErrorCode.IN_USE);
+    expect((await world.deps.state.load("box")).size).toBe(0);
+  });
+
+  it("ingests every copy of a duplicated UIDL once and deletes none of them", async () => {
+    const dupes = [
+      { uidl: "same", data: generateMessage(1) },
+      { uidl: "same", data: generateMessage(2) },
+      { uidl: "other", data: generateMessage(3) },
+    ];
+    const { server, world } = await setup(dupes, { delete: "after-ingest" });
+    const report = await world.poll();
+    expect(report).toMatchObject({ ingested: 3, deleted: 1 });
+    expect(report.warnings.join("\n")).toMatch(/UIDL/);
+    expect([...(await world.raw()).values()].sort()).toEqual(
+      dupes.map((m) => sha256(m.data)).sort(),
+    );
+    expect(server.messages(USER).map((m) => m.uidl)).toEqual(["same", "same"]);
+    expect(await world.poll()).toMatchObject({ ingested: 0, deleted: 0 });
+  });
+
+  it("after a UIDL reset, matches old messages instead of re-queueing the mailbox", async () => {
+    const initial = messages(12);
+    const { server, world } = await setup(initial);
+    await world.poll();
+    // Migration: same messages, new UIDLs, plus one genuinely new message.
+    for (const m of server.messages(USER)) m.uidl = `migrated-${m.uidl}`;
+    server.addMessages(USER, [{ uidl: "fresh", data: generateMessage(500) }]);
+    const report = await world.poll();
+    expect(report.warnings.join("\n")).toMatch(/UIDL reset/);
+    expect(report).toMatchObject({ ingested: 1, skipped: 12 });
+    expect(await world.queue()).toHaveLength(13);
+    expect((await world.raw()).size).toBe(13);
+    expect(await world.poll()).toMatchObject({ new: 0, ingested: 0 });
+  });
+
+  it("ingests the demo's sample messages with attachments and parts", async () => {
+    const { world } = await setup(sampleMessages());
+    const report = await world.poll();
+    expect(report.error).toBeUndefined();
+    expect(report.ingested).toBe(sampleMessages().length);
+    const queued = await world.queue();
+    const attachments = queued.flatMap(
+      (q) => (q.attachments as Array<{ ref: string; sha256: string }>) ?? [],
+    );
+    expect(attachments.length).toBeGreaterThan(0);
+    for (const a of attachments) {
+      const bytes = await readFile(path.join(world.dir, "mail-ingest-data", a.ref));
+      expect(sha256(bytes)).toBe(a.sha256);
+    }
+  });
+});
