@@ -1,0 +1,730 @@
+/**
+ * The `MailIngestion` construct: a scheduled, per-mailbox fan-out that runs the mail-ingest
+ * pipeline in Lambda.
+ *
+ *   Scheduler --(every N min)--> dispatcher --(one FIFO job per mailbox)--> jobs queue
+ *     --(batch 1, capped concurrency)--> poller --> S3 bucket + output queue (+ EventBridge)
+ *
+ * The jobs queue is FIFO with `MessageGroupId = mailbox id`, so at most one POP3 session per
+ * mailbox runs anywhere: RFC 1939 §8 lets a server lock the maildrop for the whole session, and a
+ * second concurrent login would only earn `[IN-USE]` (RFC 2449 §8.1.1).
+ *
+ * Secure by default: SSE and enforced TLS on every bucket and queue, DLQs with alarms, and
+ * least-privilege IAM with no wildcard actions. Mailbox passwords and OAuth tokens stay in Secrets
+ * Manager; the template and the assets only ever carry secret *names*.
+ */
+import { fileURLToPath } from "node:url";
+import { ArnFormat, Duration, RemovalPolicy, Stack, Validations } from "aws-cdk-lib";
+import {
+  Alarm,
+  ComparisonOperator,
+  type IAlarm,
+  MathExpression,
+  TreatMissingData,
+} from "aws-cdk-lib/aws-cloudwatch";
+import { SnsAction } from "aws-cdk-lib/aws-cloudwatch-actions";
+import type { IEventBus } from "aws-cdk-lib/aws-events";
+import {
+  Effect,
+  type IRole,
+  PolicyDocument,
+  PolicyStatement,
+  Role,
+  ServicePrincipal,
+} from "aws-cdk-lib/aws-iam";
+import type { IKey } from "aws-cdk-lib/aws-kms";
+import { Architecture, type IFunction, LoggingFormat, Runtime } from "aws-cdk-lib/aws-lambda";
+import { SqsEventSource } from "aws-cdk-lib/aws-lambda-event-sources";
+import { NodejsFunction, OutputFormat } from "aws-cdk-lib/aws-lambda-nodejs";
+import { LogGroup, RetentionDays } from "aws-cdk-lib/aws-logs";
+import {
+  BlockPublicAccess,
+  Bucket,
+  BucketEncryption,
+  type IBucket,
+  ObjectOwnership,
+  StorageClass,
+} from "aws-cdk-lib/aws-s3";
+import {
+  type ISchedule,
+  type IScheduleTarget,
+  Schedule,
+  ScheduleExpression,
+  type ScheduleTargetConfig,
+  ScheduleTargetInput,
+} from "aws-cdk-lib/aws-scheduler";
+import type { ITopic } from "aws-cdk-lib/aws-sns";
+import {
+  DeduplicationScope,
+  FifoThroughputLimit,
+  type IQueue,
+  Queue,
+  QueueEncryption,
+} from "aws-cdk-lib/aws-sqs";
+import { ParameterTier, StringParameter } from "aws-cdk-lib/aws-ssm";
+import { Construct } from "constructs";
+import {
+  ConfigError,
+  type DeletePolicy,
+  MAILBOX_ID_PATTERN,
+  type MailboxConfig,
+} from "../lambdas/config.ts";
+
+/**
+ * One mailbox as deployed. The same fields as a mailbox in the CLI config file, except that the
+ * password must name a Secrets Manager secret: its value never enters the template.
+ */
+export interface MailboxDefinition {
+  /** `[A-Za-z0-9._-]{1,64}`; the storage key prefix and the FIFO message group id. */
+  readonly id: string;
+  readonly host: string;
+  /** @default 995 for implicit TLS, else 110 */
+  readonly port?: number;
+  /** @default "implicit" */
+  readonly tls?: MailboxConfig["tls"];
+  /** Inline PEM of a private CA (no file paths: the Lambda has no access to your disk). */
+  readonly ca?: string;
+  /** TLS SNI / certificate name override for IP-address hosts. */
+  readonly servername?: string;
+  readonly username: string;
+  /**
+   * Name (or full ARN) of the Secrets Manager secret holding the password, or the OAuth2 JSON
+   * `{clientId, clientSecret?, refreshToken, tokenUrl, scope}`.
+   */
+  readonly password: { readonly secretId: string };
+  /** @default "auto" */
+  readonly auth?: MailboxConfig["auth"];
+  /** @default false */
+  readonly allowInsecureAuth?: boolean;
+  /** Per-command idle timeout, ms. @default 30000 */
+  readonly timeoutMs?: number;
+  /** @default the construct's `defaultDeletePolicy` */
+  readonly delete?: DeletePolicy;
+  /** @default no cap (the Lambda deadline still bounds a run) */
+  readonly maxMessagesPerRun?: number;
+  /** @default no cap */
+  readonly maxBytesPerRun?: number;
+  /** Larger messages are skipped and reported, never deleted. @default 150 MiB */
+  readonly maxMessageBytes?: number;
+}
+
+export interface MailIngestionProps {
+  /** The mailboxes to poll. Each secret named here is the only one the poller may read. */
+  readonly mailboxes: readonly MailboxDefinition[];
+  /** How often every mailbox is polled. @default Duration.minutes(5) */
+  readonly schedule?: Duration;
+  /** Delete policy for mailboxes that do not set one (RFC 1939 §6 DELE). @default "never" */
+  readonly defaultDeletePolicy?: DeletePolicy;
+  /** Poller memory, MiB. More memory also buys CPU for MIME parsing. @default 1024 */
+  readonly pollerMemorySize?: number;
+  /** Poller timeout; one mailbox session per invocation. @default Duration.minutes(5) */
+  readonly pollerTimeout?: Duration;
+  /** At most this many POP3 sessions at once (SQS event source `maxConcurrency`, 2–1000). @default 10 */
+  readonly maxConcurrency?: number;
+  /** Dispatcher memory, MiB. @default 256 */
+  readonly dispatcherMemorySize?: number;
+  /** Dispatcher timeout. @default Duration.minutes(1) */
+  readonly dispatcherTimeout?: Duration;
+  /** Lambda log retention. @default RetentionDays.ONE_MONTH */
+  readonly logRetention?: RetentionDays;
+  /** Use this bucket instead of creating one; it keeps whatever settings it already has. @default a new bucket */
+  readonly bucket?: IBucket;
+  /** Key prefix for everything written to the bucket. @default no prefix */
+  readonly bucketPrefix?: string;
+  /** Expire stored messages after this long (new bucket only). @default never */
+  readonly objectExpiration?: Duration;
+  /** Move stored messages to Infrequent Access after this long, at least 30 days (new bucket only). @default never */
+  readonly infrequentAccessAfter?: Duration;
+  /** Server access logs target for a new bucket. @default a new logs bucket */
+  readonly accessLogsBucket?: IBucket;
+  /** How long server access logs are kept when the construct creates the logs bucket. @default Duration.days(90) */
+  readonly accessLogsExpiration?: Duration;
+  /** Removal policy of the buckets the construct creates. @default RemovalPolicy.RETAIN */
+  readonly bucketRemovalPolicy?: RemovalPolicy;
+  /** Use this queue for message metadata instead of creating one (and its DLQ). @default a new queue */
+  readonly outputQueue?: IQueue;
+  /** Retention of the output queue and of every DLQ. @default Duration.days(14) */
+  readonly queueRetention?: Duration;
+  /** Also publish every message's metadata to this bus. @default no EventBridge publishing */
+  readonly eventBus?: IEventBus;
+  /** KMS key of the named secrets, when not the AWS managed `aws/secretsmanager` key. @default the AWS managed key */
+  readonly secretsKey?: IKey;
+  /** Every alarm notifies this topic. @default alarms without actions */
+  readonly alarmTopic?: ITopic;
+  /** The backlog alarm fires when some mailbox still has mail after this long. @default Duration.hours(2) */
+  readonly backlogAlarmAfter?: Duration;
+}
+
+/** The construct's alarms; each notifies `alarmTopic` when given. */
+export interface MailIngestionAlarms {
+  /** Jobs that failed `maxReceiveCount` times: a mailbox is not being polled. */
+  readonly jobsDlqDepth: IAlarm;
+  /** Metadata a consumer could not process (only when the construct created the output queue). */
+  readonly outputDlqDepth?: IAlarm;
+  /** The poller crashed or timed out (not per-message failures, which are reported in-batch). */
+  readonly pollerErrors: IAlarm;
+  /** The dispatcher failed, so no mailbox was scheduled this tick. */
+  readonly dispatcherErrors: IAlarm;
+  /** A POP3 server rejected credentials: fix the secret. */
+  readonly authFailures: IAlarm;
+  /** Some mailbox kept mail on the server for `backlogAlarmAfter`: ingestion is not keeping up. */
+  readonly backlog: IAlarm;
+}
+
+/** Environment variable names the handlers read; the contract between infra and lambdas. */
+export const HandlerEnv = {
+  /** SSM parameter holding the deployed config document (see {@link MailIngestion}). */
+  configParameter: "MAIL_INGEST_CONFIG_PARAMETER",
+  bucket: "BUCKET_NAME",
+  bucketPrefix: "BUCKET_PREFIX",
+  outputQueueUrl: "OUTPUT_QUEUE_URL",
+  jobsQueueUrl: "JOBS_QUEUE_URL",
+  eventBusName: "EVENT_BUS_NAME",
+} as const;
+
+/** CloudWatch names the poller emits (Powertools EMF) and the alarms watch. */
+export const Metrics = {
+  namespace: "MailIngest",
+  serviceName: "mail-ingest",
+  authFailures: "AuthFailures",
+  backlog: "Backlog",
+} as const;
+
+const repoRoot = fileURLToPath(new URL("..", import.meta.url));
+const handlerEntry = (name: string) =>
+  fileURLToPath(new URL(`../lambdas/handlers/${name}.ts`, import.meta.url));
+
+/** SSM Advanced-tier parameters hold at most 8 KB. */
+const SSM_MAX_BYTES = 8192;
+/** AWS guidance for SQS event sources: visibility timeout at least 6x the function timeout. */
+const VISIBILITY_TIMEOUT_FACTOR = 6;
+
+/** Inputs Lambda receives from the schedule: a tick id the dispatcher uses for FIFO dedup. */
+const SCHEDULE_INPUT = {
+  source: "mail-ingest.schedule",
+  scheduledTime: "<aws.scheduler.scheduled-time>",
+  executionId: "<aws.scheduler.execution-id>",
+} as const;
+
+function validateMailboxes(mailboxes: readonly MailboxDefinition[]): void {
+  if (mailboxes.length === 0) throw new ConfigError("mailboxes", "must be a non-empty array");
+  const ids = new Set<string>();
+  for (const [i, mailbox] of mailboxes.entries()) {
+    const at = `mailboxes[${i}]`;
+    if (!MAILBOX_ID_PATTERN.test(mailbox.id)) {
+      throw new ConfigError(`${at}.id`, `must match ${MAILBOX_ID_PATTERN}`);
+    }
+    if (ids.has(mailbox.id)) throw new ConfigError(`${at}.id`, `duplicate id "${mailbox.id}"`);
+    ids.add(mailbox.id);
+    const password: unknown = mailbox.password;
+    // A literal, env or file password would land in the template or be unreadable in Lambda.
+    if (
+      typeof password !== "object" ||
+      password === null ||
+      Object.keys(password).join() !== "secretId" ||
+      typeof mailbox.password.secretId !== "string" ||
+      mailbox.password.secretId.length === 0
+    ) {
+      throw new ConfigError(`${at}.password`, 'must be {"secretId": NAME} when deployed to AWS');
+    }
+    if (mailbox.ca !== undefined && !mailbox.ca.includes("-----BEGIN")) {
+      throw new ConfigError(`${at}.ca`, "must be an inline PEM when deployed to AWS");
+    }
+  }
+}
+
+/** Only fields the runtime config schema knows, so `parseConfig` accepts the document. */
+function mailboxDocument(mailbox: MailboxDefinition, defaultDelete: DeletePolicy) {
+  return {
+    id: mailbox.id,
+    host: mailbox.host,
+    port: mailbox.port,
+    tls: mailbox.tls,
+    ca: mailbox.ca,
+    servername: mailbox.servername,
+    username: mailbox.username,
+    password: { secretId: mailbox.password.secretId },
+    auth: mailbox.auth,
+    allowInsecureAuth: mailbox.allowInsecureAuth,
+    timeoutMs: mailbox.timeoutMs,
+    delete: mailbox.delete ?? defaultDelete,
+    maxMessagesPerRun: mailbox.maxMessagesPerRun,
+    maxBytesPerRun: mailbox.maxBytesPerRun,
+    maxMessageBytes: mailbox.maxMessageBytes,
+  };
+}
+
+/**
+ * Renders a resolved CloudFormation value the way cdk-nag names IAM5 findings (`<Logical.Arn>/*`),
+ * so an acknowledgement names exactly one resource instead of silencing the whole rule.
+ */
+function flattenCfnReference(node: unknown): string {
+  if (typeof node === "string") return node.replace(/\$\{/g, "<").replace(/\}/g, ">");
+  if (typeof node === "object" && node !== null) {
+    const record = node as Record<string, unknown>;
+    const join = record["Fn::Join"];
+    if (Array.isArray(join) && typeof join[0] === "string" && Array.isArray(join[1])) {
+      return join[1].map(flattenCfnReference).join(join[0]);
+    }
+    const getAtt = record["Fn::GetAtt"];
+    if (Array.isArray(getAtt)) return `<${getAtt.map(flattenCfnReference).join(".")}>`;
+    if ("Ref" in record) return `<${flattenCfnReference(record.Ref)}>`;
+    if ("Fn::Sub" in record) return flattenCfnReference(record["Fn::Sub"]);
+    if ("Fn::ImportValue" in record) return flattenCfnReference(record["Fn::ImportValue"]);
+  }
+  return JSON.stringify(node);
+}
+
+/** Invokes a function from a schedule with a role allowed to call exactly that function. */
+class InvokeExactly implements IScheduleTarget {
+  constructor(
+    private readonly func: IFunction,
+    private readonly role: IRole,
+  ) {}
+
+  bind(_schedule: ISchedule): ScheduleTargetConfig {
+    return {
+      arn: this.func.functionArn,
+      role: this.role,
+      input: ScheduleTargetInput.fromObject(SCHEDULE_INPUT),
+      // A missed tick is harmless: the next one polls the same mailboxes.
+      retryPolicy: { maximumRetryAttempts: 2, maximumEventAgeInSeconds: 120 },
+    };
+  }
+}
+
+/**
+ * Polls POP3 mailboxes on a schedule into S3 and SQS. See the module comment for the data flow.
+ *
+ * The config document (the runtime config schema of `lambdas/config.ts`, with S3 storage, the SQS
+ * output queue and the mailboxes, never secret values) is written to an SSM parameter whose name
+ * the handlers get in `MAIL_INGEST_CONFIG_PARAMETER`.
+ */
+export class MailIngestion extends Construct {
+  readonly bucket: IBucket;
+  /** Created only when the construct creates the bucket and no `accessLogsBucket` is given. */
+  readonly accessLogsBucket?: IBucket;
+  readonly outputQueue: IQueue;
+  /** Undefined when an existing `outputQueue` was given: its owner manages its DLQ. */
+  readonly outputDlq?: IQueue;
+  readonly jobsQueue: Queue;
+  readonly jobsDlq: Queue;
+  readonly configParameter: StringParameter;
+  readonly dispatcher: NodejsFunction;
+  readonly poller: NodejsFunction;
+  readonly schedule: Schedule;
+  readonly alarms: MailIngestionAlarms;
+
+  constructor(scope: Construct, id: string, props: MailIngestionProps) {
+    super(scope, id);
+    validateMailboxes(props.mailboxes);
+    const pollerTimeout = props.pollerTimeout ?? Duration.minutes(5);
+    const maxConcurrency = props.maxConcurrency ?? 10;
+    if (pollerTimeout.toSeconds() > 900) {
+      throw new ConfigError("pollerTimeout", "must be at most 15 minutes (the Lambda limit)");
+    }
+    if (!Number.isInteger(maxConcurrency) || maxConcurrency < 2 || maxConcurrency > 1000) {
+      throw new ConfigError("maxConcurrency", "must be an integer between 2 and 1000");
+    }
+    const queueRetention = props.queueRetention ?? Duration.days(14);
+
+    ({ bucket: this.bucket, accessLogsBucket: this.accessLogsBucket } = this.createBucket(props));
+    if (props.outputQueue) {
+      this.outputQueue = props.outputQueue;
+    } else {
+      this.outputDlq = new Queue(this, "OutputDlq", {
+        encryption: QueueEncryption.SQS_MANAGED,
+        enforceSSL: true,
+        retentionPeriod: queueRetention,
+      });
+      this.outputQueue = new Queue(this, "OutputQueue", {
+        encryption: QueueEncryption.SQS_MANAGED,
+        enforceSSL: true,
+        retentionPeriod: queueRetention,
+        deadLetterQueue: { queue: this.outputDlq, maxReceiveCount: 5 },
+      });
+    }
+
+    this.jobsDlq = new Queue(this, "JobsDlq", {
+      fifo: true,
+      encryption: QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: queueRetention,
+    });
+    this.jobsQueue = new Queue(this, "JobsQueue", {
+      fifo: true,
+      // The dispatcher sets an explicit dedup id per mailbox and tick.
+      contentBasedDeduplication: false,
+      // High-throughput FIFO: limits apply per mailbox, not per queue, so thousands can fan out.
+      deduplicationScope: DeduplicationScope.MESSAGE_GROUP,
+      fifoThroughputLimit: FifoThroughputLimit.PER_MESSAGE_GROUP_ID,
+      encryption: QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      visibilityTimeout: Duration.seconds(pollerTimeout.toSeconds() * VISIBILITY_TIMEOUT_FACTOR),
+      // A job older than a few ticks is superseded by newer ones.
+      retentionPeriod: Duration.days(1),
+      deadLetterQueue: { queue: this.jobsDlq, maxReceiveCount: 3 },
+    });
+
+    const document = {
+      storage: {
+        type: "s3",
+        bucket: this.bucket.bucketName,
+        ...(props.bucketPrefix ? { prefix: props.bucketPrefix } : {}),
+      },
+      queue: { type: "sqs", queueUrl: this.outputQueue.queueUrl },
+      mailboxes: props.mailboxes.map((m) =>
+        mailboxDocument(m, props.defaultDeletePolicy ?? "never"),
+      ),
+    };
+    const documentJson = Stack.of(this).toJsonString(document);
+    // Tokens (bucket name, queue URL) render longer once resolved; 256 bytes covers both.
+    const estimatedBytes = Buffer.byteLength(JSON.stringify(document)) + 256;
+    if (estimatedBytes > SSM_MAX_BYTES) {
+      throw new ConfigError(
+        "mailboxes",
+        `the deployed config is about ${estimatedBytes} bytes, over the ${SSM_MAX_BYTES}-byte SSM limit; split mailboxes across several MailIngestion constructs`,
+      );
+    }
+    this.configParameter = new StringParameter(this, "Config", {
+      description: "mail-ingest runtime config (secret names only, never values)",
+      stringValue: documentJson,
+      // Standard (4 KB, free) until the document outgrows it, then Advanced (8 KB).
+      tier: ParameterTier.INTELLIGENT_TIERING,
+    });
+
+    const logRetention = props.logRetention ?? RetentionDays.ONE_MONTH;
+    const commonEnv = {
+      [HandlerEnv.configParameter]: this.configParameter.parameterName,
+      [HandlerEnv.jobsQueueUrl]: this.jobsQueue.queueUrl,
+      POWERTOOLS_SERVICE_NAME: Metrics.serviceName,
+      POWERTOOLS_METRICS_NAMESPACE: Metrics.namespace,
+      NODE_OPTIONS: "--enable-source-maps",
+    };
+
+    this.dispatcher = this.createFunction("Dispatcher", {
+      entry: handlerEntry("dispatcher"),
+      description: "mail-ingest: enqueues one FIFO job per mailbox per schedule tick",
+      memorySize: props.dispatcherMemorySize ?? 256,
+      timeout: props.dispatcherTimeout ?? Duration.minutes(1),
+      logRetention,
+      environment: commonEnv,
+    });
+    this.poller = this.createFunction("Poller", {
+      entry: handlerEntry("poller"),
+      description: "mail-ingest: runs one mailbox session per job",
+      memorySize: props.pollerMemorySize ?? 1024,
+      timeout: pollerTimeout,
+      logRetention,
+      environment: {
+        ...commonEnv,
+        [HandlerEnv.bucket]: this.bucket.bucketName,
+        ...(props.bucketPrefix ? { [HandlerEnv.bucketPrefix]: props.bucketPrefix } : {}),
+        [HandlerEnv.outputQueueUrl]: this.outputQueue.queueUrl,
+        ...(props.eventBus ? { [HandlerEnv.eventBusName]: props.eventBus.eventBusName } : {}),
+      },
+    });
+    this.poller.addEventSource(
+      new SqsEventSource(this.jobsQueue, {
+        batchSize: 1,
+        maxConcurrency,
+        reportBatchItemFailures: true,
+      }),
+    );
+    this.grantPermissions(props);
+
+    const schedulerRole = new Role(this, "SchedulerRole", {
+      assumedBy: new ServicePrincipal("scheduler.amazonaws.com", {
+        conditions: { StringEquals: { "aws:SourceAccount": Stack.of(this).account } },
+      }),
+      inlinePolicies: {
+        invoke: new PolicyDocument({
+          statements: [
+            new PolicyStatement({
+              actions: ["lambda:InvokeFunction"],
+              resources: [this.dispatcher.functionArn],
+            }),
+          ],
+        }),
+      },
+    });
+    this.schedule = new Schedule(this, "Schedule", {
+      description: "mail-ingest: poll every mailbox",
+      schedule: ScheduleExpression.rate(props.schedule ?? Duration.minutes(5)),
+      target: new InvokeExactly(this.dispatcher, schedulerRole),
+    });
+
+    this.alarms = this.createAlarms(props);
+  }
+
+  private createBucket(props: MailIngestionProps): { bucket: IBucket; accessLogsBucket?: IBucket } {
+    if (props.bucket) return { bucket: props.bucket };
+    const removalPolicy = props.bucketRemovalPolicy ?? RemovalPolicy.RETAIN;
+    let accessLogsBucket = props.accessLogsBucket;
+    let createdLogs: Bucket | undefined;
+    if (!accessLogsBucket) {
+      createdLogs = new Bucket(this, "AccessLogs", {
+        // The S3 log delivery service only writes to SSE-S3 buckets.
+        encryption: BucketEncryption.S3_MANAGED,
+        blockPublicAccess: BlockPublicAccess.BLOCK_ALL,
+        enforceSSL: true,
+        objectOwnership: ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        removalPolicy,
+        lifecycleRules: [
+          {
+            expiration: props.accessLogsExpiration ?? Duration.days(90),
+            abortIncompleteMultipartUploadAfter: Duration.days(1),
+          },
+        ],
+      });
+      Validations.of(createdLogs).acknowledge({
+        id: "AwsSolutions-S1",
+        reason:
+          "This is the server access logs bucket; logging it to itself would loop and to another bucket would only move the finding.",
+      });
+      accessLogsBucket = createdLogs;
+    }
+    const transitions =
+      props.infrequentAccessAfter === undefined
+        ? undefined
+        : [
+            {
+              storageClass: StorageClass.INFREQUENT_ACCESS,
+              transitionAfter: props.infrequentAccessAfter,
+            },
+          ];
+    const bucket = new Bucket(this, "Bucket", {
+      encryption: BucketEncryption.S3_MANAGED,
+      blockPublicAccess: BlockPublicAccess.BLOCK_ALL,
+      enforceSSL: true,
+      objectOwnership: ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      removalPolicy,
+      serverAccessLogsBucket: accessLogsBucket,
+      serverAccessLogsPrefix: "bucket/",
+      lifecycleRules: [
+        {
+          // Uploads interrupted by a Lambda timeout leave parts that are billed until aborted.
+          abortIncompleteMultipartUploadAfter: Duration.days(1),
+          expiration: props.objectExpiration,
+          transitions,
+        },
+      ],
+    });
+    return { bucket, accessLogsBucket: createdLogs };
+  }
+
+  private createFunction(
+    id: string,
+    options: {
+      entry: string;
+      description: string;
+      memorySize: number;
+      timeout: Duration;
+      logRetention: RetentionDays;
+      environment: Record<string, string>;
+    },
+  ): NodejsFunction {
+    const logGroup = new LogGroup(this, `${id}Logs`, { retention: options.logRetention });
+    // An own role instead of AWSLambdaBasicExecutionRole: logs go to this one group only.
+    const role = new Role(this, `${id}Role`, {
+      assumedBy: new ServicePrincipal("lambda.amazonaws.com"),
+      inlinePolicies: {
+        logs: new PolicyDocument({
+          statements: [
+            new PolicyStatement({
+              actions: ["logs:CreateLogStream", "logs:PutLogEvents"],
+              resources: [logGroup.logGroupArn],
+            }),
+          ],
+        }),
+      },
+    });
+    return new NodejsFunction(this, id, {
+      entry: options.entry,
+      handler: "handler",
+      description: options.description,
+      runtime: Runtime.NODEJS_24_X,
+      architecture: Architecture.ARM_64,
+      memorySize: options.memorySize,
+      timeout: options.timeout,
+      role,
+      logGroup,
+      loggingFormat: LoggingFormat.JSON,
+      environment: options.environment,
+      projectRoot: repoRoot,
+      depsLockFilePath: `${repoRoot}package-lock.json`,
+      bundling: {
+        forceDockerBundling: false,
+        format: OutputFormat.ESM,
+        minify: true,
+        sourceMap: true,
+        sourcesContent: false,
+        target: "node24",
+        mainFields: ["module", "main"],
+        // Bundle the SDK too: the artifact then runs exactly the versions the tests ran.
+        externalModules: [],
+        // CommonJS dependencies (mailparser) call require(); ESM output has none without this.
+        banner:
+          "import { createRequire } from 'module'; const require = createRequire(import.meta.url);",
+      },
+    });
+  }
+
+  private grantPermissions(props: MailIngestionProps): void {
+    const stack = Stack.of(this);
+    this.jobsQueue.grantSendMessages(this.dispatcher);
+    // Continuation jobs when the deadline or a per-run cap leaves mail on the server.
+    this.jobsQueue.grantSendMessages(this.poller);
+    this.outputQueue.grantSendMessages(this.poller);
+    props.eventBus?.grantPutEventsTo(this.poller);
+
+    const parameterRead = new PolicyStatement({
+      actions: ["ssm:GetParameter"],
+      resources: [this.configParameter.parameterArn],
+    });
+    this.dispatcher.addToRolePolicy(parameterRead);
+    this.poller.addToRolePolicy(parameterRead);
+
+    // Explicit actions: the bucket grant* helpers use wildcards such as s3:GetObject*.
+    const prefix = props.bucketPrefix ?? "";
+    const objects = this.bucket.arnForObjects(`${prefix}*`);
+    this.poller.addToRolePolicy(
+      new PolicyStatement({
+        // Messages, MIME parts and the per-mailbox UIDL state.
+        actions: ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+        resources: [objects],
+      }),
+    );
+    if (this.poller.role) {
+      Validations.of(this.poller.role).acknowledge({
+        id: `AwsSolutions-IAM5[Resource::${flattenCfnReference(stack.resolve(objects))}]`,
+        reason:
+          "Object keys are derived from message ids at run time; the grant is limited to the ingestion prefix of this one bucket, with no wildcard actions.",
+      });
+    }
+    this.poller.addToRolePolicy(
+      new PolicyStatement({
+        // Without ListBucket a missing key answers 403 instead of 404.
+        actions: ["s3:ListBucket"],
+        resources: [this.bucket.bucketArn],
+        ...(prefix ? { conditions: { StringLike: { "s3:prefix": [`${prefix}*`] } } } : {}),
+      }),
+    );
+    const bucketKey = this.bucket.encryptionKey;
+    if (bucketKey) {
+      this.poller.addToRolePolicy(
+        new PolicyStatement({
+          actions: ["kms:Decrypt", "kms:GenerateDataKey"],
+          resources: [bucketKey.keyArn],
+        }),
+      );
+    }
+
+    const secretArns = [...new Set(props.mailboxes.map((m) => m.password.secretId))].map((name) =>
+      // Secrets Manager appends "-" and 6 random characters to every secret ARN.
+      name.startsWith("arn:")
+        ? name
+        : stack.formatArn({
+            service: "secretsmanager",
+            resource: "secret",
+            resourceName: `${name}-??????`,
+            arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+          }),
+    );
+    this.poller.addToRolePolicy(
+      new PolicyStatement({
+        // PutSecretValue stores rotated OAuth2 refresh tokens.
+        actions: ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"],
+        resources: secretArns,
+      }),
+    );
+    if (props.secretsKey) {
+      this.poller.addToRolePolicy(
+        new PolicyStatement({
+          effect: Effect.ALLOW,
+          actions: ["kms:Decrypt", "kms:GenerateDataKey"],
+          resources: [props.secretsKey.keyArn],
+          conditions: {
+            StringEquals: { "kms:ViaService": `secretsmanager.${stack.region}.amazonaws.com` },
+          },
+        }),
+      );
+    }
+  }
+
+  private createAlarms(props: MailIngestionProps): MailIngestionAlarms {
+    const action = props.alarmTopic ? new SnsAction(props.alarmTopic) : undefined;
+    const alarm = (id: string, alarmProps: ConstructorParameters<typeof Alarm>[2]) => {
+      const created = new Alarm(this, id, alarmProps);
+      if (action) created.addAlarmAction(action);
+      return created;
+    };
+    const fiveMinutes = Duration.minutes(5);
+    const dlqAlarm = (id: string, queue: IQueue, what: string) =>
+      alarm(id, {
+        alarmDescription: `mail-ingest: ${what}`,
+        metric: queue.metricApproximateNumberOfMessagesVisible({
+          period: fiveMinutes,
+          statistic: "Maximum",
+        }),
+        threshold: 0,
+        comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluationPeriods: 1,
+        treatMissingData: TreatMissingData.NOT_BREACHING,
+      });
+    const errorsAlarm = (id: string, fn: NodejsFunction, what: string) =>
+      alarm(id, {
+        alarmDescription: `mail-ingest: ${what}`,
+        metric: fn.metricErrors({ period: fiveMinutes, statistic: "Sum" }),
+        threshold: 0,
+        comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluationPeriods: 1,
+        treatMissingData: TreatMissingData.NOT_BREACHING,
+      });
+    // Metrics Insights over the whole namespace: whatever dimensions the poller adds (service,
+    // mailbox), every series is included, so no per-mailbox alarm is needed.
+    const insights = (query: string, period: Duration) =>
+      new MathExpression({ expression: query, usingMetrics: {}, period });
+
+    const backlogAfter = props.backlogAlarmAfter ?? Duration.hours(2);
+    const backlogPeriod = Duration.minutes(15);
+    const backlogPeriods = Math.max(1, Math.ceil(backlogAfter.toMinutes() / 15));
+    if (backlogPeriods * 15 > 180) {
+      // Metrics Insights alarms evaluate at most the last 3 hours.
+      throw new ConfigError("backlogAlarmAfter", "must be at most 3 hours");
+    }
+
+    return {
+      jobsDlqDepth: dlqAlarm("JobsDlqDepth", this.jobsDlq, "mailbox jobs failed repeatedly"),
+      outputDlqDepth: this.outputDlq
+        ? dlqAlarm("OutputDlqDepth", this.outputDlq, "output messages a consumer could not process")
+        : undefined,
+      pollerErrors: errorsAlarm("PollerErrors", this.poller, "poller invocations crashed"),
+      dispatcherErrors: errorsAlarm("DispatcherErrors", this.dispatcher, "dispatcher failed"),
+      authFailures: alarm("AuthFailures", {
+        alarmDescription: "mail-ingest: a POP3 server rejected a mailbox's credentials",
+        metric: insights(
+          `SELECT SUM(${Metrics.authFailures}) FROM "${Metrics.namespace}"`,
+          fiveMinutes,
+        ),
+        threshold: 0,
+        comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluationPeriods: 1,
+        treatMissingData: TreatMissingData.NOT_BREACHING,
+      }),
+      backlog: alarm("Backlog", {
+        alarmDescription: `mail-ingest: a mailbox kept mail on the server for ${backlogPeriods * 15} minutes`,
+        // MAX over every mailbox: above zero in every period means some mailbox never drained.
+        metric: insights(
+          `SELECT MAX(${Metrics.backlog}) FROM "${Metrics.namespace}"`,
+          backlogPeriod,
+        ),
+        threshold: 0,
+        comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluationPeriods: backlogPeriods,
+        datapointsToAlarm: backlogPeriods,
+        treatMissingData: TreatMissingData.NOT_BREACHING,
+      }),
+    };
+  }
+}
