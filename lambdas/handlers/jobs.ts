@@ -1,0 +1,144 @@
+/**
+ * Poll jobs on the SQS FIFO jobs queue: their shape, their FIFO group and deduplication ids, and
+ * sending them in SendMessageBatch-sized chunks. Shared by the dispatcher (one job per mailbox per
+ * schedule tick) and the poller (continuations).
+ */
+
+import { setTimeout } from "node:timers/promises";
+import type {
+  BatchResultErrorEntry,
+  SendMessageBatchCommandInput,
+  SendMessageBatchRequestEntry,
+} from "@aws-sdk/client-sqs";
+import { MAILBOX_ID_PATTERN } from "../config.ts";
+import { ErrorCode, MailIngestError } from "../errors.ts";
+
+/** The body of one jobs-queue message. */
+export interface PollJob {
+  readonly mailboxId: string;
+  /** The schedule tick this job (or the chain it continues) belongs to, `YYYYMMDDTHHmmZ`. */
+  readonly tick: string;
+  /** 1, 2, … for jobs a poller enqueued because a run stopped with mail left over. */
+  readonly continuation?: number;
+}
+
+/** SendMessageBatch accepts at most 10 entries. */
+export const SQS_BATCH_ENTRIES = 10;
+/** Attempts for entries SendMessageBatch reports as failed (throttling, internal errors). */
+const SEND_ATTEMPTS = 3;
+/** Linear back-off between those attempts, ms. */
+const RETRY_DELAY_MS = 100;
+
+const TICK_PATTERN = /^\d{8}T\d{4}Z$/;
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** `2024-05-01T10:05:59.123Z` -> `20240501T1005Z`: one id per minute. */
+export function formatTick(date: Date): string {
+  return `${date.toISOString().slice(0, 16).replace(/[-:]/g, "")}Z`;
+}
+
+/**
+ * The schedule tick an invocation belongs to. EventBridge Scheduler passes
+ * `<aws.scheduler.scheduled-time>` (the infra maps it to `scheduledTime`); an EventBridge rule
+ * event carries `time`. Both are the *scheduled* instant, identical across the Scheduler's
+ * at-least-once retries, which is what makes the per-tick deduplication id work. Without either
+ * (a manual invoke) the invocation time, floored to the minute, stands in.
+ */
+export function scheduleTick(event: unknown, now: Date): string {
+  if (isRecord(event)) {
+    for (const key of ["scheduledTime", "time"]) {
+      const value = event[key];
+      if (typeof value === "string") {
+        const ms = Date.parse(value);
+        if (Number.isFinite(ms)) return formatTick(new Date(ms));
+      }
+    }
+  }
+  return formatTick(now);
+}
+
+/**
+ * FIFO deduplication id (≤128 chars; mailbox ids are ≤64). SQS drops a second message with the same
+ * id within 5 minutes, so a retried dispatcher or poller never doubles a job.
+ */
+export function jobDeduplicationId(job: PollJob): string {
+  return job.continuation
+    ? `${job.mailboxId}:${job.tick}:c${job.continuation}`
+    : `${job.mailboxId}:${job.tick}`;
+}
+
+/** Validates a jobs-queue message body; a malformed one is a poison message. */
+export function parseJob(body: string): PollJob {
+  const fail = (problem: string) =>
+    new MailIngestError(ErrorCode.CONFIG_INVALID, `poll job: ${problem}`);
+  let json: unknown;
+  try {
+    json = JSON.parse(body);
+  } catch {
+    throw fail("body is not JSON");
+  }
+  if (!isRecord(json)) throw fail("body must be a JSON object");
+  const { mailboxId, tick, continuation } = json;
+  if (typeof mailboxId !== "string" || !MAILBOX_ID_PATTERN.test(mailboxId)) {
+    throw fail("mailboxId is missing or invalid");
+  }
+  if (typeof tick !== "string" || !TICK_PATTERN.test(tick))
+    throw fail("tick is missing or invalid");
+  if (continuation === undefined) return { mailboxId, tick };
+  if (typeof continuation !== "number" || !Number.isInteger(continuation) || continuation < 1) {
+    throw fail("continuation must be a positive integer");
+  }
+  return { mailboxId, tick, continuation };
+}
+
+/** The one SQS call the handlers make; an `SQSClient` adapts with `(i) => client.send(new SendMessageBatchCommand(i))`. */
+export type SendMessageBatch = (
+  input: SendMessageBatchCommandInput,
+) => Promise<{ readonly Failed?: readonly BatchResultErrorEntry[] }>;
+
+/**
+ * Sends jobs to the FIFO jobs queue, 10 per request, retrying entries the batch reports as failed.
+ * Retries are safe: the deduplication id makes a resend a no-op.
+ */
+export async function sendJobs(
+  send: SendMessageBatch,
+  queueUrl: string,
+  jobs: readonly PollJob[],
+): Promise<void> {
+  for (let start = 0; start < jobs.length; start += SQS_BATCH_ENTRIES) {
+    let entries: SendMessageBatchRequestEntry[] = jobs
+      .slice(start, start + SQS_BATCH_ENTRIES)
+      .map((job, i) => ({
+        Id: `j${start + i}`,
+        MessageBody: JSON.stringify(job),
+        // One group per mailbox: FIFO delivers a group's next message only after the previous one
+        // is deleted, so no two pollers ever hold the same maildrop (POP3 locks it, RFC 1939 §8).
+        MessageGroupId: job.mailboxId,
+        MessageDeduplicationId: jobDeduplicationId(job),
+      }));
+    for (let attempt = 1; entries.length > 0; attempt++) {
+      let failed: readonly BatchResultErrorEntry[];
+      try {
+        failed = (await send({ QueueUrl: queueUrl, Entries: entries })).Failed ?? [];
+      } catch (err) {
+        throw new MailIngestError(ErrorCode.QUEUE_FAILED, "jobs queue: SendMessageBatch failed", {
+          cause: err,
+        });
+      }
+      const failedIds = new Set(failed.map((f) => f.Id));
+      const retryable = failed.every((f) => !f.SenderFault);
+      entries = entries.filter((entry) => failedIds.has(entry.Id));
+      if (entries.length > 0 && (!retryable || attempt >= SEND_ATTEMPTS)) {
+        const first = failed[0];
+        throw new MailIngestError(
+          ErrorCode.QUEUE_FAILED,
+          `jobs queue: ${entries.length} job(s) not accepted (${first?.Code ?? "unknown"}: ${first?.Message ?? ""})`,
+        );
+      }
+      if (entries.length > 0) await setTimeout(RETRY_DELAY_MS * attempt);
+    }
+  }
+}

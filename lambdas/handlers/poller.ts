@@ -1,0 +1,340 @@
+/**
+ * The poller Lambda: consumes the SQS FIFO jobs queue (batch size 1, but any N works) and runs one
+ * mailbox session per job, then decides the job's fate from the session's error code:
+ *
+ * - no error, mail left over (cap or deadline) → success, and a continuation job is enqueued;
+ * - `IN_USE` / `LOGIN_DELAY` (RFC 2449 §8.1, RFC 3206) → success with a warning and a `BackOffs`
+ *   metric. FIFO queues have no per-message DelaySeconds, so the back-off *is* the schedule: the
+ *   next tick polls again, by when the other session or the login delay has passed;
+ * - `AUTH_FAILED` / `OAUTH_FAILED` / `INVALID_CREDENTIAL` → success with an error log and an
+ *   `AuthFailures` metric: retrying a wrong password at once only risks a lockout, so the next
+ *   tick retries (no retry storm) and the metric's alarm pages someone;
+ * - anything else (connection, timeouts, `SYS_TEMP`, storage or queue failures) → a batch item
+ *   failure, so SQS redelivers it and moves it to the DLQ after `maxReceiveCount`.
+ */
+import { processPartialResponse, SqsFifoPartialProcessorAsync } from "@aws-lambda-powertools/batch";
+import { Logger } from "@aws-lambda-powertools/logger";
+import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
+import { SecretsProvider } from "@aws-lambda-powertools/parameters/secrets";
+import { getParameter } from "@aws-lambda-powertools/parameters/ssm";
+import { PutSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
+import { SendMessageBatchCommand, SQSClient } from "@aws-sdk/client-sqs";
+import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
+import { type Adapters, createAdapters } from "../adapters/index.ts";
+import { TokenProvider } from "../auth/oauth.ts";
+import { resolveCredentials, withRotatedRefreshToken } from "../auth/secrets.ts";
+import type { AppConfig } from "../config.ts";
+import {
+  ErrorCode as Codes,
+  describeError,
+  type ErrorCode,
+  isMailIngestError,
+  MailIngestError,
+} from "../errors.ts";
+import { runMailbox } from "../ingest/session.ts";
+import type { MailboxReport, SessionCredentials } from "../ingest/types.ts";
+import { type PollJob, parseJob, type SendMessageBatch, sendJobs } from "./jobs.ts";
+import {
+  createConfigLoader,
+  DEFAULT_SECRET_CACHE_SECONDS,
+  integerEnv,
+  lazy,
+  requireEnv,
+  sessionLogger,
+} from "./runtime.ts";
+
+/** Time kept back from the Lambda timeout for QUIT (which commits DELEs), the queue flush and metrics, ms. */
+export const DEFAULT_SAFETY_MARGIN_MS = 30_000;
+export const DEFAULT_METRICS_NAMESPACE = "MailIngest";
+
+export interface PollerDeps {
+  readonly loadConfig: () => Promise<AppConfig>;
+  /** Store, output queue and state; built once per container. */
+  readonly adapters: () => Adapters;
+  readonly sendMessageBatch: SendMessageBatch;
+  /** Where continuation jobs go: the jobs queue this poller consumes. */
+  readonly jobsQueueUrl: string;
+  /** A Secrets Manager secret's string by id or ARN. */
+  readonly getSecret: (secretId: string) => Promise<string>;
+  readonly tokenProvider: TokenProvider;
+  readonly runMailbox: typeof runMailbox;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly safetyMarginMs: number;
+  /** For `{env}` secret sources. @default process.env */
+  readonly env?: NodeJS.ProcessEnv;
+  /** Epoch ms. */
+  readonly now?: () => number;
+}
+
+/** What a session's error code means for its job. */
+export type JobOutcome = "done" | "back-off" | "auth-failed" | "retry";
+
+const BACK_OFF_CODES: readonly ErrorCode[] = [Codes.IN_USE, Codes.LOGIN_DELAY];
+const AUTH_CODES: readonly ErrorCode[] = [
+  Codes.AUTH_FAILED,
+  Codes.OAUTH_FAILED,
+  Codes.INVALID_CREDENTIAL,
+];
+
+/** Pure decision table; see the module comment for why each row is what it is. */
+export function classifyOutcome(failed: boolean, code: ErrorCode | undefined): JobOutcome {
+  if (!failed) return "done";
+  if (code !== undefined && BACK_OFF_CODES.includes(code)) return "back-off";
+  if (code !== undefined && AUTH_CODES.includes(code)) return "auth-failed";
+  return "retry";
+}
+
+/** Correlation keys appended to every log line while a job runs. */
+const JOB_KEYS = ["mailbox", "tick", "continuation"];
+
+export function createPoller(deps: PollerDeps) {
+  return async (event: SQSEvent, context: Context): Promise<SQSBatchResponse> => {
+    deps.logger.addContext(context);
+    // FIFO-aware: a failed job fails the later jobs of the same mailbox in the batch too, so a
+    // group's jobs never run out of order; other mailboxes' jobs still run.
+    const processor = new SqsFifoPartialProcessorAsync();
+    return processPartialResponse(
+      event,
+      (record: SQSRecord) => processRecord(deps, record, context),
+      processor,
+      // Failures are always reported per item, even when the whole (size-1) batch failed, so the
+      // outcome is uniform; the PollFailures metric counts them for alarms.
+      { context, skipGroupOnError: true, throwOnFullBatchFailure: false },
+    );
+  };
+}
+
+async function processRecord(deps: PollerDeps, record: SQSRecord, context: Context): Promise<void> {
+  const { logger, metrics } = deps;
+  let job: PollJob;
+  try {
+    job = parseJob(record.body);
+  } catch (err) {
+    logger.error("malformed poll job; it will reach the DLQ", {
+      messageId: record.messageId,
+      error: describeError(err),
+    });
+    throw err;
+  }
+  logger.appendKeys({
+    mailbox: job.mailboxId,
+    tick: job.tick,
+    continuation: job.continuation ?? 0,
+  });
+  metrics.addDimension("mailbox", job.mailboxId);
+  try {
+    await pollMailbox(deps, job, context);
+  } catch (err) {
+    metrics.addMetric("PollFailures", MetricUnit.Count, 1);
+    logger.error("poll job failed; SQS will redeliver it", {
+      code: isMailIngestError(err) ? err.code : undefined,
+      error: describeError(err),
+    });
+    throw err;
+  } finally {
+    if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
+    else metrics.clearDimensions();
+    logger.removeKeys(JOB_KEYS);
+  }
+}
+
+async function pollMailbox(deps: PollerDeps, job: PollJob, context: Context): Promise<void> {
+  const { logger, metrics } = deps;
+  const now = deps.now ?? Date.now;
+  const config = await deps.loadConfig();
+  const mailbox = config.mailboxes.find((m) => m.id === job.mailboxId);
+  if (!mailbox) {
+    // The config changed between dispatch and poll: no retry can ever succeed.
+    logger.warn("poll job names a mailbox that is not configured; dropped");
+    return;
+  }
+
+  let credentials: SessionCredentials;
+  try {
+    credentials = await resolveCredentials(mailbox, {
+      getSecret: deps.getSecret,
+      tokenProvider: deps.tokenProvider,
+      env: deps.env,
+    });
+  } catch (err) {
+    const code = isMailIngestError(err) ? err.code : undefined;
+    if (classifyOutcome(true, code) !== "auth-failed") throw err;
+    metrics.addMetric("AuthFailures", MetricUnit.Count, 1);
+    logger.error("credentials rejected; not retrying before the next scheduled tick", {
+      code,
+      error: describeError(err),
+    });
+    return;
+  }
+
+  const deadline = now() + context.getRemainingTimeInMillis() - deps.safetyMarginMs;
+  const report = await deps.runMailbox(
+    mailbox,
+    { ...deps.adapters(), log: sessionLogger(logger) },
+    { credentials, deadline },
+  );
+  recordReportMetrics(metrics, report);
+  const summary = {
+    listed: report.listed,
+    ingested: report.ingested,
+    skipped: report.skipped,
+    failed: report.failed,
+    deleted: report.deleted,
+    bytes: report.bytes,
+    remaining: report.remaining,
+    durationMs: report.durationMs,
+  };
+
+  switch (classifyOutcome(report.error !== undefined, report.errorCode)) {
+    case "back-off":
+      metrics.addMetric("BackOffs", MetricUnit.Count, 1);
+      logger.warn("server asked us to back off; the next scheduled tick retries", {
+        code: report.errorCode,
+        error: report.error,
+      });
+      return;
+    case "auth-failed":
+      metrics.addMetric("AuthFailures", MetricUnit.Count, 1);
+      logger.error("login rejected; not retrying before the next scheduled tick", {
+        code: report.errorCode,
+        error: report.error,
+      });
+      return;
+    case "retry":
+      throw new MailIngestError(
+        report.errorCode ?? Codes.SYS_TEMP,
+        report.error ?? "session failed",
+      );
+    case "done":
+      break;
+  }
+
+  logger.info("mailbox polled", summary);
+  if (report.remaining === 0) return;
+  if (report.ingested + report.skipped === 0 && job.continuation !== undefined) {
+    // A continuation that fetched nothing ends the chain: otherwise a deadline that never leaves
+    // room for a message (a timeout no larger than the safety margin) would loop forever. One
+    // empty run is forgiven (a slow connect), the next tick starts a new chain.
+    logger.warn(
+      "mail left over but this continuation made no progress; waiting for the next tick",
+      summary,
+    );
+    return;
+  }
+  const next: PollJob = {
+    mailboxId: job.mailboxId,
+    tick: job.tick,
+    continuation: (job.continuation ?? 0) + 1,
+  };
+  await sendJobs(deps.sendMessageBatch, deps.jobsQueueUrl, [next]);
+  metrics.addMetric("Continuations", MetricUnit.Count, 1);
+  logger.info("enqueued a continuation job", {
+    next: next.continuation,
+    remaining: report.remaining,
+  });
+}
+
+/** Per-mailbox EMF metrics of one session (the `mailbox` dimension is already set). */
+function recordReportMetrics(metrics: Metrics, report: MailboxReport): void {
+  metrics.addMetric("MessagesIngested", MetricUnit.Count, report.ingested);
+  metrics.addMetric("BytesIngested", MetricUnit.Bytes, report.bytes);
+  metrics.addMetric("MessagesFailed", MetricUnit.Count, report.failed);
+  metrics.addMetric("SessionDuration", MetricUnit.Milliseconds, report.durationMs);
+  // Only a completed session knows what is left on the server; a failed one would report a false 0
+  // and hide a backlog that is not shrinking.
+  if (report.error === undefined) {
+    metrics.addMetric("Backlog", MetricUnit.Count, report.remaining + report.failed);
+  }
+}
+
+/**
+ * Production wiring. Nothing here runs at import: each piece reads the environment and builds its
+ * client on first use, inside the first invocation (Powertools style), then reuses it.
+ */
+export function defaultPollerDeps(env: NodeJS.ProcessEnv = process.env): PollerDeps {
+  const logger = lazy(
+    () => new Logger({ serviceName: env.POWERTOOLS_SERVICE_NAME ?? "mail-ingest" }),
+  );
+  const metrics = lazy(
+    () =>
+      new Metrics({
+        namespace: env.POWERTOOLS_METRICS_NAMESPACE ?? DEFAULT_METRICS_NAMESPACE,
+        serviceName: env.POWERTOOLS_SERVICE_NAME ?? "mail-ingest",
+      }),
+  );
+  const sqs = lazy(() => new SQSClient({}));
+  const secretsManager = lazy(() => new SecretsManagerClient({}));
+  const secrets = lazy(() => new SecretsProvider({ awsSdkV3Client: secretsManager() }));
+  const secretCacheSeconds = lazy(() =>
+    integerEnv(env, "SECRET_CACHE_SECONDS", DEFAULT_SECRET_CACHE_SECONDS),
+  );
+  const getSecret = async (secretId: string, forceFetch = false): Promise<string> => {
+    const value = await secrets().get(secretId, { maxAge: secretCacheSeconds(), forceFetch });
+    if (typeof value !== "string") {
+      throw new MailIngestError(Codes.SECRET_UNRESOLVED, `secret ${secretId} has no SecretString`);
+    }
+    return value;
+  };
+  const tokenProvider = lazy(
+    () =>
+      new TokenProvider({
+        persistRefreshToken: async ({ key, refreshToken }) => {
+          if (key.startsWith("mailbox:")) {
+            logger().warn(
+              "rotated refresh token kept in memory only: the secret is not in Secrets Manager",
+            );
+            return;
+          }
+          // Re-read and merge so every other field (and edits made meanwhile) survives.
+          const updated = withRotatedRefreshToken(key, await getSecret(key, true), refreshToken);
+          await secretsManager().send(
+            new PutSecretValueCommand({
+              SecretId: key,
+              SecretString: updated,
+            }),
+          );
+          secrets().clearCache();
+        },
+      }),
+  );
+  const loadConfig = lazy(() =>
+    createConfigLoader(env, (name, maxAge) => getParameter(name, { maxAge })),
+  );
+  const adapters = lazy(() =>
+    createAdapters(
+      {
+        type: "s3",
+        bucket: requireEnv(env, "BUCKET_NAME"),
+        prefix: env.BUCKET_PREFIX || undefined,
+      },
+      { type: "sqs", queueUrl: requireEnv(env, "OUTPUT_QUEUE_URL") },
+    ),
+  );
+  const safetyMarginMs = lazy(() => integerEnv(env, "SAFETY_MARGIN_MS", DEFAULT_SAFETY_MARGIN_MS));
+  return {
+    loadConfig: () => loadConfig()(),
+    adapters,
+    sendMessageBatch: (input) => sqs().send(new SendMessageBatchCommand(input)),
+    get jobsQueueUrl() {
+      return requireEnv(env, "JOBS_QUEUE_URL");
+    },
+    getSecret: (secretId) => getSecret(secretId),
+    get tokenProvider() {
+      return tokenProvider();
+    },
+    runMailbox,
+    get logger() {
+      return logger();
+    },
+    get metrics() {
+      return metrics();
+    },
+    get safetyMarginMs() {
+      return safetyMarginMs();
+    },
+    env,
+  };
+}
+
+export const handler = createPoller(defaultPollerDeps());

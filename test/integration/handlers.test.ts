@@ -1,0 +1,272 @@
+/**
+ * Both Lambda handlers, run locally with real events: the dispatcher's jobs (read back from a
+ * fauxqs FIFO queue) drive the poller, which runs the real mailbox session against Dovecot and
+ * writes to fauxqs S3 and SQS.
+ *
+ * The one fake is `getSecret`: fauxqs has no Secrets Manager, so the poller's secret lookup is an
+ * in-memory map. Everything else (config parsing, SQS FIFO, S3, POP3 over TLS) is real.
+ */
+import { once } from "node:events";
+import { createServer } from "node:net";
+import { Logger } from "@aws-lambda-powertools/logger";
+import { Metrics } from "@aws-lambda-powertools/metrics";
+import { type Message, SendMessageBatchCommand } from "@aws-sdk/client-sqs";
+import type { SQSEvent, SQSRecord } from "aws-lambda";
+import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
+import { ObjectStateStore, S3ObjectStore, SqsQueue } from "../../lambdas/adapters/index.ts";
+import { TokenProvider } from "../../lambdas/auth/oauth.ts";
+import { createDispatcher } from "../../lambdas/handlers/dispatcher.ts";
+import { createPoller, type PollerDeps } from "../../lambdas/handlers/poller.ts";
+import { createConfigLoader } from "../../lambdas/handlers/runtime.ts";
+import { runMailbox } from "../../lambdas/ingest/session.ts";
+import { type DovecotHandle, describeDovecot, startDovecot } from "../helpers/dovecot.ts";
+import { type Fauxqs, startFauxqs } from "../helpers/fauxqs.ts";
+import { type Captured, captureOutput, lambdaContext } from "../unit/handlers/capture.ts";
+
+const SAFETY_MARGIN_MS = 30_000;
+const TICK_TIME = "2024-05-01T10:05:00Z";
+const TICK = "20240501T1005Z";
+
+/** A small RFC 5322 message, distinct per `n`. */
+function mail(user: string, n: number): Buffer {
+  return Buffer.from(
+    `From: sender@example.com\r\nTo: ${user}@example.com\r\nSubject: handler test ${n}\r\n` +
+      `Message-ID: <${user}-${n}@example.com>\r\nDate: Wed, 01 May 2024 10:00:00 +0000\r\n\r\n` +
+      `body ${n}\r\n`,
+  );
+}
+
+/** A loopback port with nothing listening: connecting to it is refused at once. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const address = server.address();
+  server.close();
+  await once(server, "close");
+  if (address === null || typeof address === "string") throw new Error("no port");
+  return address.port;
+}
+
+/** The SQS event Lambda would deliver for messages received from the jobs queue. */
+function sqsEvent(messages: readonly Message[]): SQSEvent {
+  const records = messages.map(
+    (m): SQSRecord => ({
+      messageId: m.MessageId ?? "",
+      receiptHandle: m.ReceiptHandle ?? "",
+      body: m.Body ?? "",
+      attributes: {
+        ApproximateReceiveCount: m.Attributes?.ApproximateReceiveCount ?? "1",
+        SentTimestamp: m.Attributes?.SentTimestamp ?? "0",
+        SenderId: m.Attributes?.SenderId ?? "local",
+        ApproximateFirstReceiveTimestamp: m.Attributes?.ApproximateFirstReceiveTimestamp ?? "0",
+        MessageGroupId: m.Attributes?.MessageGroupId,
+        MessageDeduplicationId: m.Attributes?.MessageDeduplicationId,
+        SequenceNumber: m.Attributes?.SequenceNumber,
+      },
+      messageAttributes: {},
+      md5OfBody: m.MD5OfBody ?? "",
+      eventSource: "aws:sqs",
+      eventSourceARN: "arn:aws:sqs:us-east-1:000000000000:jobs.fifo",
+      awsRegion: "us-east-1",
+    }),
+  );
+  return { Records: records };
+}
+
+function jobFor(messages: readonly Message[], mailboxId: string): Message {
+  const found = messages.find((m) => m.Attributes?.MessageGroupId === mailboxId);
+  if (!found) throw new Error(`no job for ${mailboxId}`);
+  return found;
+}
+
+describeDovecot("Lambda handlers against Dovecot and fauxqs", () => {
+  let dovecot: DovecotHandle;
+  let fauxqs: Fauxqs;
+  let jobsQueue: string;
+  let outputQueue: string;
+  let store: S3ObjectStore;
+  let configJson: string;
+  let output: Captured | undefined;
+  const users = [
+    { user: "lam", password: "pw-lam-SECRET" },
+    { user: "slow", password: "pw-slow-SECRET" },
+  ];
+  /** The fake Secrets Manager (see the file comment). */
+  const secrets: Record<string, string> = {
+    "mail-ingest/lam": "pw-lam-SECRET",
+    "mail-ingest/slow": JSON.stringify({ password: "pw-slow-SECRET" }),
+    "mail-ingest/dead": "pw-dead-SECRET",
+  };
+
+  beforeAll(async () => {
+    [dovecot, fauxqs] = await Promise.all([startDovecot({ users }), startFauxqs()]);
+    await dovecot.deliver(
+      "lam",
+      [1, 2, 3, 4, 5, 6].map((n) => mail("lam", n)),
+    );
+    await dovecot.deliver(
+      "slow",
+      [1, 2, 3, 4].map((n) => mail("slow", n)),
+    );
+    const bucket = await fauxqs.createBucket();
+    jobsQueue = await fauxqs.createQueue("jobs", { fifo: true });
+    outputQueue = await fauxqs.createQueue("output");
+    store = new S3ObjectStore({ client: fauxqs.s3, bucket, prefix: "" });
+    const pop3s = {
+      host: dovecot.host,
+      port: dovecot.pop3sPort,
+      tls: "implicit",
+      ca: dovecot.caPem,
+      servername: "localhost",
+      delete: "after-ingest",
+    };
+    configJson = JSON.stringify({
+      mailboxes: [
+        { id: "lam", ...pop3s, username: "lam", password: { secretId: "mail-ingest/lam" } },
+        { id: "slow", ...pop3s, username: "slow", password: { secretId: "mail-ingest/slow" } },
+        {
+          id: "dead",
+          host: "127.0.0.1",
+          port: await closedPort(),
+          tls: "implicit",
+          timeoutMs: 2000,
+          username: "dead",
+          password: { secretId: "mail-ingest/dead" },
+        },
+      ],
+    });
+  });
+  afterAll(async () => {
+    await dovecot?.stop();
+    await fauxqs?.stop();
+  });
+  afterEach(() => {
+    output?.restore();
+    output = undefined;
+  });
+
+  const sendToJobs: PollerDeps["sendMessageBatch"] = (input) =>
+    fauxqs.sqs.send(new SendMessageBatchCommand(input));
+
+  function dispatcher() {
+    return createDispatcher({
+      loadConfig: createConfigLoader({ MAIL_INGEST_CONFIG: configJson }, async () => undefined),
+      sendMessageBatch: sendToJobs,
+      jobsQueueUrl: jobsQueue,
+      logger: new Logger({ serviceName: "test" }),
+    });
+  }
+
+  function poller() {
+    return createPoller({
+      loadConfig: createConfigLoader({ MAIL_INGEST_CONFIG: configJson }, async () => undefined),
+      // What createAdapters builds for `{type: "s3"}` + `{type: "sqs"}`, with fauxqs's clients.
+      adapters: () => ({
+        store,
+        queue: new SqsQueue({ client: fauxqs.sqs, queueUrl: outputQueue }),
+        state: new ObjectStateStore({ store, prefix: "state/" }),
+      }),
+      sendMessageBatch: sendToJobs,
+      jobsQueueUrl: jobsQueue,
+      getSecret: async (id) => {
+        const value = secrets[id];
+        if (value === undefined) throw new Error(`ResourceNotFoundException: ${id}`);
+        return value;
+      },
+      tokenProvider: new TokenProvider({
+        persistRefreshToken: async () => {
+          throw new Error("no OAuth mailbox in this test");
+        },
+      }),
+      runMailbox,
+      logger: new Logger({ serviceName: "test" }),
+      metrics: new Metrics({ namespace: "MailIngest", serviceName: "test" }),
+      safetyMarginMs: SAFETY_MARGIN_MS,
+    });
+  }
+
+  async function rawKeys(mailbox: string): Promise<string[]> {
+    const keys: string[] = [];
+    for await (const key of store.list(`raw/${mailbox}/`)) keys.push(key);
+    return keys;
+  }
+
+  it("feeds the dispatcher's FIFO jobs to the poller, which lands mail in S3 and the output queue", async () => {
+    output = captureOutput();
+    const dispatched = await dispatcher()(
+      { scheduledTime: TICK_TIME },
+      lambdaContext(() => 60_000),
+    );
+    expect(dispatched).toEqual({ tick: TICK, jobs: 3 });
+    // A Scheduler retry of the same tick is deduplicated by the FIFO queue.
+    await dispatcher()({ scheduledTime: TICK_TIME });
+    const jobs = await fauxqs.receiveAll(jobsQueue);
+    expect(jobs.map((j) => j.Attributes?.MessageGroupId).sort()).toEqual(["dead", "lam", "slow"]);
+    expect(jobFor(jobs, "lam").Attributes?.MessageDeduplicationId).toBe(`lam:${TICK}`);
+
+    const result = await poller()(
+      sqsEvent([jobFor(jobs, "lam")]),
+      lambdaContext(() => 300_000),
+    );
+    expect(result).toEqual({ batchItemFailures: [] });
+    expect(await rawKeys("lam")).toHaveLength(6);
+    const queued = await fauxqs.receiveAll(outputQueue);
+    expect(queued).toHaveLength(6);
+    expect(await dovecot.messageCount("lam")).toBe(0);
+    // Drained: no continuation.
+    expect(await fauxqs.receiveAll(jobsQueue)).toEqual([]);
+    const emf = output.emf().find((o) => o.mailbox === "lam");
+    expect(emf).toMatchObject({ MessagesIngested: 6, Backlog: 0 });
+    expect(output.lines.join("\n")).not.toContain("pw-lam-SECRET");
+  });
+
+  it("enqueues a continuation when the deadline leaves no time, and the continuation drains the mailbox", async () => {
+    output = captureOutput();
+    await dispatcher()({ scheduledTime: "2024-05-01T10:10:00Z" });
+    const jobs = await fauxqs.receiveAll(jobsQueue);
+    // The Lambda has barely more than the safety margin left: the session must stop before RETR.
+    const tight = lambdaContext(() => SAFETY_MARGIN_MS + 1);
+    const first = await poller()(sqsEvent([jobFor(jobs, "slow")]), tight);
+    expect(first).toEqual({ batchItemFailures: [] });
+    expect(await rawKeys("slow")).toHaveLength(0);
+
+    const continuations = await fauxqs.receiveAll(jobsQueue);
+    expect(continuations).toHaveLength(1);
+    const [continuation] = continuations;
+    expect(continuation?.Attributes?.MessageGroupId).toBe("slow");
+    expect(continuation?.Attributes?.MessageDeduplicationId).toBe("slow:20240501T1010Z:c1");
+    expect(JSON.parse(continuation?.Body ?? "")).toEqual({
+      mailboxId: "slow",
+      tick: "20240501T1010Z",
+      continuation: 1,
+    });
+
+    const second = await poller()(
+      sqsEvent(continuations),
+      lambdaContext(() => 300_000),
+    );
+    expect(second).toEqual({ batchItemFailures: [] });
+    expect(await rawKeys("slow")).toHaveLength(4);
+    expect(await fauxqs.receiveAll(jobsQueue)).toEqual([]);
+  });
+
+  it("returns a batch item failure for the job naming an unreachable mailbox, and only for it", async () => {
+    output = captureOutput();
+    await dovecot.deliver(
+      "lam",
+      [7].map((n) => mail("lam", n)),
+    );
+    await dispatcher()({ scheduledTime: "2024-05-01T10:15:00Z" });
+    const jobs = await fauxqs.receiveAll(jobsQueue);
+    const dead = jobFor(jobs, "dead");
+    const result = await poller()(
+      sqsEvent([dead, jobFor(jobs, "lam")]),
+      lambdaContext(() => 300_000),
+    );
+    expect(result).toEqual({ batchItemFailures: [{ itemIdentifier: dead.MessageId }] });
+    expect(await rawKeys("lam")).toHaveLength(7);
+    const failure = output.logs().find((l) => l.mailbox === "dead" && l.level === "ERROR");
+    expect(failure?.code).toBe("CONNECT_FAILED");
+  });
+});

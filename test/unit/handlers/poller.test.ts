@@ -1,0 +1,456 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { Logger } from "@aws-lambda-powertools/logger";
+import { Metrics } from "@aws-lambda-powertools/metrics";
+import type { SendMessageBatchCommandInput } from "@aws-sdk/client-sqs";
+import type { SQSEvent, SQSRecord } from "aws-lambda";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { createAdapters } from "../../../lambdas/adapters/index.ts";
+import { TokenProvider } from "../../../lambdas/auth/oauth.ts";
+import type { MailboxConfig } from "../../../lambdas/config.ts";
+import { ErrorCode as Codes, type ErrorCode } from "../../../lambdas/errors.ts";
+import type { PollJob } from "../../../lambdas/handlers/jobs.ts";
+import {
+  classifyOutcome,
+  createPoller,
+  defaultPollerDeps,
+  type PollerDeps,
+} from "../../../lambdas/handlers/poller.ts";
+import { createConfigLoader } from "../../../lambdas/handlers/runtime.ts";
+import type { MailboxReport, SessionDeps, SessionOptions } from "../../../lambdas/ingest/types.ts";
+import { type Captured, captureOutput, lambdaContext } from "./capture.ts";
+
+const PASSWORD = "hunter2-SECRET-pw";
+const REFRESH = "rt-SECRET-refresh";
+const CLIENT_SECRET = "cs-SECRET-client";
+const ACCESS = "at-SECRET-access";
+const JOBS = "https://sqs.us-east-1.amazonaws.com/000000000000/jobs.fifo";
+const TICK = "20240501T1005Z";
+
+const CONFIG = JSON.stringify({
+  mailboxes: [
+    { id: "alpha", host: "pop.example.com", username: "a", password: { secretId: "s/alpha" } },
+    { id: "beta", host: "pop.example.com", username: "b", password: { secretId: "s/beta" } },
+    {
+      id: "oauth",
+      host: "outlook.office365.com",
+      username: "o@example.com",
+      auth: "xoauth2",
+      password: { secretId: "s/oauth" },
+    },
+  ],
+});
+
+const SECRETS: Record<string, string> = {
+  "s/alpha": PASSWORD,
+  "s/beta": JSON.stringify({ password: PASSWORD }),
+  "s/oauth": JSON.stringify({
+    clientId: "cid",
+    clientSecret: CLIENT_SECRET,
+    refreshToken: REFRESH,
+    tokenUrl: "https://login.microsoftonline.com/tenant/oauth2/v2.0/token",
+    scope: "https://outlook.office365.com/POP.AccessAsUser.All offline_access",
+  }),
+};
+
+function report(id: string, overrides: Partial<MailboxReport> = {}): MailboxReport {
+  return {
+    id,
+    listed: 5,
+    new: 5,
+    ingested: 5,
+    skipped: 0,
+    failed: 0,
+    deleted: 0,
+    bytes: 1234,
+    durationMs: 321,
+    remaining: 0,
+    warnings: [],
+    ...overrides,
+  };
+}
+
+function sqsRecord(job: PollJob | string, messageId = `msg-${Math.random()}`): SQSRecord {
+  const body = typeof job === "string" ? job : JSON.stringify(job);
+  const group = typeof job === "string" ? "x" : job.mailboxId;
+  return {
+    messageId,
+    receiptHandle: "rh",
+    body,
+    attributes: {
+      ApproximateReceiveCount: "1",
+      SentTimestamp: "0",
+      SenderId: "s",
+      ApproximateFirstReceiveTimestamp: "0",
+      MessageGroupId: group,
+      MessageDeduplicationId: "d",
+      SequenceNumber: "1",
+    },
+    messageAttributes: {},
+    md5OfBody: "",
+    eventSource: "aws:sqs",
+    eventSourceARN: "arn:aws:sqs:us-east-1:000000000000:jobs.fifo",
+    awsRegion: "us-east-1",
+  };
+}
+
+function event(...records: SQSRecord[]): SQSEvent {
+  return { Records: records };
+}
+
+interface Harness {
+  readonly deps: PollerDeps;
+  readonly sessions: Array<{ mailbox: MailboxConfig; deps: SessionDeps; options: SessionOptions }>;
+  readonly sent: SendMessageBatchCommandInput[];
+  readonly output: Captured;
+}
+
+let dir: string;
+let output: Captured | undefined;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), "poller-unit-"));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+afterEach(() => {
+  output?.restore();
+  output = undefined;
+});
+
+/**
+ * Real logger, metrics, config loader, job sender and adapters (fs); the session is the fake,
+ * scripted per mailbox, because these tests are about what the poller decides from a report.
+ */
+function harness(
+  script: (mailbox: MailboxConfig, deps: SessionDeps) => MailboxReport | Promise<MailboxReport>,
+  overrides: Partial<PollerDeps> = {},
+): Harness {
+  output = captureOutput();
+  const sessions: Harness["sessions"] = [];
+  const sent: SendMessageBatchCommandInput[] = [];
+  const adapters = createAdapters({ type: "fs", dir }, { type: "fs", dir: path.join(dir, "q") });
+  const deps: PollerDeps = {
+    loadConfig: createConfigLoader({ MAIL_INGEST_CONFIG: CONFIG }, async () => undefined),
+    adapters: () => adapters,
+    sendMessageBatch: async (input) => {
+      sent.push(input);
+      return {};
+    },
+    jobsQueueUrl: JOBS,
+    getSecret: async (id) => {
+      const value = SECRETS[id];
+      if (value === undefined) throw new Error(`no secret ${id}`);
+      return value;
+    },
+    tokenProvider: new TokenProvider({
+      // The token endpoint itself is exercised over real HTTP in test/unit/auth/oauth.test.ts.
+      fetch: async () =>
+        new Response(JSON.stringify({ access_token: ACCESS, expires_in: 3600 }), { status: 200 }),
+      persistRefreshToken: async () => {},
+    }),
+    runMailbox: async (mailbox, sessionDeps, options) => {
+      sessions.push({ mailbox, deps: sessionDeps, options });
+      return script(mailbox, sessionDeps);
+    },
+    logger: new Logger({ serviceName: "test" }),
+    metrics: new Metrics({ namespace: "MailIngest", serviceName: "test" }),
+    safetyMarginMs: 30_000,
+    now: () => 1_000_000,
+    ...overrides,
+  };
+  return { deps, sessions, sent, output };
+}
+
+const ctx = lambdaContext(() => 900_000);
+
+/** The value of `name` in the EMF blob for `mailbox`, or undefined if none was published. */
+function metric(h: Harness, mailbox: string, name: string): unknown {
+  const blob = h.output.emf().find((o) => o.mailbox === mailbox && name in o);
+  return blob?.[name];
+}
+
+describe("poller", () => {
+  it("runs the session with the secret's password and a deadline of remaining time minus the margin", async () => {
+    const h = harness((m) => report(m.id));
+    const result = await createPoller(h.deps)(
+      event(sqsRecord({ mailboxId: "alpha", tick: TICK })),
+      ctx,
+    );
+    expect(result).toEqual({ batchItemFailures: [] });
+    expect(h.sessions).toHaveLength(1);
+    expect(h.sessions[0]?.mailbox.id).toBe("alpha");
+    expect(h.sessions[0]?.options.credentials).toEqual({ password: PASSWORD });
+    expect(h.sessions[0]?.options.deadline).toBe(1_000_000 + 900_000 - 30_000);
+  });
+
+  it("reads a JSON {password} secret", async () => {
+    const h = harness((m) => report(m.id));
+    await createPoller(h.deps)(event(sqsRecord({ mailboxId: "beta", tick: TICK })), ctx);
+    expect(h.sessions[0]?.options.credentials).toEqual({ password: PASSWORD });
+  });
+
+  it("logs in an OAuth2 mailbox with an access token from the refresh token", async () => {
+    const h = harness((m) => report(m.id));
+    await createPoller(h.deps)(event(sqsRecord({ mailboxId: "oauth", tick: TICK })), ctx);
+    expect(h.sessions[0]?.options.credentials).toEqual({ accessToken: ACCESS });
+  });
+
+  it("enqueues a continuation in the same group when mail is left over", async () => {
+    const h = harness((m) => report(m.id, { ingested: 3, remaining: 40 }));
+    const result = await createPoller(h.deps)(
+      event(sqsRecord({ mailboxId: "alpha", tick: TICK, continuation: 2 })),
+      ctx,
+    );
+    expect(result.batchItemFailures).toEqual([]);
+    const entries = h.sent.flatMap((c) => c.Entries ?? []);
+    expect(h.sent[0]?.QueueUrl).toBe(JOBS);
+    expect(entries).toHaveLength(1);
+    expect(entries[0]?.MessageGroupId).toBe("alpha");
+    expect(entries[0]?.MessageDeduplicationId).toBe(`alpha:${TICK}:c3`);
+    expect(JSON.parse(entries[0]?.MessageBody ?? "")).toEqual({
+      mailboxId: "alpha",
+      tick: TICK,
+      continuation: 3,
+    });
+    expect(metric(h, "alpha", "Continuations")).toBe(1);
+  });
+
+  it("enqueues nothing when the mailbox is drained", async () => {
+    const h = harness((m) => report(m.id));
+    await createPoller(h.deps)(event(sqsRecord({ mailboxId: "alpha", tick: TICK })), ctx);
+    expect(h.sent).toEqual([]);
+  });
+
+  it("ends the chain when a continuation makes no progress, so a too-short deadline cannot loop", async () => {
+    const h = harness((m) => report(m.id, { ingested: 0, remaining: 40 }));
+    const result = await createPoller(h.deps)(
+      event(sqsRecord({ mailboxId: "alpha", tick: TICK, continuation: 1 })),
+      ctx,
+    );
+    expect(result.batchItemFailures).toEqual([]);
+    expect(h.sent).toEqual([]);
+  });
+
+  it("forgives one empty run: a scheduled job that fetched nothing still gets a continuation", async () => {
+    const h = harness((m) => report(m.id, { ingested: 0, remaining: 40 }));
+    await createPoller(h.deps)(event(sqsRecord({ mailboxId: "alpha", tick: TICK })), ctx);
+    const entries = h.sent.flatMap((c) => c.Entries ?? []);
+    expect(entries.map((e) => e.MessageDeduplicationId)).toEqual([`alpha:${TICK}:c1`]);
+  });
+
+  it.each([Codes.IN_USE, Codes.LOGIN_DELAY])(
+    "backs off on %s: no batch failure, no continuation, a warning and a BackOffs metric",
+    async (code) => {
+      const h = harness((m) =>
+        report(m.id, {
+          ingested: 0,
+          remaining: 9,
+          error: `mailbox ${m.id}: [${code}]`,
+          errorCode: code,
+        }),
+      );
+      const result = await createPoller(h.deps)(
+        event(sqsRecord({ mailboxId: "alpha", tick: TICK })),
+        ctx,
+      );
+      expect(result.batchItemFailures).toEqual([]);
+      expect(h.sent).toEqual([]);
+      expect(metric(h, "alpha", "BackOffs")).toBe(1);
+      expect(h.output.logs().some((l) => l.level === "WARN" && l.mailbox === "alpha")).toBe(true);
+    },
+  );
+
+  it("counts AUTH_FAILED in AuthFailures for the mailbox and does not fail the record", async () => {
+    const h = harness((m) =>
+      report(m.id, {
+        ingested: 0,
+        error: `mailbox ${m.id}: login rejected`,
+        errorCode: Codes.AUTH_FAILED,
+      }),
+    );
+    const result = await createPoller(h.deps)(
+      event(sqsRecord({ mailboxId: "alpha", tick: TICK })),
+      ctx,
+    );
+    expect(result.batchItemFailures).toEqual([]);
+    expect(metric(h, "alpha", "AuthFailures")).toBe(1);
+    expect(h.output.logs().some((l) => l.level === "ERROR" && l.mailbox === "alpha")).toBe(true);
+  });
+
+  it("counts a refused OAuth refresh token in AuthFailures without running the session", async () => {
+    const h = harness((m) => report(m.id), {
+      tokenProvider: new TokenProvider({
+        fetch: async () =>
+          new Response(JSON.stringify({ error: "invalid_grant", error_description: "expired" }), {
+            status: 400,
+          }),
+        persistRefreshToken: async () => {},
+      }),
+    });
+    const result = await createPoller(h.deps)(
+      event(sqsRecord({ mailboxId: "oauth", tick: TICK })),
+      ctx,
+    );
+    expect(result.batchItemFailures).toEqual([]);
+    expect(h.sessions).toEqual([]);
+    expect(metric(h, "oauth", "AuthFailures")).toBe(1);
+  });
+
+  it.each<ErrorCode | undefined>([
+    Codes.CONNECT_FAILED,
+    Codes.TIMEOUT,
+    Codes.SYS_TEMP,
+    Codes.STORE_FAILED,
+    Codes.QUEUE_FAILED,
+    undefined,
+  ])("fails the record on a transient error (%s) so SQS redrives it", async (code) => {
+    const h = harness((m) => report(m.id, { ingested: 0, error: "boom", errorCode: code }));
+    const result = await createPoller(h.deps)(
+      event(sqsRecord({ mailboxId: "alpha", tick: TICK }, "m-1")),
+      ctx,
+    );
+    expect(result.batchItemFailures).toEqual([{ itemIdentifier: "m-1" }]);
+    expect(metric(h, "alpha", "PollFailures")).toBe(1);
+    expect(h.sent).toEqual([]);
+  });
+
+  it("fails the record when the secret cannot be read", async () => {
+    const h = harness((m) => report(m.id), {
+      getSecret: async () => {
+        throw new Error("AccessDeniedException");
+      },
+    });
+    const result = await createPoller(h.deps)(
+      event(sqsRecord({ mailboxId: "alpha", tick: TICK }, "m-2")),
+      ctx,
+    );
+    expect(result.batchItemFailures).toEqual([{ itemIdentifier: "m-2" }]);
+  });
+
+  it("fails only the failing mailbox's record in a batch of several", async () => {
+    const h = harness((m) =>
+      m.id === "alpha"
+        ? report(m.id, { error: "down", errorCode: Codes.CONNECT_FAILED })
+        : report(m.id),
+    );
+    const result = await createPoller(h.deps)(
+      event(
+        sqsRecord({ mailboxId: "alpha", tick: TICK }, "a-1"),
+        sqsRecord({ mailboxId: "beta", tick: TICK }, "b-1"),
+      ),
+      ctx,
+    );
+    expect(result.batchItemFailures).toEqual([{ itemIdentifier: "a-1" }]);
+    expect(h.sessions.map((s) => s.mailbox.id)).toEqual(["alpha", "beta"]);
+    expect(metric(h, "beta", "MessagesIngested")).toBe(5);
+  });
+
+  it("fails a malformed job and drops a job for a mailbox no longer configured", async () => {
+    const h = harness((m) => report(m.id));
+    const result = await createPoller(h.deps)(
+      event(
+        sqsRecord("{not json", "bad-1"),
+        sqsRecord({ mailboxId: "gone", tick: TICK }, "gone-1"),
+      ),
+      ctx,
+    );
+    expect(result.batchItemFailures).toEqual([{ itemIdentifier: "bad-1" }]);
+    expect(h.sessions).toEqual([]);
+  });
+
+  it("publishes per-mailbox EMF metrics in the MailIngest namespace", async () => {
+    const h = harness((m) => report(m.id, { ingested: 4, failed: 1, remaining: 0, bytes: 999 }));
+    await createPoller(h.deps)(event(sqsRecord({ mailboxId: "alpha", tick: TICK })), ctx);
+    const blob = h.output.emf().find((o) => o.mailbox === "alpha");
+    expect(blob).toMatchObject({
+      MessagesIngested: 4,
+      BytesIngested: 999,
+      MessagesFailed: 1,
+      SessionDuration: 321,
+      Backlog: 1,
+    });
+    const aws = blob?._aws as {
+      CloudWatchMetrics: Array<{ Namespace: string; Dimensions: string[][] }>;
+    };
+    expect(aws.CloudWatchMetrics[0]?.Namespace).toBe("MailIngest");
+    expect(aws.CloudWatchMetrics[0]?.Dimensions[0]).toContain("mailbox");
+  });
+
+  it("publishes no Backlog for a failed session, whose count of what is left is unknown", async () => {
+    const h = harness((m) => report(m.id, { error: "down", errorCode: Codes.CONNECT_FAILED }));
+    await createPoller(h.deps)(event(sqsRecord({ mailboxId: "alpha", tick: TICK })), ctx);
+    expect(metric(h, "alpha", "MessagesIngested")).toBe(5);
+    expect(metric(h, "alpha", "Backlog")).toBeUndefined();
+  });
+
+  it("correlates the session's log lines with mailbox, uidl and message id", async () => {
+    const h = harness((m, d) => {
+      d.log?.info("message ingested", { uidl: "UID-7", messageId: "<m7@example.com>" });
+      return report(m.id);
+    });
+    await createPoller(h.deps)(event(sqsRecord({ mailboxId: "alpha", tick: TICK })), ctx);
+    const line = h.output.logs().find((l) => l.message === "message ingested");
+    expect(line).toMatchObject({
+      mailbox: "alpha",
+      tick: TICK,
+      uidl: "UID-7",
+      messageId: "<m7@example.com>",
+    });
+    // Keys are removed after the job so the next record's lines do not inherit them.
+    h.deps.logger.info("after the job");
+    const after = h.output.logs().find((l) => l.message === "after the job");
+    expect(after).toBeDefined();
+    expect(after?.mailbox).toBeUndefined();
+  });
+
+  it("never writes a password, refresh token, client secret or access token to the logs", async () => {
+    const h = harness((m, d) => {
+      // A careless session log call must still not leak: secret-named fields are redacted.
+      d.log?.error("login trace", { password: PASSWORD, accessToken: ACCESS });
+      return m.id === "alpha"
+        ? report(m.id, { error: "login rejected", errorCode: Codes.AUTH_FAILED })
+        : report(m.id, { error: "down", errorCode: Codes.CONNECT_FAILED });
+    });
+    const poll = createPoller(h.deps);
+    await poll(event(sqsRecord({ mailboxId: "alpha", tick: TICK })), ctx);
+    await poll(event(sqsRecord({ mailboxId: "oauth", tick: TICK })), ctx);
+    await poll(event(sqsRecord({ mailboxId: "beta", tick: TICK })), ctx);
+    expect(h.output.logs().length).toBeGreaterThan(3);
+    const all = h.output.lines.join("\n");
+    for (const secret of [PASSWORD, REFRESH, CLIENT_SECRET, ACCESS])
+      expect(all).not.toContain(secret);
+    expect(all).toContain("login trace");
+  });
+
+  it("reads no environment until the first invocation", () => {
+    const reads: PropertyKey[] = [];
+    const env = new Proxy<NodeJS.ProcessEnv>(
+      {},
+      {
+        get(_target, key) {
+          reads.push(key);
+          return undefined;
+        },
+      },
+    );
+    const handler = createPoller(defaultPollerDeps(env));
+    expect(typeof handler).toBe("function");
+    expect(reads).toEqual([]);
+  });
+});
+
+describe("classifyOutcome", () => {
+  it("maps session error codes to job outcomes", () => {
+    expect(classifyOutcome(false, undefined)).toBe("done");
+    expect(classifyOutcome(true, Codes.IN_USE)).toBe("back-off");
+    expect(classifyOutcome(true, Codes.LOGIN_DELAY)).toBe("back-off");
+    expect(classifyOutcome(true, Codes.AUTH_FAILED)).toBe("auth-failed");
+    expect(classifyOutcome(true, Codes.OAUTH_FAILED)).toBe("auth-failed");
+    expect(classifyOutcome(true, Codes.SYS_TEMP)).toBe("retry");
+    expect(classifyOutcome(true, Codes.CONNECT_FAILED)).toBe("retry");
+    expect(classifyOutcome(true, undefined)).toBe("retry");
+  });
+});
