@@ -1,0 +1,550 @@
+/**
+ * Streaming MIME parse of one raw message into the object store.
+ *
+ * mailparser's streaming `MailParser` splits the message; every attachment's decoded bytes are
+ * piped straight into `store.put` (hashed on the way), so attachment bulk never sits in memory and
+ * a slow store holds back the parser and, through it, the source. Text and HTML bodies are
+ * buffered by mailparser itself; {@link ParseLimits.maxTextBytes} bounds that buffer.
+ *
+ * Contract, relied on by the ingest pipeline that tees the RETR stream to the raw store and here:
+ * - `source` is always read to its end, even after a parser error or a limit, so the tee's other
+ *   branch (the raw store) never stalls;
+ * - message content never makes the promise reject: bad input yields `parseError` (and
+ *   `truncated` when a limit fired) alongside whatever was extracted before;
+ * - it rejects only when the store fails or `source` itself errors.
+ */
+import { createHash } from "node:crypto";
+import { type Readable, Transform, type TransformCallback } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type {
+  AddressObject,
+  AttachmentStream,
+  EmailAddress,
+  HeaderLines,
+  Headers,
+  MessageText,
+} from "mailparser";
+import { MailParser } from "mailparser";
+import { describeError, ErrorCode, isMailIngestError, MailIngestError } from "../errors.ts";
+import type { ObjectStore } from "../ports.ts";
+import { type AuthResults, parseAuthResults } from "./auth-results.ts";
+import { sanitizeFilename } from "./filename.ts";
+import type { Address, AttachmentMeta, BodyRef, MessageHeaders } from "./schema.ts";
+
+export interface ParseLimits {
+  /** Most MIME parts (nodes) in one message; more stop extraction. @default 1000 */
+  maxParts: number;
+  /** Deepest MIME nesting (the root is depth 0); deeper stops extraction. @default 32 */
+  maxDepth: number;
+  /** Largest header block of one part, in bytes; larger stops extraction. @default 1 MiB */
+  maxHeaderBytes: number;
+  /** Attachments stored per message; later ones are skipped (drained, not stored). @default 1000 */
+  maxAttachments: number;
+  /** Bytes of text kept for `textPreview`. @default 1024 */
+  previewBytes: number;
+  /**
+   * Encoded bytes of inline text/html bodies (all parts together) handed to mailparser, which
+   * holds them in memory until the end of the message. Bytes past this are dropped and the
+   * message is flagged `truncated`. @default 16 MiB
+   */
+  maxTextBytes: number;
+}
+
+export const DEFAULT_PARSE_LIMITS: Readonly<ParseLimits> = Object.freeze({
+  maxParts: 1000,
+  maxDepth: 32,
+  maxHeaderBytes: 1024 * 1024,
+  maxAttachments: 1000,
+  previewBytes: 1024,
+  maxTextBytes: 16 * 1024 * 1024,
+});
+
+/**
+ * HTML longer than this (characters) is not converted to text for `text` (mailparser has no
+ * limit by default, and html-to-text is superlinear in practice).
+ */
+const MAX_HTML_TO_TEXT_CHARS = 1024 * 1024;
+
+export interface ParsedMessage {
+  headers: MessageHeaders;
+  /** Stored text body: text/plain parts, or HTML converted to text when there is no plain part. */
+  text?: BodyRef;
+  /** Stored HTML body (the text/html parts). */
+  html?: BodyRef;
+  /** At most `previewBytes` UTF-8 bytes of the text body, cut on a character boundary. */
+  textPreview?: string;
+  attachments: AttachmentMeta[];
+  authResults?: AuthResults;
+  /** Set when the parser failed; prefixed with the error code (PARSE_FAILED or MIME_LIMIT). */
+  parseError?: string;
+  /** Set when a limit stopped or trimmed extraction. */
+  truncated?: boolean;
+}
+
+export function emptyHeaders(): MessageHeaders {
+  return {
+    messageId: null,
+    date: null,
+    subject: null,
+    from: [],
+    to: [],
+    cc: [],
+    replyTo: [],
+    inReplyTo: null,
+    references: [],
+  };
+}
+
+/** Splitter chunk fields we read in the depth/text hook (see {@link installChunkHook}). */
+interface SplitterChunk {
+  type?: unknown;
+  value?: unknown;
+  contentType?: unknown;
+  disposition?: unknown;
+  root?: unknown;
+  parentNode?: unknown;
+}
+
+type ProcessChunk = (data: SplitterChunk, done: (err?: Error | null) => void) => void;
+
+/** mailparser treats these inline leaf types as body text, not attachments (createNode()). */
+const TEXT_TYPES = new Set(["text/plain", "text/html", "message/delivery-status"]);
+
+/** Parser failure raised by one of our own limits. */
+class LimitError extends MailIngestError {
+  constructor(message: string) {
+    super(ErrorCode.MIME_LIMIT, message);
+  }
+}
+
+/** A deferred that settles once; `promise` never rejects. */
+function signal(): { promise: Promise<void>; fire: () => void; fired: () => boolean } {
+  let fire: () => void = () => undefined;
+  let fired = false;
+  const promise = new Promise<void>((resolve) => {
+    fire = () => {
+      fired = true;
+      resolve();
+    };
+  });
+  return { promise, fire, fired: () => fired };
+}
+
+/** Pass-through that hashes and counts what it forwards. */
+class HashTap extends Transform {
+  readonly hash = createHash("sha256");
+  size = 0;
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    this.hash.update(chunk);
+    this.size += chunk.length;
+    done(null, chunk);
+  }
+}
+
+export async function parseMessage(
+  source: Readable,
+  store: ObjectStore,
+  partsPrefix: string,
+  limits?: Partial<ParseLimits>,
+): Promise<ParsedMessage> {
+  const lim: ParseLimits = { ...DEFAULT_PARSE_LIMITS, ...limits };
+  const prefix = partsPrefix.endsWith("/") ? partsPrefix : `${partsPrefix}/`;
+  const result: ParsedMessage = { headers: emptyHeaders(), attachments: [] };
+
+  const parser = new MailParser({
+    maxHeadSize: lim.maxHeaderBytes,
+    // mailsplit counts the root too and fails once the count exceeds maxChildNodes.
+    maxChildNodes: lim.maxParts,
+    // We hash what we store ourselves; mailparser's md5 would be wasted work.
+    checksumAlgo: false,
+    skipTextToHtml: true,
+    skipTextLinks: true,
+    skipImageLinks: true,
+    maxHtmlLengthToParse: MAX_HTML_TO_TEXT_CHARS,
+  });
+
+  /** First parser failure (content problem). */
+  let parserError: Error | undefined;
+  /** First store failure; makes parseMessage reject once the source is drained. */
+  let storeError: unknown;
+  /** The source stream's own failure; rethrown as is. */
+  let sourceError: unknown;
+  /** Fires when nothing more should be written to the parser. */
+  const stopFeeding = signal();
+  /** The attachment being stored, destroyed if the parse is abandoned mid-stream. */
+  let inFlight: HashTap | undefined;
+
+  const abandon = (err: Error): void => {
+    stopFeeding.fire();
+    inFlight?.destroy(err);
+  };
+
+  parser.on("error", (err: Error) => {
+    parserError ??= err;
+    abandon(err);
+  });
+
+  installChunkHook(parser, lim, () => {
+    result.truncated = true;
+  });
+
+  /** A failure mapping headers to schema v1; the parse goes on without those fields. */
+  let headerError: unknown;
+  // The listeners run inside mailparser's processing; a throw there would be uncaught.
+  parser.on("headers", (headers: Headers) => {
+    try {
+      extractHeaders(headers, result.headers);
+    } catch (err) {
+      headerError ??= err;
+    }
+  });
+  parser.on("headerLines", (lines: HeaderLines) => {
+    try {
+      extractRawHeaders(lines, result);
+    } catch (err) {
+      headerError ??= err;
+    }
+  });
+
+  const consumed = consume();
+  try {
+    await feed();
+  } catch (err) {
+    sourceError = err;
+    abandon(err instanceof Error ? err : new Error(describeError(err)));
+    // The message is incomplete: stop the parser so `consume` sees it close.
+    parser.destroy();
+  }
+  await consumed;
+
+  if (sourceError !== undefined) throw sourceError;
+  if (storeError !== undefined) {
+    if (isMailIngestError(storeError)) throw storeError;
+    throw new MailIngestError(
+      ErrorCode.STORE_FAILED,
+      `Storing message parts failed: ${describeError(storeError)}`,
+      {
+        cause: storeError,
+      },
+    );
+  }
+  if (parserError !== undefined) {
+    const code = isMailIngestError(parserError) ? parserError.code : maxLenCode(parserError);
+    if (code === ErrorCode.MIME_LIMIT) result.truncated = true;
+    result.parseError = `${code}: ${describeError(parserError)}`;
+  } else if (headerError !== undefined) {
+    result.parseError = `${ErrorCode.PARSE_FAILED}: headers: ${describeError(headerError)}`;
+  }
+  return result;
+
+  /** Reads `source` to its end, writing to the parser until it fails or no longer wants data. */
+  async function feed(): Promise<void> {
+    for await (const chunk of source) {
+      if (stopFeeding.fired()) continue;
+      const buf: Buffer = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+      if (!parser.write(buf)) {
+        await Promise.race([
+          new Promise<void>((resolve) => parser.once("drain", resolve)),
+          stopFeeding.promise,
+        ]);
+      }
+    }
+    if (!stopFeeding.fired()) parser.end();
+  }
+
+  /** Reads the parser's objects: attachments to the store, then the text bodies. */
+  async function consume(): Promise<void> {
+    const finished = new Promise<void>((resolve) => {
+      parser.once("end", resolve);
+      parser.once("close", resolve);
+      parser.once("error", () => resolve());
+    });
+    const queue: Array<AttachmentStream | MessageText> = [];
+    let wake: (() => void) | undefined;
+    parser.on("readable", () => {
+      let item = parser.read();
+      while (item !== null) {
+        queue.push(item);
+        item = parser.read();
+      }
+      wake?.();
+    });
+    let done = false;
+    void finished.then(() => {
+      done = true;
+      wake?.();
+    });
+    let index = 0;
+    for (;;) {
+      const item = queue.shift();
+      if (item === undefined) {
+        if (done) break;
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+        wake = undefined;
+        continue;
+      }
+      if (item.type === "attachment") {
+        await storeAttachment(item, index++);
+      } else if (storeError === undefined && parserError === undefined) {
+        await storeBodies(item).catch(onStoreError);
+      }
+    }
+  }
+
+  async function storeAttachment(attachment: AttachmentStream, index: number): Promise<void> {
+    // A later error event on the content (after we stop listening) must not crash the process.
+    attachment.content.on("error", () => undefined);
+    if (index >= lim.maxAttachments || storeError !== undefined || parserError !== undefined) {
+      if (index >= lim.maxAttachments) result.truncated = true;
+      discard(attachment);
+      return;
+    }
+    const name = sanitizeFilename(attachment.filename);
+    const ref = `${prefix}attachments/${String(index).padStart(4, "0")}-${name}`;
+    const tap = new HashTap();
+    inFlight = tap;
+    const piping = pipeline(attachment.content, tap);
+    try {
+      await store.put(ref, tap, { contentType: safeContentType(attachment.contentType) });
+      await piping;
+      const meta: AttachmentMeta = {
+        index,
+        filename: attachment.filename ?? null,
+        contentType: attachment.contentType || "application/octet-stream",
+        size: tap.size,
+        sha256: tap.hash.digest("hex"),
+        disposition: attachment.contentDisposition === "inline" ? "inline" : "attachment",
+        ref,
+      };
+      if (attachment.cid) meta.contentId = attachment.cid;
+      result.attachments.push(meta);
+    } catch (err) {
+      tap.destroy();
+      await piping.catch(() => undefined);
+      // Aborted because the parser failed or the source broke: not a store failure.
+      if (parserError === undefined && sourceError === undefined) onStoreError(err);
+    } finally {
+      inFlight = undefined;
+      attachment.content.resume();
+      attachment.release?.();
+    }
+  }
+
+  async function storeBodies(item: MessageText): Promise<void> {
+    if (typeof item.text === "string" && item.text.length > 0) {
+      const body = Buffer.from(item.text, "utf8");
+      const ref = `${prefix}body.txt`;
+      await store.put(ref, body, { contentType: "text/plain; charset=utf-8" });
+      result.text = { ref, size: body.length };
+      result.textPreview = preview(item.text, lim.previewBytes);
+    }
+    if (typeof item.html === "string" && item.html.length > 0) {
+      const body = Buffer.from(item.html, "utf8");
+      const ref = `${prefix}body.html`;
+      await store.put(ref, body, { contentType: "text/html; charset=utf-8" });
+      result.html = { ref, size: body.length };
+    }
+  }
+
+  function onStoreError(err: unknown): void {
+    storeError ??= err;
+    stopFeeding.fire();
+    parser.destroy();
+  }
+}
+
+/** Lets the parser move past an attachment we do not store. */
+function discard(attachment: AttachmentStream): void {
+  attachment.content.on("error", () => undefined);
+  attachment.content.resume();
+  attachment.release?.();
+}
+
+/** mailsplit reports its size limits (parts, header bytes) as EMAXLEN. */
+function maxLenCode(err: Error): ErrorCode {
+  return Reflect.get(err, "code") === "EMAXLEN" ? ErrorCode.MIME_LIMIT : ErrorCode.PARSE_FAILED;
+}
+
+/**
+ * Wraps mailparser's per-chunk step to enforce what its options cannot: nesting depth, and a cap
+ * on the text bytes it buffers. The hook relies on mailparser's internal `processChunk(data,
+ * done)`; if a future version drops it, this throws rather than silently losing the limits (the
+ * deep-nesting test guards the regression).
+ */
+function installChunkHook(parser: MailParser, lim: ParseLimits, onTrim: () => void): void {
+  const original: unknown = Reflect.get(parser, "processChunk");
+  if (typeof original !== "function") {
+    throw new MailIngestError(
+      ErrorCode.PARSE_FAILED,
+      "Unsupported mailparser version: MailParser.processChunk is missing",
+    );
+  }
+  const call: ProcessChunk = (data, done) => Reflect.apply(original, parser, [data, done]);
+  let textBytes = 0;
+  let inText = false;
+  const hook: ProcessChunk = (data, done) => {
+    if (data.type === "node") {
+      const depth = depthOf(data, lim.maxDepth + 1);
+      if (depth > lim.maxDepth) {
+        done(new LimitError(`MIME nesting deeper than ${lim.maxDepth} levels`));
+        return;
+      }
+      inText = isInlineText(data);
+    } else if (data.type === "body" && inText && Buffer.isBuffer(data.value)) {
+      const value: Buffer = data.value;
+      const room = lim.maxTextBytes - textBytes;
+      if (value.length > room) {
+        onTrim();
+        if (room <= 0) {
+          setImmediate(done);
+          return;
+        }
+        data.value = value.subarray(0, room);
+      }
+      textBytes += Math.min(value.length, room);
+    }
+    call(data, done);
+  };
+  Reflect.set(parser, "processChunk", hook);
+}
+
+/** Ancestors of a splitter node, counted up to `cap` so hostile depth costs O(cap). */
+function depthOf(node: SplitterChunk, cap: number): number {
+  let depth = 0;
+  let current: unknown = node.parentNode;
+  while (typeof current === "object" && current !== null && depth < cap) {
+    depth++;
+    current = Reflect.get(current, "parentNode");
+  }
+  return depth;
+}
+
+/** Mirrors mailparser's createNode(): an inline (or undisposed) text leaf is buffered as text. */
+function isInlineText(node: SplitterChunk): boolean {
+  const contentType =
+    typeof node.contentType === "string" && node.contentType !== ""
+      ? node.contentType
+      : node.root === true
+        ? "text/plain"
+        : "";
+  if (!TEXT_TYPES.has(contentType)) return false;
+  return !node.disposition || node.disposition === "inline";
+}
+
+/** A Content-Type safe to hand to the store (it becomes an HTTP header on S3). */
+function safeContentType(value: string | undefined): string {
+  return value &&
+    /^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}\/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$/i.test(value)
+    ? value
+    : "application/octet-stream";
+}
+
+/** At most `maxBytes` of `text` as UTF-8, cut on a character boundary (never a partial char). */
+export function preview(text: string, maxBytes: number): string {
+  const buf = new Uint8Array(maxBytes);
+  // encodeInto only writes whole characters (surrogate pairs included), so the cut is clean.
+  const { written } = new TextEncoder().encodeInto(text.slice(0, maxBytes), buf);
+  return Buffer.from(buf.buffer, 0, written).toString("utf8");
+}
+
+function extractHeaders(headers: Headers, out: MessageHeaders): void {
+  const messageId = headers.get("message-id");
+  if (typeof messageId === "string") out.messageId = messageId;
+  const subject = headers.get("subject");
+  if (typeof subject === "string") out.subject = subject;
+  const inReplyTo = headers.get("in-reply-to");
+  if (typeof inReplyTo === "string") out.inReplyTo = inReplyTo;
+  const references = headers.get("references");
+  if (typeof references === "string") out.references = [references];
+  else if (Array.isArray(references)) {
+    out.references = references.filter((r): r is string => typeof r === "string");
+  }
+  out.from = addresses(headers.get("from"));
+  out.to = addresses(headers.get("to"));
+  out.cc = addresses(headers.get("cc"));
+  out.replyTo = addresses(headers.get("reply-to"));
+}
+
+/** Flattens address headers (groups included, RFC 5322 §3.4) into mailboxes with an address. */
+function addresses(value: unknown): Address[] {
+  const out: Address[] = [];
+  const objects = Array.isArray(value) ? value : [value];
+  for (const object of objects) {
+    if (!isAddressObject(object)) continue;
+    collect(object.value, out, 0);
+  }
+  return out;
+}
+
+function collect(list: readonly EmailAddress[], out: Address[], depth: number): void {
+  for (const entry of list) {
+    if (Array.isArray(entry.group) && depth < 4) collect(entry.group, out, depth + 1);
+    if (typeof entry.address !== "string" || entry.address === "") continue;
+    const address: Address = { address: entry.address };
+    if (typeof entry.name === "string" && entry.name !== "") address.name = entry.name;
+    out.push(address);
+  }
+}
+
+function isAddressObject(value: unknown): value is AddressObject {
+  return typeof value === "object" && value !== null && Array.isArray(Reflect.get(value, "value"));
+}
+
+/** Headers mailparser does not parse the way schema v1 needs them, read from the raw lines. */
+function extractRawHeaders(lines: HeaderLines, out: ParsedMessage): void {
+  const auth: string[] = [];
+  let date: string | undefined;
+  let listId: string | undefined;
+  let autoSubmitted: string | undefined;
+  for (const { key, line } of lines) {
+    if (key === "authentication-results") auth.push(fieldValue(line));
+    else if (key === "date") date ??= fieldValue(line);
+    else if (key === "list-id") listId ??= fieldValue(line);
+    else if (key === "auto-submitted") autoSubmitted ??= fieldValue(line);
+  }
+  out.headers.date = date === undefined ? null : isoDate(date);
+  if (listId !== undefined) {
+    const id = parseListId(listId);
+    if (id !== undefined) out.headers.listId = id;
+  }
+  if (autoSubmitted !== undefined) {
+    const keyword = autoSubmitted.split(/[;(\s]/, 1)[0]?.toLowerCase();
+    if (keyword) out.headers.autoSubmitted = keyword;
+  }
+  const authResults = parseAuthResults(auth);
+  if (authResults !== undefined) out.authResults = authResults;
+}
+
+/** The unfolded value of a raw `Name: value` line (RFC 5322 §2.2.3). */
+function fieldValue(line: string): string {
+  const colon = line.indexOf(":");
+  return line
+    .slice(colon + 1)
+    .replace(/\r?\n(?=[ \t])/g, "")
+    .trim();
+}
+
+/**
+ * The Date header as an ISO instant, or null when it does not parse (mailparser substitutes the
+ * current time, which would be a lie in the metadata). Years outside 0000–9999 are rejected so
+ * the result is a valid RFC 3339 date-time.
+ */
+function isoDate(value: string): string | null {
+  if (value.length > 256) return null;
+  const ms = new Date(value).getTime();
+  if (Number.isNaN(ms)) return null;
+  const date = new Date(ms);
+  const year = date.getUTCFullYear();
+  if (year < 0 || year > 9999) return null;
+  return date.toISOString();
+}
+
+/** RFC 2919 §3: `[phrase] "<" list-id-namespace ">"`; bare values are kept as given. */
+function parseListId(value: string): string | undefined {
+  const open = value.lastIndexOf("<");
+  const close = value.indexOf(">", open + 1);
+  const id = (open >= 0 && close > open ? value.slice(open + 1, close) : value).trim();
+  return id === "" ? undefined : id;
+}

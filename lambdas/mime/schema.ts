@@ -1,0 +1,200 @@
+/**
+ * Queue message schema v1: the TypeScript side of `schema/queue-message.v1.json`. The two describe
+ * the same shape; the unit tests validate built messages against the JSON Schema so they cannot
+ * drift apart silently.
+ *
+ * A queue body is one of two forms, told apart by `pointer`:
+ * - the full form ({@link QueueMessageV1}): everything consumers need, inline;
+ * - the pointer form ({@link QueuePointerV1}, `pointer: true`): sent when the full form would not
+ *   fit the queue's body limit (e.g. thousands of attachments). It carries the identity fields and
+ *   `meta`, the location of the full form written to `meta/{mailbox}/{id}.json`.
+ */
+import { ErrorCode, MailIngestError } from "../errors.ts";
+import type { AuthResults } from "./auth-results.ts";
+import type { ParsedMessage } from "./parse.ts";
+
+export type { AuthResults, AuthResultValue } from "./auth-results.ts";
+
+export const SCHEMA_VERSION = 1;
+
+/** Headroom kept below the queue's body limit for message attributes and envelope overhead. */
+export const QUEUE_BODY_MARGIN_BYTES = 16 * 1024;
+
+/** A stored object: its key relative to the store root and its stable URI. */
+export interface ObjectRef {
+  key: string;
+  /** `s3://bucket/key` or `file:///abs/path`. */
+  uri: string;
+}
+
+export interface RawRef extends ObjectRef {
+  /** S3 bucket; absent for the fs store. */
+  bucket?: string;
+}
+
+/** One mailbox (RFC 5322 §3.4). Group syntax is flattened into its members. */
+export interface Address {
+  /** Display name, decoded (RFC 2047); absent when the header had none. */
+  name?: string;
+  address: string;
+}
+
+export interface MessageHeaders {
+  /** Message-ID with angle brackets, or null when absent. */
+  messageId: string | null;
+  /** Date header as an ISO-8601 instant, or null when absent or unparseable. */
+  date: string | null;
+  /** Decoded subject, or null when absent. */
+  subject: string | null;
+  from: Address[];
+  to: Address[];
+  cc: Address[];
+  replyTo: Address[];
+  inReplyTo: string | null;
+  references: string[];
+  /** The list-id-namespace of List-Id (RFC 2919 §2), without angle brackets. */
+  listId?: string;
+  /** The Auto-Submitted keyword (RFC 3834 §5), lower-cased, e.g. "auto-replied". */
+  autoSubmitted?: string;
+}
+
+/** A stored body part. */
+export interface BodyRef {
+  /** Store key (relative to the store root). */
+  ref: string;
+  /** Stored size in bytes (UTF-8). */
+  size: number;
+}
+
+export interface AttachmentMeta {
+  /** 0-based position among the message's attachments, in MIME order. */
+  index: number;
+  /**
+   * The filename exactly as the message gives it (RFC 2231 / RFC 2047 decoded), or null when it
+   * has none. Untrusted: never use it as a path; `ref` is the sanitised key.
+   */
+  filename: string | null;
+  contentType: string;
+  size: number;
+  /** sha256 of the stored (transfer-decoded) bytes, hex. */
+  sha256: string;
+  /** Content-ID without angle brackets. */
+  contentId?: string;
+  disposition: "attachment" | "inline";
+  /** Store key of the attachment bytes. */
+  ref: string;
+}
+
+interface QueueIdentity {
+  schemaVersion: 1;
+  /** Deterministic 32-hex message id. */
+  id: string;
+  mailbox: string;
+  uidl: string;
+  /** ISO-8601 instant. */
+  ingestedAt: string;
+  /** Raw message size in bytes. */
+  size: number;
+  /** sha256 of the raw bytes, hex. */
+  sha256: string;
+  raw: RawRef;
+}
+
+export interface QueueMessageV1 extends QueueIdentity {
+  headers: MessageHeaders;
+  text?: BodyRef;
+  html?: BodyRef;
+  /** At most 1024 UTF-8 bytes of the text body, cut on a character boundary. */
+  textPreview?: string;
+  attachments: AttachmentMeta[];
+  authResults?: AuthResults;
+  /** Why parsing stopped early; what was extracted before is still present. */
+  parseError?: string;
+  /** True when a limit stopped extraction (parts, depth, header size, attachments, text). */
+  truncated?: boolean;
+}
+
+export interface QueuePointerV1 extends QueueIdentity {
+  pointer: true;
+  /** Where the full {@link QueueMessageV1} is stored. */
+  meta: ObjectRef;
+}
+
+export type QueueBodyV1 = QueueMessageV1 | QueuePointerV1;
+
+export interface QueueMessageInput {
+  id: string;
+  mailbox: string;
+  uidl: string;
+  ingestedAt: Date | string;
+  size: number;
+  sha256: string;
+  raw: RawRef;
+  parsed: ParsedMessage;
+}
+
+/** Builds the full v1 message. Optional fields are omitted, never set to undefined. */
+export function buildQueueMessage(input: QueueMessageInput): QueueMessageV1 {
+  const { parsed } = input;
+  const raw: RawRef = { key: input.raw.key, uri: input.raw.uri };
+  if (input.raw.bucket !== undefined) raw.bucket = input.raw.bucket;
+  const message: QueueMessageV1 = {
+    schemaVersion: SCHEMA_VERSION,
+    id: input.id,
+    mailbox: input.mailbox,
+    uidl: input.uidl,
+    ingestedAt:
+      typeof input.ingestedAt === "string" ? input.ingestedAt : input.ingestedAt.toISOString(),
+    size: input.size,
+    sha256: input.sha256,
+    raw,
+    headers: parsed.headers,
+    attachments: parsed.attachments,
+  };
+  if (parsed.text !== undefined) message.text = parsed.text;
+  if (parsed.html !== undefined) message.html = parsed.html;
+  if (parsed.textPreview !== undefined) message.textPreview = parsed.textPreview;
+  if (parsed.authResults !== undefined) message.authResults = parsed.authResults;
+  if (parsed.parseError !== undefined) message.parseError = parsed.parseError;
+  if (parsed.truncated === true) message.truncated = true;
+  return message;
+}
+
+/** The pointer form of `message`, referring to its full form stored at `metaRef`. */
+export function toPointer(message: QueueMessageV1, metaRef: ObjectRef): QueuePointerV1 {
+  return {
+    schemaVersion: SCHEMA_VERSION,
+    id: message.id,
+    mailbox: message.mailbox,
+    uidl: message.uidl,
+    ingestedAt: message.ingestedAt,
+    size: message.size,
+    sha256: message.sha256,
+    raw: message.raw,
+    pointer: true,
+    meta: { key: metaRef.key, uri: metaRef.uri },
+  };
+}
+
+/**
+ * The queue body for `message`: the full JSON when it fits in `maxBodyBytes` less
+ * {@link QUEUE_BODY_MARGIN_BYTES} (UTF-8 bytes), else the pointer form. Throws MESSAGE_TOO_LARGE
+ * only if even the pointer does not fit, which means the limit is misconfigured.
+ */
+export function toQueueBody(
+  message: QueueMessageV1,
+  maxBodyBytes: number,
+  metaRef: ObjectRef,
+): string {
+  const budget = maxBodyBytes - QUEUE_BODY_MARGIN_BYTES;
+  const full = JSON.stringify(message);
+  if (Buffer.byteLength(full, "utf8") <= budget) return full;
+  const pointer = JSON.stringify(toPointer(message, metaRef));
+  if (Buffer.byteLength(pointer, "utf8") > maxBodyBytes) {
+    throw new MailIngestError(
+      ErrorCode.MESSAGE_TOO_LARGE,
+      `Queue pointer for message ${message.id} exceeds the queue body limit of ${maxBodyBytes} bytes`,
+    );
+  }
+  return pointer;
+}

@@ -1,0 +1,166 @@
+/**
+ * Hostile MIME: every case must resolve (never throw), read the whole source, stay bounded in
+ * time, flag what it cut, and keep every stored key inside the parts prefix.
+ */
+import { describe, expect, it } from "vitest";
+import { type ParseLimits, parseMessage } from "../../../lambdas/mime/parse.ts";
+import { buildQueueMessage } from "../../../lambdas/mime/schema.ts";
+import { MemoryObjectStore } from "./memory-store.ts";
+import { CRLF, countingSource, multipartMessage, pieces, sha256 } from "./messages.ts";
+import { schemaErrors, validateQueueBody } from "./validator.ts";
+
+const PREFIX = "parts/support/0123456789abcdef0123456789abcdef/";
+
+async function parseHostile(raw: Buffer, limits?: Partial<ParseLimits>) {
+  const store = new MemoryObjectStore();
+  const source = countingSource(() => pieces(raw, 64 * 1024));
+  const started = performance.now();
+  const parsed = await parseMessage(source.stream, store, PREFIX, limits);
+  const ms = performance.now() - started;
+  expect(source.ended()).toBe(true);
+  for (const key of store.putKeys) {
+    expect(key.startsWith(PREFIX)).toBe(true);
+    expect(key).not.toContain("..");
+    expect(key.slice(PREFIX.length)).toMatch(
+      /^(body\.(txt|html)|attachments\/\d{4,}-[A-Za-z0-9._-]+)$/,
+    );
+  }
+  const message = buildQueueMessage({
+    id: "0123456789abcdef0123456789abcdef",
+    mailbox: "support",
+    uidl: "u1",
+    ingestedAt: new Date(),
+    size: raw.length,
+    sha256: sha256(raw),
+    raw: { key: "raw/support/x.eml", uri: "file:///tmp/raw/support/x.eml" },
+    parsed,
+  });
+  expect(validateQueueBody(message), schemaErrors()).toBe(true);
+  return { parsed, store, ms };
+}
+
+/** `depth` nested multipart/mixed levels around one leaf part. */
+function nestedMessage(depth: number): Buffer {
+  let head = `From: a@example.com${CRLF}Content-Type: multipart/mixed; boundary=b0${CRLF}${CRLF}`;
+  for (let i = 1; i < depth; i++) {
+    head += `--b${i - 1}${CRLF}Content-Type: multipart/mixed; boundary=b${i}${CRLF}${CRLF}`;
+  }
+  let tail = `--b${depth - 1}${CRLF}Content-Type: application/pdf${CRLF}${CRLF}leaf${CRLF}--b${depth - 1}--${CRLF}`;
+  for (let i = depth - 2; i >= 0; i--) tail += `--b${i}--${CRLF}`;
+  return Buffer.from(head + tail);
+}
+
+describe("hostile MIME", () => {
+  it("stops at maxDepth on 1000 nested multiparts, flagging MIME_LIMIT", async () => {
+    // maxParts raised so the depth check, not the part count, is what stops it.
+    const { parsed, ms } = await parseHostile(nestedMessage(1000), { maxParts: 5000 });
+    expect(parsed.parseError).toMatch(/^MIME_LIMIT: MIME nesting deeper than 32 levels/);
+    expect(parsed.truncated).toBe(true);
+    expect(parsed.attachments).toEqual([]);
+    expect(ms).toBeLessThan(5000);
+  });
+
+  it("accepts nesting up to maxDepth", async () => {
+    const { parsed } = await parseHostile(nestedMessage(30));
+    expect(parsed.parseError).toBeUndefined();
+    expect(parsed.attachments).toHaveLength(1);
+  });
+
+  it("stops a 100k-part bomb at maxParts, keeping the attachments stored before it", async () => {
+    const parts = Array.from({ length: 100_000 }, () => ({
+      headers: ["Content-Type: application/octet-stream"],
+      body: "x",
+    }));
+    const { parsed, store, ms } = await parseHostile(multipartMessage(parts));
+    expect(parsed.parseError).toMatch(/^MIME_LIMIT: /);
+    expect(parsed.truncated).toBe(true);
+    expect(parsed.attachments.length).toBeGreaterThan(0);
+    expect(parsed.attachments.length).toBeLessThanOrEqual(1000);
+    for (const attachment of parsed.attachments) {
+      expect(store.objects.get(attachment.ref)?.sha256).toBe(attachment.sha256);
+    }
+    expect(ms).toBeLessThan(20_000);
+  });
+
+  it("flags a 5 MB header line instead of buffering it", async () => {
+    const raw = Buffer.from(
+      `Subject: ${"a".repeat(5 * 1024 * 1024)}${CRLF}From: a@example.com${CRLF}${CRLF}body${CRLF}`,
+    );
+    const { parsed, ms } = await parseHostile(raw);
+    expect(parsed.parseError).toMatch(/^MIME_LIMIT: .*header/i);
+    expect(parsed.truncated).toBe(true);
+    expect(parsed.headers.subject).toBeNull();
+    expect(ms).toBeLessThan(5000);
+  });
+
+  it("flags a 5 MB header inside a part, keeping the parts before it", async () => {
+    const raw = multipartMessage([
+      { headers: ["Content-Type: application/pdf"], body: "first" },
+      { headers: [`Content-Type: application/pdf; x="${"b".repeat(5 * 1024 * 1024)}"`], body: "2" },
+    ]);
+    const { parsed } = await parseHostile(raw);
+    expect(parsed.parseError).toMatch(/^MIME_LIMIT: /);
+    expect(parsed.attachments).toHaveLength(1);
+    expect(parsed.headers.subject).toBe("test message");
+  });
+
+  it("sanitises traversal, NUL, control-character, RFC 2231 and 5000-character filenames", async () => {
+    const longName = `${"n".repeat(5000)}.pdf`;
+    const dispositions = [
+      'attachment; filename="../../etc/passwd"',
+      'attachment; filename="evil\0name\x01.exe"',
+      "attachment; filename*=utf-8''%2e%2e%2f%2e%2e%2fetc%2fshadow",
+      'attachment; filename="..\\\\..\\\\windows\\\\win.ini"',
+      `attachment; filename="${longName}"`,
+      'attachment; filename=".."',
+      'attachment; filename="=?utf-8?q?=2E=2E=2Fencoded=2Eexe?="',
+      "attachment",
+    ];
+    const raw = multipartMessage(
+      dispositions.map((d) => ({
+        headers: ["Content-Type: application/octet-stream", `Content-Disposition: ${d}`],
+        body: "payload",
+      })),
+    );
+    const { parsed } = await parseHostile(raw);
+    expect(parsed.parseError).toBeUndefined();
+    expect(parsed.attachments.map((a) => a.filename)).toEqual([
+      "../../etc/passwd",
+      "evil\0name\x01.exe",
+      "../../etc/shadow",
+      "..\\..\\windows\\win.ini",
+      longName,
+      "..",
+      "../encoded.exe",
+      null,
+    ]);
+    const names = parsed.attachments.map((a) => a.ref.slice(`${PREFIX}attachments/`.length));
+    expect(names).toEqual([
+      "0000-passwd",
+      "0001-evil_name_.exe",
+      "0002-shadow",
+      "0003-win.ini",
+      `0004-${"n".repeat(96)}.pdf`,
+      "0005-attachment.bin",
+      "0006-encoded.exe",
+      "0007-attachment.bin",
+    ]);
+  });
+
+  it("does not let header names pollute prototypes", async () => {
+    const raw = Buffer.from(
+      [
+        "From: a@example.com",
+        "__proto__: polluted",
+        "List-__proto__: <mailto:x@example.com>",
+        "constructor: x",
+        "",
+        "body",
+      ].join(CRLF),
+    );
+    const { parsed } = await parseHostile(raw);
+    expect(parsed.parseError).toBeUndefined();
+    expect(Reflect.get({}, "polluted")).toBeUndefined();
+    expect(parsed.headers.from).toEqual([{ address: "a@example.com" }]);
+  });
+});
