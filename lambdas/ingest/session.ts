@@ -285,6 +285,9 @@ class MailboxSession {
     // the slower of raw upload and parse sets the pace and memory stays bounded.
     const toRaw = new PassThrough();
     const toParser = new PassThrough();
+    // Their failures surface through the put/parse promises and `retrieved`; a consumer that has
+    // already settled must not turn a late stream error into an uncaught exception.
+    for (const side of [toRaw, toParser]) side.on("error", () => {});
     meter.pipe(toRaw);
     meter.pipe(toParser);
     const rawObjectKey = rawKey(mailbox.id, id);

@@ -144,7 +144,10 @@ describe("mailbox session against the test server", () => {
   });
 
   it("skips messages over maxMessageBytes, reports them and never deletes them", async () => {
-    const big = { uidl: "big", data: generateMessage(99, { attachmentBytes: 50_000 }) };
+    const big = {
+      uidl: "big",
+      data: generateMessage(99, { withAttachment: true, attachmentBytes: 50_000 }),
+    };
     const { server, world } = await setup([...messages(2), big], {
       delete: "after-ingest",
       maxMessageBytes: 20_000,
@@ -243,17 +246,63 @@ describe("mailbox session against the test server", () => {
 
   it("after a UIDL reset, matches old messages instead of re-queueing the mailbox", async () => {
     const initial = messages(12);
-    const { server, world } = await setup(initial);
+    const { world } = await setup(initial);
     await world.poll();
-    // Migration: same messages, new UIDLs, plus one genuinely new message.
-    for (const m of server.messages(USER)) m.uidl = `migrated-${m.uidl}`;
-    server.addMessages(USER, [{ uidl: "fresh", data: generateMessage(500) }]);
-    const report = await world.poll();
-    expect(report.warnings.join("\n")).toMatch(/UIDL reset/);
-    expect(report).toMatchObject({ ingested: 1, skipped: 12 });
-    expect(await world.queue()).toHaveLength(13);
-    expect((await world.raw()).size).toBe(13);
-    expect(await world.poll()).toMatchObject({ new: 0, ingested: 0 });
+    // Migration: a new server holds the same messages under new UIDLs, plus one new message.
+    const migrated = await startPop3TestServer({
+      users: {
+        [USER]: {
+          password: PASSWORD,
+          messages: [
+            ...initial.map((m) => ({ uidl: `migrated-${m.uidl}`, data: m.data })),
+            { uidl: "fresh", data: generateMessage(500) },
+          ],
+        },
+      },
+    });
+    try {
+      const report = await world.poll({ mailbox: { port: migrated.port } });
+      expect(report.warnings.join("\n")).toMatch(/UIDL reset/);
+      expect(report).toMatchObject({ ingested: 1, skipped: 12 });
+      expect(await world.queue()).toHaveLength(13);
+      expect((await world.raw()).size).toBe(13);
+      expect(await world.poll({ mailbox: { port: migrated.port } })).toMatchObject({
+        new: 0,
+        ingested: 0,
+      });
+    } finally {
+      await migrated.close();
+    }
+  });
+
+  it("after a UIDL reset of mail without Message-IDs, dedupes by sha256 and keeps no second copy", async () => {
+    const initial = messages(10).map((m) => ({
+      uidl: m.uidl,
+      data: Buffer.from(
+        Buffer.from(m.data)
+          .toString("latin1")
+          .replace(/^Message-ID:.*\r\n/m, ""),
+        "latin1",
+      ),
+    }));
+    const { world } = await setup(initial);
+    await world.poll();
+    const migrated = await startPop3TestServer({
+      users: {
+        [USER]: {
+          password: PASSWORD,
+          messages: initial.map((m) => ({ uidl: `migrated-${m.uidl}`, data: m.data })),
+        },
+      },
+    });
+    try {
+      const report = await world.poll({ mailbox: { port: migrated.port } });
+      expect(report).toMatchObject({ ingested: 0, skipped: 10 });
+      expect((await world.raw()).size).toBe(10);
+      expect(await world.queue()).toHaveLength(10);
+    } finally {
+      await migrated.close();
+    }
   });
 
   it("ingests the demo's sample messages with attachments and parts", async () => {
