@@ -55,7 +55,9 @@ export async function demoCommand(args: readonly string[], io: CliIo): Promise<n
       }
     }
 
-    const queued = await readdir(path.join(dataDir, "queue")).catch(() => []);
+    const queued = (await readdir(path.join(dataDir, "queue")).catch(() => [])).filter((name) =>
+      name.endsWith(".json"),
+    );
     io.stdout.write(
       [
         `Stored under ${dataDir}:`,

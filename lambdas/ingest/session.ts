@@ -34,6 +34,10 @@ import type {
 
 /** SQS SendMessageBatch takes at most 10 entries; the fs queue gains nothing from more. */
 const QUEUE_BATCH = 10;
+/** Bytes a body may exceed maxMessageBytes by (line-ending differences) before it is cut off. */
+const RUNAWAY_SLACK_BYTES = 64 * 1024;
+/** Messages whose storage commit may still be running while the next one streams. */
+const COMMIT_WINDOW = 8;
 /** Byte-progress callbacks are throttled to one per this many bytes. */
 const PROGRESS_EVERY_BYTES = 1 << 20;
 
@@ -66,6 +70,8 @@ class MailboxSession {
   private client: Pop3Client | undefined;
   /** Stored and awaiting the queue flush; never DELE'd before it lands in state. */
   private pending: Pending[] = [];
+  /** The tail of the flush chain. */
+  private flushing: Promise<void> = Promise.resolve();
   /** Totals of the messages this run means to fetch, for progress. */
   private messagesTotal = 0;
   private bytesTotal = 0;
@@ -152,23 +158,8 @@ class MailboxSession {
     this.bytesTotal = fetch.reduce((sum, m) => sum + m.size, 0);
 
     this.progress("ingesting");
-    let stoppedAt = fetch.length;
-    for (const [i, message] of fetch.entries()) {
-      const stop = this.shouldStop();
-      if (stop) {
-        stoppedAt = i;
-        this.log.info(`stopping before next message: ${stop}`, { mailbox: mailbox.id });
-        break;
-      }
-      const outcome = await this.ingestOne(message);
-      if (outcome === "fatal") {
-        stoppedAt = i + 1;
-        break;
-      }
-      if (this.pending.length >= QUEUE_BATCH) await this.flush();
-    }
-    await this.flush();
-    this.report.remaining = plan.deferred + (fetch.length - stoppedAt);
+    const started = await this.ingestAll(fetch);
+    this.report.remaining = plan.deferred + (fetch.length - started);
 
     // Forget UIDLs only after a complete listing: a vanished UIDL is gone from the server.
     if (plan.vanished.length > 0) await deps.state.forget(mailbox.id, plan.vanished);
@@ -237,6 +228,47 @@ class MailboxSession {
   /** sha256 → entry, only during a suspected UIDL reset. */
   private knownSha: Map<string, StateEntry> | undefined;
 
+  /**
+   * Fetches messages one after another on the connection, but lets each message's storage
+   * commit (fsync, rename, metadata) finish in the background while the next RETR streams: up
+   * to COMMIT_WINDOW messages are in that state at once. Returns how many RETRs were started.
+   */
+  private async ingestAll(fetch: readonly ListedMessage[]): Promise<number> {
+    const inFlight = new Set<Promise<void>>();
+    let failure: { err: unknown } | undefined;
+    let started = 0;
+    for (const message of fetch) {
+      const stop = failure ? "an earlier message failed" : this.shouldStop();
+      if (stop) {
+        this.log.info(`stopping before next message: ${stop}`, { mailbox: this.mailbox.id });
+        break;
+      }
+      started++;
+      let streamed!: () => void;
+      const retrieved = new Promise<void>((resolve) => {
+        streamed = resolve;
+      });
+      const task = this.ingestOne(message, streamed)
+        .then(() => (this.pending.length >= QUEUE_BATCH ? this.flush() : undefined))
+        .catch((err: unknown) => {
+          failure ??= { err };
+        })
+        .finally(() => {
+          inFlight.delete(task);
+          streamed();
+        });
+      inFlight.add(task);
+      // The next RETR may start once this one's bytes are all read off the connection.
+      await retrieved;
+      while (inFlight.size >= COMMIT_WINDOW) await Promise.race(inFlight);
+    }
+    await Promise.all(inFlight);
+    // Messages committed before a failure are still queued, checkpointed and (by policy) deleted.
+    await this.flush();
+    if (failure) throw failure.err;
+    return started;
+  }
+
   private shouldStop(): string | undefined {
     if (this.options.signal?.aborted) return "shutdown requested";
     if (this.options.deadline !== undefined && Date.now() >= this.options.deadline) {
@@ -246,17 +278,20 @@ class MailboxSession {
   }
 
   /**
-   * Fetches and stores one message. Returns "fatal" when the connection can no longer be used
-   * (the session then flushes what is stored and ends).
+   * Fetches and stores one message, calling `streamed` once its bytes are all off the
+   * connection. Throws when the connection or the storage can no longer be used.
    */
-  private async ingestOne(message: ListedMessage): Promise<"ok" | "failed" | "fatal"> {
+  private async ingestOne(message: ListedMessage, streamed: () => void): Promise<"ok" | "failed"> {
     const { mailbox, deps } = this;
     const client = this.client as Pop3Client;
     const id = messageId(mailbox.id, message.key);
     const fields = { mailbox: mailbox.id, uidl: message.uidl, id };
     let body: Readable;
     try {
-      body = await client.retr(message.msg, { expectedSize: message.size });
+      // LIST sizes are only advisory here: servers append a CRLF to a message that lacks one, or
+      // count line endings differently, and refusing such mail would lose it. Truncation is
+      // caught by the terminator check; a runaway body by the byte limit below.
+      body = await client.retr(message.msg);
     } catch (err) {
       // A -ERR for one message (deleted by another client, server-side error) skips only it.
       if (isMailIngestError(err, ErrorCode.COMMAND_FAILED)) {
@@ -269,10 +304,20 @@ class MailboxSession {
 
     const hash = createHash("sha256");
     let size = 0;
+    const byteLimit = mailbox.maxMessageBytes + RUNAWAY_SLACK_BYTES;
     const meter = new Transform({
       transform: (chunk: Buffer, _enc: string, done: TransformCallback) => {
-        hash.update(chunk);
         size += chunk.length;
+        if (size > byteLimit) {
+          done(
+            new MailIngestError(
+              ErrorCode.MESSAGE_TOO_LARGE,
+              `RETR ${message.msg} sent more than maxMessageBytes (${mailbox.maxMessageBytes}) although LIST said ${message.size}`,
+            ),
+          );
+          return;
+        }
+        hash.update(chunk);
         this.bytesDone += chunk.length;
         if (this.bytesDone - this.lastProgressBytes >= PROGRESS_EVERY_BYTES) {
           this.lastProgressBytes = this.bytesDone;
@@ -293,6 +338,7 @@ class MailboxSession {
     const rawObjectKey = rawKey(mailbox.id, id);
     const prefix = partsPrefix(mailbox.id, id);
     const retrieved = pipeline(body, meter);
+    retrieved.then(streamed, streamed);
     retrieved.catch((err) => {
       // Forward the cause so both consumers fail instead of waiting on a stream that never ends.
       toRaw.destroy(err);
@@ -315,10 +361,17 @@ class MailboxSession {
     if (fetched.status === "rejected") {
       this.report.failed++;
       this.warn(`RETR ${message.msg} failed: ${describeError(fetched.reason)}`);
-      // The size check runs after the terminator, so the connection is still in step; any other
-      // broken RETR leaves it mid-response and nothing more can be sent on it.
-      if (isMailIngestError(fetched.reason, ErrorCode.SIZE_MISMATCH)) return "failed";
+      // The client discards the rest of an abandoned body, so the connection stays in step; any
+      // other broken RETR leaves it mid-response and nothing more can be sent on it.
+      if (isMailIngestError(fetched.reason, ErrorCode.MESSAGE_TOO_LARGE)) return "failed";
       throw fetched.reason;
+    }
+    if (size !== message.size) {
+      this.log.info("RETR size differs from LIST", {
+        ...fields,
+        listed: message.size,
+        received: size,
+      });
     }
     if (stored.status === "rejected") throw storeError(mailbox.id, stored.reason);
     if (parsed.status === "rejected") throw storeError(mailbox.id, parsed.reason);
@@ -373,7 +426,14 @@ class MailboxSession {
   }
 
   /** Queue, then checkpoint, then DELE: the order that makes a crash lose nothing. */
-  private async flush(): Promise<void> {
+  private flush(): Promise<void> {
+    // Flushes run one at a time, in the order requested, so DELEs follow their own checkpoint.
+    const next = this.flushing.then(() => this.flushPending());
+    this.flushing = next.catch(() => {});
+    return next;
+  }
+
+  private async flushPending(): Promise<void> {
     if (this.pending.length === 0) return;
     const batch = this.pending;
     this.pending = [];

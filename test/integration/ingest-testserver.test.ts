@@ -138,9 +138,13 @@ describe("mailbox session against the test server", () => {
     const report = await world.poll({ deps: { store: flaky } });
     expect(report.errorCode).toBe(ErrorCode.STORE_FAILED);
     expect(report.error).toMatch(/mailbox box: .*disk full/);
-    expect(report.deleted).toBe(10);
-    expect(server.messages(USER)).toHaveLength(5);
-    expect(await world.queue()).toHaveLength(10);
+    // Messages committed before the failure (at least the first queue batch of 10, plus any
+    // whose commit was already in flight) are queued and deleted; the failed one stays.
+    expect(report.deleted).toBeGreaterThanOrEqual(10);
+    expect(await world.queue()).toHaveLength(report.deleted);
+    const left = server.messages(USER).map((m) => m.uidl);
+    expect(left).toHaveLength(15 - report.deleted);
+    expect(left).toContain("uid-11");
   });
 
   it("skips messages over maxMessageBytes, reports them and never deletes them", async () => {
@@ -218,6 +222,16 @@ describe("mailbox session against the test server", () => {
     expect(server.messages(USER)).toHaveLength(3);
     expect((await world.raw()).size).toBe(0);
     expect((await world.deps.state.load("box")).size).toBe(0);
+  });
+
+  it("ingests mail whose LIST size is off, since a wrong size is not a truncation", async () => {
+    const initial = messages(3);
+    const { world } = await setup(initial, {}, { faults: { reportWrongSize: true } });
+    const report = await world.poll();
+    expect(report).toMatchObject({ ingested: 3, failed: 0 });
+    expect([...(await world.raw()).values()].sort()).toEqual(
+      initial.map((m) => sha256(m.data)).sort(),
+    );
   });
 
   it("reports [IN-USE] as a typed failure without touching state", async () => {
