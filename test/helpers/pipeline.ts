@@ -60,8 +60,12 @@ export async function fsWorld(
       return out;
     },
     async queue() {
-      const files = await listFiles(path.join(dir, "mail-ingest-data", "queue"));
-      return Promise.all(files.map(async (f) => JSON.parse(await readFile(f, "utf8"))));
+      // What a consumer reads: the `<id>.json` files; in-flight temp files live in a subfolder.
+      const queueDir = path.join(dir, "mail-ingest-data", "queue");
+      const names = (await readdir(queueDir).catch(() => [])).filter((n) => n.endsWith(".json"));
+      return Promise.all(
+        names.map(async (n) => JSON.parse(await readFile(path.join(queueDir, n), "utf8"))),
+      );
     },
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };
