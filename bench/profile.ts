@@ -1,0 +1,141 @@
+/**
+ * Summarises a V8 `.cpuprofile` (from `node --cpu-prof`) into where mail-ingest's time goes:
+ * self time grouped by component (POP3 client, mailparser, hashing, fs, TLS, GC, idle...) and
+ * the hottest functions. Idle time matters as much as CPU here: a run that is mostly idle is
+ * waiting on the network or the disk (round-trips, fsync), not computing.
+ */
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+
+interface ProfileNode {
+  readonly id: number;
+  readonly callFrame: {
+    readonly functionName: string;
+    readonly url: string;
+    readonly lineNumber: number;
+  };
+  readonly hitCount?: number;
+}
+
+interface CpuProfile {
+  readonly nodes: readonly ProfileNode[];
+  readonly startTime: number;
+  readonly endTime: number;
+  readonly samples: readonly number[];
+  readonly timeDeltas: readonly number[];
+}
+
+export interface ProfileSummary {
+  readonly totalMs: number;
+  readonly components: ReadonlyArray<{ name: string; ms: number; share: number }>;
+  readonly functions: ReadonlyArray<{ name: string; where: string; ms: number; share: number }>;
+}
+
+/** Ordered: the first matching rule names the component. */
+const COMPONENTS: ReadonlyArray<readonly [string, (fn: string, url: string) => boolean]> = [
+  ["idle (waiting on I/O)", (fn) => fn === "(idle)"],
+  ["garbage collection", (fn) => fn === "(garbage collector)"],
+  ["native / other (program)", (fn) => fn === "(program)"],
+  ["tsx transpile + module load", (_fn, url) => /node_modules\/(tsx|esbuild)\//.test(url)],
+  [
+    "mailparser + libmime/libqp/iconv",
+    (_fn, url) =>
+      /node_modules\/(mailparser|mailsplit|@zone-eu\/mailsplit|libmime|libqp|libbase64|iconv-lite|encoding-japanese|he|html-to-text|linkify-it|punycode|tlds|nodemailer)\//.test(
+        url,
+      ),
+  ],
+  ["AWS SDK / smithy", (_fn, url) => /node_modules\/(@aws-sdk|@smithy|@aws-crypto)\//.test(url)],
+  ["other dependencies", (_fn, url) => url.includes("node_modules/")],
+  ["native bindings (fs, sockets, buffers)", (fn, url) => url === "" && !fn.startsWith("(")],
+  ["POP3 client + reader (lambdas/pop3)", (_fn, url) => url.includes("/lambdas/pop3/")],
+  ["MIME parse glue (lambdas/mime)", (_fn, url) => url.includes("/lambdas/mime/")],
+  ["ingest session (lambdas/ingest)", (_fn, url) => url.includes("/lambdas/ingest/")],
+  ["storage/queue/state adapters", (_fn, url) => url.includes("/lambdas/adapters/")],
+  ["other mail-ingest code", (_fn, url) => url.includes("/lambdas/")],
+  ["hashing (node:crypto)", (_fn, url) => url.startsWith("node:internal/crypto")],
+  ["TLS", (_fn, url) => /^node:(_tls|tls|internal\/tls)/.test(url)],
+  ["fs", (_fn, url) => /^node:(fs|internal\/fs)/.test(url)],
+  ["streams", (_fn, url) => url.startsWith("node:internal/streams") || url === "node:stream"],
+  [
+    "net / event loop",
+    (_fn, url) => /^node:(net|internal\/(net|stream_base|timers|process))/.test(url),
+  ],
+  ["module loading (node:internal/modules)", (_fn, url) => url.startsWith("node:internal/modules")],
+  ["other node internals", (_fn, url) => url.startsWith("node:")],
+  ["other", () => true],
+];
+
+function component(fn: string, url: string): string {
+  for (const [name, test] of COMPONENTS) if (test(fn, url)) return name;
+  return "other";
+}
+
+function shortUrl(url: string): string {
+  const at = url.indexOf("node_modules/");
+  if (at >= 0) return url.slice(at + "node_modules/".length);
+  const lambdas = url.indexOf("/lambdas/");
+  if (lambdas >= 0) return url.slice(lambdas + 1);
+  return url || "(native)";
+}
+
+export function summarise(profile: CpuProfile, top = 15): ProfileSummary {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const selfUs = new Map<number, number>();
+  // Each sample is charged the delta that follows it (the V8 convention).
+  for (let i = 0; i < profile.samples.length; i++) {
+    const id = profile.samples[i] as number;
+    const delta = profile.timeDeltas[i + 1] ?? 0;
+    selfUs.set(id, (selfUs.get(id) ?? 0) + delta);
+  }
+  const totalUs = profile.endTime - profile.startTime;
+  const components = new Map<string, number>();
+  const functions = new Map<string, { name: string; where: string; us: number }>();
+  for (const [id, us] of selfUs) {
+    const node = byId.get(id);
+    if (!node) continue;
+    const { functionName, url, lineNumber } = node.callFrame;
+    const name = component(functionName, url);
+    components.set(name, (components.get(name) ?? 0) + us);
+    const fn = functionName || "(anonymous)";
+    const where = `${shortUrl(url)}:${lineNumber + 1}`;
+    const key = `${fn}@${where}`;
+    const entry = functions.get(key) ?? { name: fn, where, us: 0 };
+    entry.us += us;
+    functions.set(key, entry);
+  }
+  const share = (us: number) => (totalUs > 0 ? us / totalUs : 0);
+  return {
+    totalMs: totalUs / 1000,
+    components: [...components]
+      .map(([name, us]) => ({ name, ms: us / 1000, share: share(us) }))
+      .sort((a, b) => b.ms - a.ms),
+    functions: [...functions.values()]
+      .filter((f) => !f.name.startsWith("("))
+      .sort((a, b) => b.us - a.us)
+      .slice(0, top)
+      .map((f) => ({ name: f.name, where: f.where, ms: f.us / 1000, share: share(f.us) })),
+  };
+}
+
+/** Reads the single profile `node --cpu-prof --cpu-prof-dir=dir` wrote. */
+export async function summariseDir(dir: string): Promise<ProfileSummary | undefined> {
+  const files = (await readdir(dir)).filter((f) => f.endsWith(".cpuprofile"));
+  const file = files[0];
+  if (!file) return undefined;
+  const profile = JSON.parse(await readFile(join(dir, file), "utf8")) as CpuProfile;
+  return summarise(profile);
+}
+
+export function formatSummary(summary: ProfileSummary): string {
+  const pct = (s: number) => `${(s * 100).toFixed(1).padStart(5)}%`;
+  const lines = [`  profiled ${(summary.totalMs / 1000).toFixed(2)} s of main-thread time:`];
+  for (const c of summary.components) {
+    if (c.share < 0.005) continue;
+    lines.push(`    ${pct(c.share)}  ${(c.ms / 1000).toFixed(2).padStart(6)} s  ${c.name}`);
+  }
+  lines.push("  hottest functions (self time):");
+  for (const f of summary.functions) {
+    lines.push(`    ${pct(f.share)}  ${f.name}  ${f.where}`);
+  }
+  return lines.join("\n");
+}

@@ -1,0 +1,532 @@
+/**
+ * `npm run bench`: races mail-ingest against a raw floor client and mpop on the same maildrop,
+ * whole process against whole process, and reports wall time, throughput and peak RSS (issue 5).
+ *
+ *   npm run bench                      full ingest + incremental + big message + Lambda figures
+ *   npm run bench -- --quick           300 messages, 1 run, no big message (smoke)
+ *   npm run bench -- --full --messages 1000 --runs 5
+ *   npm run bench -- --incremental | --big | --lambda
+ *   npm run bench -- --profile         adds one CPU-profiled mail-ingest (fs) run
+ *   npm run bench -- --tls none        plain POP3 instead of implicit TLS (port 995 style)
+ *   npm run bench -- --test-server     use the project's test server even if Dovecot is installed
+ *
+ * Timings never go into `npm test`; results land in bench/results/<timestamp>.json.
+ */
+import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import { join } from "node:path";
+import { pipeline } from "node:stream/promises";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { type ChildServer, startChild } from "./child-rpc.ts";
+import {
+  type Client,
+  type ClientName,
+  floorClient,
+  mailIngestClient,
+  mpopAvailable,
+  mpopClient,
+} from "./clients.ts";
+import { type LambdaOutcome, lambdaFigures } from "./lambda.ts";
+import { type Maildrop, type MaildropTls, maildropNotice, startMaildrop } from "./maildrop.ts";
+import { liveChildren, type Measured, measure, rssMethod } from "./measure.ts";
+import { formatSummary, type ProfileSummary, summariseDir } from "./profile.ts";
+import { MB, MiB, median } from "./stats.ts";
+
+const RESULTS_DIR = fileURLToPath(new URL("./results/", import.meta.url));
+/** Messages delivered before each timed incremental poll (the issue's "10 new"). */
+const INCREMENTAL_NEW = 10;
+/** The issue's big message: ~340 MB with two 120 MB attachments. */
+const BIG_TOTAL_BYTES = 340_000_000;
+const BIG_ATTACHMENTS = 2;
+/** Issue 5 goals. */
+const GOAL_BIG_RSS_BYTES = 256 * MiB;
+const GOAL_INCREMENTAL_MS = 1_000;
+const LAMBDA_IMPORT_SAMPLES = 7;
+
+type Case = "full" | "incremental" | "big" | "lambda";
+
+interface Options {
+  readonly messages: number;
+  readonly runs: number;
+  readonly cases: ReadonlySet<Case>;
+  readonly tls: MaildropTls;
+  readonly testServer: boolean;
+  readonly profile: boolean;
+  readonly s3: boolean;
+  readonly bigBytes: number;
+}
+
+function parseOptions(argv: readonly string[]): Options {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      messages: { type: "string" },
+      runs: { type: "string" },
+      quick: { type: "boolean", default: false },
+      full: { type: "boolean", default: false },
+      incremental: { type: "boolean", default: false },
+      big: { type: "boolean", default: false },
+      lambda: { type: "boolean", default: false },
+      profile: { type: "boolean", default: false },
+      tls: { type: "string", default: "implicit" },
+      "test-server": { type: "boolean", default: false },
+      "no-s3": { type: "boolean", default: false },
+      "big-bytes": { type: "string" },
+    },
+  });
+  const positive = (text: string | undefined, fallback: number, flag: string) => {
+    if (text === undefined) return fallback;
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`--${flag} must be a positive integer`);
+    return n;
+  };
+  if (values.tls !== "implicit" && values.tls !== "none") {
+    throw new Error("--tls must be implicit or none");
+  }
+  const chosen = (["full", "incremental", "big", "lambda"] as const).filter((c) => values[c]);
+  const cases = new Set<Case>(
+    chosen.length > 0
+      ? chosen
+      : values.quick
+        ? ["full", "incremental", "lambda"]
+        : ["full", "incremental", "big", "lambda"],
+  );
+  return {
+    messages: positive(values.messages, values.quick ? 300 : 3000, "messages"),
+    runs: positive(values.runs, values.quick ? 1 : 3, "runs"),
+    cases,
+    tls: values.tls,
+    testServer: values["test-server"] === true,
+    profile: values.profile === true,
+    s3: values["no-s3"] !== true,
+    bigBytes: positive(values["big-bytes"], BIG_TOTAL_BYTES, "big-bytes"),
+  };
+}
+
+/** Everything to undo on exit, newest first. */
+const cleanups: Array<() => Promise<void>> = [];
+let cleaning: Promise<void> | undefined;
+
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    for (const child of liveChildren) child.kill("SIGKILL");
+    for (const undo of cleanups.reverse()) {
+      await undo().catch((err: unknown) => console.error(`bench: cleanup failed: ${err}`));
+    }
+  })();
+  return cleaning;
+}
+
+function machine() {
+  const cpus = os.cpus();
+  return {
+    nproc: os.availableParallelism(),
+    cpuModel: cpus[0]?.model ?? "unknown",
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    os: `${os.type()} ${os.release()}`,
+  };
+}
+
+const secs = (ms: number) => (ms / 1000).toFixed(2);
+const mib = (bytes: number) => (bytes / MiB).toFixed(1);
+const ratio = (a: number, b: number | undefined) =>
+  b === undefined || !Number.isFinite(b) || b === 0 ? "-" : `${(a / b).toFixed(2)}x`;
+
+function table(header: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: readonly string[]) =>
+    `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(" | ")} |`;
+  return [
+    line(header),
+    `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`,
+    ...rows.map(line),
+  ].join("\n");
+}
+
+interface Sample {
+  readonly wallMs: number;
+  readonly peakRssBytes: number;
+}
+
+interface ClientResult {
+  readonly client: ClientName;
+  readonly samples: Sample[];
+  medianWallMs: number;
+  medianRssBytes: number;
+  maxRssBytes: number;
+}
+
+function summarize(results: Map<ClientName, ClientResult>): void {
+  for (const r of results.values()) {
+    r.medianWallMs = median(r.samples.map((s) => s.wallMs));
+    r.medianRssBytes = median(r.samples.map((s) => s.peakRssBytes));
+    r.maxRssBytes = Math.max(...r.samples.map((s) => s.peakRssBytes));
+  }
+}
+
+/**
+ * Flushes dirty pages (the previous run's files, the reset's deletions) before a timed run, so
+ * no client pays for another's writeback. Without it, disk-bound runs varied by 2x.
+ */
+function settleDisk(): Promise<void> {
+  return new Promise((resolve) => {
+    const child = spawn("sync", [], { stdio: "ignore" });
+    child.once("error", () => resolve());
+    child.once("close", () => resolve());
+  });
+}
+
+/** Runs one client once and checks it fetched what it should; a wrong count is a failed run. */
+async function timed(client: Client, expected: number, extraNodeArgs?: string[]): Promise<Sample> {
+  const spec = await client.spec(extraNodeArgs);
+  await settleDisk();
+  const m: Measured = await measure(spec);
+  const fetched = await client.fetched(m.stdout);
+  if (m.code !== 0 || fetched.error || fetched.messages !== expected) {
+    throw new Error(
+      `${client.name}: exit ${m.code}, fetched ${fetched.messages} of ${expected}` +
+        `${fetched.error ? `, error: ${fetched.error}` : ""}\n${m.stderr.slice(0, 2000)}`,
+    );
+  }
+  return { wallMs: m.wallMs, peakRssBytes: m.peakRssBytes };
+}
+
+function newResults(clients: readonly Client[]): Map<ClientName, ClientResult> {
+  return new Map(
+    clients.map((c) => [
+      c.name,
+      { client: c.name, samples: [], medianWallMs: 0, medianRssBytes: 0, maxRssBytes: 0 },
+    ]),
+  );
+}
+
+async function fullCase(
+  clients: readonly Client[],
+  options: Options,
+  corpusBytes: number,
+): Promise<{ rows: object[]; text: string }> {
+  const results = newResults(clients);
+  // Untimed warm-up: the page cache and Dovecot's index files start the same for everyone.
+  const floor = clients.find((c) => c.name === "floor");
+  if (floor) await timed(floor, options.messages);
+  for (let run = 1; run <= options.runs; run++) {
+    for (const client of clients) {
+      await client.reset();
+      const sample = await timed(client, options.messages);
+      results.get(client.name)?.samples.push(sample);
+      console.log(
+        `  run ${run}/${options.runs} ${client.name.padEnd(15)} ${secs(sample.wallMs)} s  ${mib(sample.peakRssBytes)} MiB`,
+      );
+    }
+  }
+  summarize(results);
+  const mpop = results.get("mpop")?.medianWallMs;
+  const floorMs = results.get("floor")?.medianWallMs;
+  const rows = [...results.values()].map((r) => ({
+    client: r.client,
+    medianWallS: r.medianWallMs / 1000,
+    messagesPerS: options.messages / (r.medianWallMs / 1000),
+    mbPerS: corpusBytes / MB / (r.medianWallMs / 1000),
+    peakRssMiB: r.medianRssBytes / MiB,
+    maxPeakRssMiB: r.maxRssBytes / MiB,
+    ratioToMpop: mpop ? r.medianWallMs / mpop : null,
+    ratioToFloor: floorMs ? r.medianWallMs / floorMs : null,
+    samples: r.samples,
+  }));
+  const text = table(
+    ["client", "median wall s", "messages/s", "MB/s", "peak RSS MiB", "vs mpop", "vs floor"],
+    [...results.values()].map((r) => [
+      r.client,
+      secs(r.medianWallMs),
+      (options.messages / (r.medianWallMs / 1000)).toFixed(0),
+      (corpusBytes / MB / (r.medianWallMs / 1000)).toFixed(1),
+      mib(r.medianRssBytes),
+      ratio(r.medianWallMs, mpop),
+      ratio(r.medianWallMs, floorMs),
+    ]),
+  );
+  return { rows, text };
+}
+
+async function incrementalCase(
+  clients: readonly Client[],
+  drop: Maildrop,
+  options: Options,
+): Promise<{ rows: object[]; text: string }> {
+  const results = newResults(clients);
+  for (const client of clients) {
+    await client.reset();
+    await timed(client, options.messages);
+  }
+  let next = options.messages;
+  for (let run = 1; run <= options.runs; run++) {
+    await drop.deliver("bench", next, INCREMENTAL_NEW);
+    next += INCREMENTAL_NEW;
+    for (const client of clients) {
+      const sample = await timed(client, INCREMENTAL_NEW);
+      results.get(client.name)?.samples.push(sample);
+      console.log(
+        `  run ${run}/${options.runs} ${client.name.padEnd(15)} ${secs(sample.wallMs)} s  (${INCREMENTAL_NEW} new of ${next})`,
+      );
+    }
+  }
+  summarize(results);
+  const mpop = results.get("mpop")?.medianWallMs;
+  const rows = [...results.values()].map((r) => ({
+    client: r.client,
+    medianWallS: r.medianWallMs / 1000,
+    peakRssMiB: r.medianRssBytes / MiB,
+    ratioToMpop: mpop ? r.medianWallMs / mpop : null,
+    meetsGoal: r.client.startsWith("mail-ingest") ? r.medianWallMs <= GOAL_INCREMENTAL_MS : null,
+    samples: r.samples,
+  }));
+  const text = table(
+    ["client", "median wall s", "peak RSS MiB", "vs mpop", "goal <= 1.0 s"],
+    [...results.values()].map((r) => [
+      r.client,
+      secs(r.medianWallMs),
+      mib(r.medianRssBytes),
+      ratio(r.medianWallMs, mpop),
+      r.client.startsWith("mail-ingest")
+        ? r.medianWallMs <= GOAL_INCREMENTAL_MS
+          ? "met"
+          : "MISSED"
+        : "",
+    ]),
+  );
+  return { rows, text };
+}
+
+/** sha256 of the one raw object mail-ingest stored under `<data>/raw/`. */
+async function storedRawSha(dataDir: string): Promise<string | undefined> {
+  const root = join(dataDir, "raw");
+  const found: string[] = [];
+  const walk = async (dir: string): Promise<void> => {
+    for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) await walk(path);
+      else if (entry.name.endsWith(".eml")) found.push(path);
+    }
+  };
+  await walk(root);
+  const file = found[0];
+  if (found.length !== 1 || !file) return undefined;
+  const hash = createHash("sha256");
+  await pipeline(createReadStream(file), hash);
+  return hash.digest("hex");
+}
+
+async function bigCase(
+  clients: readonly Client[],
+  drop: Maildrop,
+  options: Options,
+): Promise<{ rows: object[]; text: string }> {
+  console.log(`  delivering one ${(options.bigBytes / MB).toFixed(0)} MB message (streamed)...`);
+  const big = await drop.deliverLarge("big", options.bigBytes, BIG_ATTACHMENTS);
+  console.log(`  delivered ${(big.bytes / MB).toFixed(1)} MB, sha256 ${big.sha256.slice(0, 16)}…`);
+  const rows: object[] = [];
+  const cells: string[][] = [];
+  for (const client of clients) {
+    await client.reset();
+    const sample = await timed(client, 1);
+    let byteExact: boolean | null = null;
+    if (client.name === "mail-ingest fs") {
+      byteExact = (await storedRawSha(client.dir)) === big.sha256;
+    }
+    const isOurs = client.name.startsWith("mail-ingest");
+    const meets = isOurs ? sample.peakRssBytes <= GOAL_BIG_RSS_BYTES : null;
+    rows.push({
+      client: client.name,
+      wallS: sample.wallMs / 1000,
+      mbPerS: big.bytes / MB / (sample.wallMs / 1000),
+      peakRssMiB: sample.peakRssBytes / MiB,
+      meetsRssGoal: meets,
+      rawByteExact: byteExact,
+    });
+    cells.push([
+      client.name,
+      secs(sample.wallMs),
+      (big.bytes / MB / (sample.wallMs / 1000)).toFixed(1),
+      mib(sample.peakRssBytes),
+      meets === null ? "" : meets ? "met" : "MISSED",
+      byteExact === null ? "" : byteExact ? "yes" : "NO",
+    ]);
+    console.log(
+      `  ${client.name.padEnd(15)} ${secs(sample.wallMs)} s  ${mib(sample.peakRssBytes)} MiB`,
+    );
+    // 340 MB per client is worth giving back before the next one.
+    await client.reset();
+  }
+  const text = table(
+    ["client", "wall s", "MB/s", "peak RSS MiB", "goal <= 256 MiB", "raw sha256 matches"],
+    cells,
+  );
+  return { rows: [{ messageBytes: big.bytes, sha256: big.sha256 }, ...rows], text };
+}
+
+async function profileRun(client: Client, expected: number): Promise<ProfileSummary | undefined> {
+  const dir = await mkdtemp(join(os.tmpdir(), "mail-ingest-bench-prof-"));
+  try {
+    await client.reset();
+    await timed(client, expected, ["--cpu-prof", `--cpu-prof-dir=${dir}`]);
+    return await summariseDir(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function lambdaText(outcome: LambdaOutcome): string {
+  if (!outcome.ok) return `  skipped: ${outcome.reason}`;
+  const f = outcome.figures;
+  return [
+    `  bundle bench/.build/poller.mjs: ${(f.bundleBytes / 1024).toFixed(0)} KiB (${(f.bundleGzipBytes / 1024).toFixed(0)} KiB gzip), sourcemap ${(f.sourcemapBytes / 1024).toFixed(0)} KiB`,
+    `  cold import (fresh node, median of ${f.coldImportSamplesMs.length}): ${f.coldImportMs.toFixed(0)} ms`,
+  ].join("\n");
+}
+
+async function main(): Promise<void> {
+  const options = parseOptions(process.argv.slice(2));
+  const info = machine();
+  const started = new Date();
+  console.log(
+    `mail-ingest bench — ${info.nproc} CPUs (${info.cpuModel}), ${info.memoryGiB} GiB, node ${info.node}`,
+  );
+  console.log(`  peak RSS: ${rssMethod}; wall: spawn to exit, hrtime`);
+  const report: Record<string, unknown> = {
+    startedAt: started.toISOString(),
+    machine: info,
+    options: { ...options, cases: [...options.cases] },
+    rssMethod,
+  };
+  const sections: string[] = [];
+
+  const needsServer = ["full", "incremental", "big"].some((c) => options.cases.has(c as Case));
+  if (needsServer) {
+    const maildropOptions = { forceTestServer: options.testServer, tls: options.tls };
+    const notice = maildropNotice(maildropOptions);
+    const drop = await startMaildrop(maildropOptions);
+    cleanups.push(() => drop.stop());
+    console.log(
+      `  maildrop: ${drop.description}${notice ? ` — ${notice}` : ""}; POP3 ${drop.tls === "implicit" ? "implicit TLS" : "plain"} on ${drop.host}:${drop.port}`,
+    );
+    report.maildrop = { kind: drop.kind, description: drop.description, tls: drop.tls };
+
+    let fauxqs: ChildServer<{ endpoint: string; region: string }> | undefined;
+    if (
+      options.s3 &&
+      (options.cases.has("full") || options.cases.has("incremental") || options.cases.has("big"))
+    ) {
+      fauxqs = await startChild("./fauxqs-server.ts");
+      cleanups.push(() => (fauxqs as ChildServer<unknown>).stop());
+    }
+    const withMpop = mpopAvailable();
+    if (!withMpop) console.log("  mpop: not installed (Debian package mpop) — skipped");
+
+    const makeClients = async (user: "bench" | "big", floor: boolean) => {
+      const list: Client[] = [];
+      if (floor) list.push(await floorClient(drop, user));
+      if (withMpop) list.push(await mpopClient(drop, user));
+      list.push(await mailIngestClient(drop, user, { type: "fs" }));
+      if (fauxqs) list.push(await mailIngestClient(drop, user, { type: "s3", fauxqs }));
+      for (const c of list) cleanups.push(() => c.dispose());
+      return list;
+    };
+
+    if (options.cases.has("full") || options.cases.has("incremental")) {
+      const t = performance.now();
+      const corpus = await drop.deliver("bench", 0, options.messages);
+      console.log(
+        `  seeded ${corpus.messages} messages, ${(corpus.bytes / MB).toFixed(1)} MB, in ${secs(performance.now() - t)} s`,
+      );
+      report.corpus = corpus;
+      const clients = await makeClients("bench", true);
+
+      if (options.cases.has("full")) {
+        console.log(
+          `\nFull ingest: ${options.messages} messages, ${options.runs} alternating runs`,
+        );
+        const full = await fullCase(clients, options, corpus.bytes);
+        report.full = full.rows;
+        sections.push(
+          `Full ingest (${options.messages} messages, ${(corpus.bytes / MB).toFixed(1)} MB, median of ${options.runs}):\n${full.text}`,
+        );
+        console.log(`\n${full.text}`);
+        if (options.profile) {
+          const fs = clients.find((c) => c.name === "mail-ingest fs");
+          if (fs) {
+            console.log("\nProfiling one mail-ingest fs run (node --cpu-prof)...");
+            const summary = await profileRun(fs, options.messages);
+            if (summary) {
+              report.profile = summary;
+              const text = formatSummary(summary);
+              sections.push(`CPU profile of mail-ingest fs (one full run):\n${text}`);
+              console.log(text);
+            }
+          }
+        }
+      }
+
+      if (options.cases.has("incremental")) {
+        const polling = clients.filter((c) => c.name !== "floor");
+        console.log(
+          `\nIncremental poll: ${INCREMENTAL_NEW} new on top of ${options.messages}, ${options.runs} runs`,
+        );
+        const inc = await incrementalCase(polling, drop, options);
+        report.incremental = inc.rows;
+        sections.push(
+          `Incremental poll (${INCREMENTAL_NEW} new of ${options.messages}+):\n${inc.text}`,
+        );
+        console.log(`\n${inc.text}`);
+      }
+      for (const c of clients) await c.reset();
+    }
+
+    if (options.cases.has("big")) {
+      console.log("\nBig message: one message, two large attachments");
+      const bigClients = await makeClients("big", false);
+      const big = await bigCase(bigClients, drop, options);
+      report.big = big.rows;
+      sections.push(
+        `Big message (${(options.bigBytes / MB).toFixed(0)} MB, 1 run each):\n${big.text}`,
+      );
+      console.log(`\n${big.text}`);
+    }
+  }
+
+  if (options.cases.has("lambda")) {
+    console.log("\nLambda figures: bundling lambdas/handlers/poller.ts with esbuild...");
+    const outcome = await lambdaFigures(LAMBDA_IMPORT_SAMPLES);
+    report.lambda = outcome;
+    const text = lambdaText(outcome);
+    sections.push(`Lambda:\n${text}`);
+    console.log(text);
+  }
+
+  report.finishedAt = new Date().toISOString();
+  await mkdir(RESULTS_DIR, { recursive: true });
+  const file = join(RESULTS_DIR, `${started.toISOString().replace(/[:.]/g, "-")}.json`);
+  await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
+  console.log(`\n${"=".repeat(72)}\n${sections.join("\n\n")}\n\nresults: ${file}`);
+}
+
+process.once("SIGINT", () => {
+  console.error("\nbench: interrupted, cleaning up");
+  void cleanup().finally(() => process.exit(130));
+});
+process.once("SIGTERM", () => {
+  void cleanup().finally(() => process.exit(143));
+});
+
+try {
+  await main();
+} catch (err) {
+  console.error(`bench failed: ${err instanceof Error ? err.message : String(err)}`);
+  process.exitCode = 1;
+} finally {
+  await cleanup();
+}
