@@ -47,6 +47,11 @@ export interface QueueEntry {
   readonly id: string;
   /** JSON body. */
   readonly body: string;
+  /**
+   * The same message in schema v1 pointer form (a reference to its `meta/` object), for
+   * transports whose size limit the full body exceeds (EventBridge: 256 KiB).
+   */
+  readonly pointer?: string;
 }
 
 export interface MessageQueue {

@@ -17,9 +17,11 @@ import { Logger } from "@aws-lambda-powertools/logger";
 import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
 import { SecretsProvider } from "@aws-lambda-powertools/parameters/secrets";
 import { getParameter } from "@aws-lambda-powertools/parameters/ssm";
+import { EventBridgeClient } from "@aws-sdk/client-eventbridge";
 import { PutSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { SendMessageBatchCommand, SQSClient } from "@aws-sdk/client-sqs";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
+import { EventBridgeFanout } from "../adapters/eventbridge-fanout.ts";
 import { type Adapters, createAdapters } from "../adapters/index.ts";
 import { TokenProvider } from "../auth/oauth.ts";
 import { resolveCredentials, withRotatedRefreshToken } from "../auth/secrets.ts";
@@ -301,16 +303,25 @@ export function defaultPollerDeps(env: NodeJS.ProcessEnv = process.env): PollerD
   const loadConfig = lazy(() =>
     createConfigLoader(env, (name, maxAge) => getParameter(name, { maxAge })),
   );
-  const adapters = lazy(() =>
-    createAdapters(
+  const adapters = lazy((): Adapters => {
+    const base = createAdapters(
       {
         type: "s3",
         bucket: requireEnv(env, "BUCKET_NAME"),
         prefix: env.BUCKET_PREFIX || undefined,
       },
       { type: "sqs", queueUrl: requireEnv(env, "OUTPUT_QUEUE_URL") },
-    ),
-  );
+    );
+    const eventBusName = env.EVENT_BUS_NAME;
+    if (!eventBusName) return base;
+    // Optional: every queue message is also published to the bus the construct was given.
+    const queue = new EventBridgeFanout({
+      queue: base.queue,
+      client: new EventBridgeClient({}),
+      eventBusName,
+    });
+    return { ...base, queue };
+  });
   const safetyMarginMs = lazy(() => integerEnv(env, "SAFETY_MARGIN_MS", DEFAULT_SAFETY_MARGIN_MS));
   return {
     loadConfig: () => loadConfig()(),

@@ -18,7 +18,7 @@ import { pipeline } from "node:stream/promises";
 import type { MailboxConfig } from "../config.ts";
 import { describeError, ErrorCode, isMailIngestError, MailIngestError } from "../errors.ts";
 import { parseMessage } from "../mime/parse.ts";
-import { buildQueueMessage, toQueueBody } from "../mime/schema.ts";
+import { buildQueueMessage, toPointer, toQueueBody } from "../mime/schema.ts";
 import { Pop3Client } from "../pop3/index.ts";
 import type { QueueEntry, StateEntry } from "../ports.ts";
 import { messageId, metaKey, partsPrefix, rawKey } from "./keys.ts";
@@ -399,13 +399,11 @@ class MailboxSession {
     const meta = metaKey(mailbox.id, id);
     const metaJson = Buffer.from(JSON.stringify(queueMessage, null, 2));
     await deps.store.put(meta, metaJson, { contentType: "application/json" });
-    const entryBody = toQueueBody(queueMessage, deps.queue.maxBodyBytes, {
-      key: meta,
-      uri: deps.store.uri(meta),
-    });
+    const metaRef = { key: meta, uri: deps.store.uri(meta) };
+    const entryBody = toQueueBody(queueMessage, deps.queue.maxBodyBytes, metaRef);
     this.pending.push({
       message,
-      entry: { id, body: entryBody },
+      entry: { id, body: entryBody, pointer: JSON.stringify(toPointer(queueMessage, metaRef)) },
       state: {
         uidl: message.key,
         id,

@@ -3,6 +3,7 @@
  * each command from a test-supplied responder, so adapters run their real code paths (Upload's
  * multipart logic, command construction) against scripted S3/SQS behaviour.
  */
+import { EventBridgeClient } from "@aws-sdk/client-eventbridge";
 import { S3Client, S3ServiceException } from "@aws-sdk/client-s3";
 import { SQSClient } from "@aws-sdk/client-sqs";
 
@@ -47,6 +48,17 @@ export function mockS3(respond: Responder): { client: S3Client; calls: Call[] } 
 
 export function mockSqs(respond: Responder): { client: SQSClient; calls: Call[] } {
   const client = new SQSClient(base);
+  const calls: Call[] = [];
+  const answer = responder(calls, respond);
+  client.middlewareStack.add(
+    (_next, context) => (args) => answer(context.commandName, args.input),
+    placement,
+  );
+  return { client, calls };
+}
+
+export function mockEventBridge(respond: Responder): { client: EventBridgeClient; calls: Call[] } {
+  const client = new EventBridgeClient(base);
   const calls: Call[] = [];
   const answer = responder(calls, respond);
   client.middlewareStack.add(

@@ -1,0 +1,102 @@
+import { describe, expect, it } from "vitest";
+import {
+  EventBridgeFanout,
+  MAX_EVENT_BYTES,
+} from "../../../lambdas/adapters/eventbridge-fanout.ts";
+import { ErrorCode } from "../../../lambdas/errors.ts";
+import type { MessageQueue, QueueEntry } from "../../../lambdas/ports.ts";
+import { mockEventBridge } from "./mock-aws.ts";
+
+function recordingQueue(fail = false): MessageQueue & { sent: QueueEntry[] } {
+  const sent: QueueEntry[] = [];
+  return {
+    sent,
+    maxBodyBytes: 1_048_576,
+    async send(entries) {
+      if (fail) throw new Error("queue down");
+      sent.push(...entries);
+    },
+  };
+}
+
+const entry = (i: number, body = `{"id":"${i}"}`): QueueEntry => ({
+  id: String(i),
+  body,
+  pointer: `{"id":"${i}","pointer":true}`,
+});
+
+describe("EventBridgeFanout", () => {
+  it("sends to the queue first, then publishes every entry in PutEvents calls of at most 10", async () => {
+    const queue = recordingQueue();
+    const { client, calls } = mockEventBridge(() => ({ FailedEntryCount: 0 }));
+    const fanout = new EventBridgeFanout({ queue, client, eventBusName: "bus" });
+    await fanout.send(Array.from({ length: 23 }, (_, i) => entry(i)));
+    expect(queue.sent).toHaveLength(23);
+    const sizes = calls.map((c) => (c.input.Entries as unknown[]).length);
+    expect(sizes).toEqual([10, 10, 3]);
+    const first = (calls[0]?.input.Entries as Array<Record<string, string>>)[0];
+    expect(first).toMatchObject({
+      EventBusName: "bus",
+      Source: "mail-ingest",
+      DetailType: "MailIngested",
+      Detail: '{"id":"0"}',
+    });
+  });
+
+  it("publishes the pointer form when the full body exceeds EventBridge's 256 KiB limit", async () => {
+    const { client, calls } = mockEventBridge(() => ({ FailedEntryCount: 0 }));
+    const fanout = new EventBridgeFanout({ queue: recordingQueue(), client, eventBusName: "bus" });
+    await fanout.send([entry(1, JSON.stringify({ id: "1", pad: "x".repeat(MAX_EVENT_BYTES) }))]);
+    const detail = (calls[0]?.input.Entries as Array<Record<string, string>>)[0]?.Detail;
+    expect(detail).toBe('{"id":"1","pointer":true}');
+  });
+
+  it("retries only the entries EventBridge failed, and gives up with QUEUE_FAILED", async () => {
+    let attempt = 0;
+    const { client, calls } = mockEventBridge((call) => {
+      attempt++;
+      const entries = call.input.Entries as unknown[];
+      if (attempt === 1)
+        return {
+          FailedEntryCount: 1,
+          Entries: entries.map((_, i) =>
+            i === 1 ? { ErrorCode: "ThrottlingException" } : { EventId: "e" },
+          ),
+        };
+      return { FailedEntryCount: 0 };
+    });
+    await new EventBridgeFanout({ queue: recordingQueue(), client, eventBusName: "bus" }).send([
+      entry(0),
+      entry(1),
+      entry(2),
+    ]);
+    expect((calls[1]?.input.Entries as Array<Record<string, string>>).map((e) => e.Detail)).toEqual(
+      ['{"id":"1"}'],
+    );
+
+    const always = mockEventBridge((call) => ({
+      FailedEntryCount: (call.input.Entries as unknown[]).length,
+      Entries: (call.input.Entries as unknown[]).map(() => ({ ErrorCode: "InternalFailure" })),
+    }));
+    const err = await new EventBridgeFanout({
+      queue: recordingQueue(),
+      client: always.client,
+      eventBusName: "bus",
+    })
+      .send([entry(0)])
+      .catch((e) => e);
+    expect(err.code).toBe(ErrorCode.QUEUE_FAILED);
+    expect(always.calls).toHaveLength(3);
+  });
+
+  it("publishes nothing when the queue send fails", async () => {
+    const { client, calls } = mockEventBridge(() => ({ FailedEntryCount: 0 }));
+    const fanout = new EventBridgeFanout({
+      queue: recordingQueue(true),
+      client,
+      eventBusName: "bus",
+    });
+    await expect(fanout.send([entry(0)])).rejects.toThrow("queue down");
+    expect(calls).toHaveLength(0);
+  });
+});
