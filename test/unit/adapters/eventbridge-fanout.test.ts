@@ -19,6 +19,16 @@ function recordingQueue(fail = false): MessageQueue & { sent: QueueEntry[] } {
   };
 }
 
+/** The Entries of the n-th PutEvents call. */
+function eventsOf(
+  calls: { input: Record<string, unknown> }[],
+  n: number,
+): Array<Record<string, string>> {
+  const call = calls[n];
+  if (!call) throw new Error(`no PutEvents call #${n}`);
+  return call.input.Entries as Array<Record<string, string>>;
+}
+
 const entry = (i: number, body = `{"id":"${i}"}`): QueueEntry => ({
   id: String(i),
   body,
@@ -34,7 +44,7 @@ describe("EventBridgeFanout", () => {
     expect(queue.sent).toHaveLength(23);
     const sizes = calls.map((c) => (c.input.Entries as unknown[]).length);
     expect(sizes).toEqual([10, 10, 3]);
-    const first = (calls[0]?.input.Entries as Array<Record<string, string>>)[0];
+    const first = eventsOf(calls, 0)[0];
     expect(first).toMatchObject({
       EventBusName: "bus",
       Source: "mail-ingest",
@@ -47,7 +57,7 @@ describe("EventBridgeFanout", () => {
     const { client, calls } = mockEventBridge(() => ({ FailedEntryCount: 0 }));
     const fanout = new EventBridgeFanout({ queue: recordingQueue(), client, eventBusName: "bus" });
     await fanout.send([entry(1, JSON.stringify({ id: "1", pad: "x".repeat(MAX_EVENT_BYTES) }))]);
-    const detail = (calls[0]?.input.Entries as Array<Record<string, string>>)[0]?.Detail;
+    const detail = eventsOf(calls, 0)[0]?.Detail;
     expect(detail).toBe('{"id":"1","pointer":true}');
   });
 
@@ -70,9 +80,7 @@ describe("EventBridgeFanout", () => {
       entry(1),
       entry(2),
     ]);
-    expect((calls[1]?.input.Entries as Array<Record<string, string>>).map((e) => e.Detail)).toEqual(
-      ['{"id":"1"}'],
-    );
+    expect(eventsOf(calls, 1).map((e) => e.Detail)).toEqual(['{"id":"1"}']);
 
     const always = mockEventBridge((call) => ({
       FailedEntryCount: (call.input.Entries as unknown[]).length,
