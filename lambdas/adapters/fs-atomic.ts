@@ -5,7 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { mkdir, open, readdir, rename, stat, unlink } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 
 /** Name of the per-tree directory that holds in-flight temp files; never a valid key or id. */
 export const TEMP_DIR_NAME = ".tmp";
@@ -45,13 +45,35 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/** Writes `data` to `finalPath` atomically and durably (temp + fsync + rename + dir fsync). */
-export async function writeFileAtomic(
-  finalPath: string,
-  data: Uint8Array | string,
-  tmpDir: string,
-): Promise<void> {
-  await mkdir(tmpDir, { recursive: true, mode: DIR_MODE });
+/**
+ * Remembers directories this process has already created, so the hot path (one put per part,
+ * thousands per run) does not pay a mkdir per write. A directory removed behind our back is
+ * recreated on ENOENT by {@link DirCache.retry}.
+ */
+export class DirCache {
+  private readonly known = new Set<string>();
+
+  async ensure(dir: string): Promise<void> {
+    if (this.known.has(dir)) return;
+    await mkdir(dir, { recursive: true, mode: DIR_MODE });
+    this.known.add(dir);
+  }
+
+  /** Runs `op`; if it fails because `dir` vanished, recreates it and runs `op` once more. */
+  async retry<T>(dir: string, op: () => Promise<T>): Promise<T> {
+    try {
+      return await op();
+    } catch (err) {
+      if (errnoCode(err) !== "ENOENT") throw err;
+      this.known.delete(dir);
+      await this.ensure(dir);
+      return op();
+    }
+  }
+}
+
+/** Writes `data` to a new temp file in `tmpDir` and fsyncs it; returns the temp path. */
+async function writeTempDurably(data: Uint8Array | string, tmpDir: string): Promise<string> {
   const tmp = tempPath(tmpDir);
   try {
     const handle = await open(tmp, "wx", FILE_MODE);
@@ -61,13 +83,49 @@ export async function writeFileAtomic(
     } finally {
       await handle.close();
     }
-    await mkdir(dirname(finalPath), { recursive: true, mode: DIR_MODE });
-    await rename(tmp, finalPath);
+    return tmp;
   } catch (err) {
     await unlink(tmp).catch(() => undefined);
     throw err;
   }
-  await fsyncDir(dirname(finalPath));
+}
+
+/**
+ * Writes several files into one directory atomically and durably: every temp file is written and
+ * fsynced concurrently (the file system can fold concurrent fsyncs into one journal commit),
+ * then each is renamed into place, then the directory is fsynced once for all the new entries.
+ */
+export async function writeFilesAtomic(
+  dir: string,
+  files: readonly { readonly name: string; readonly data: Uint8Array | string }[],
+  tmpDir: string,
+  dirs: DirCache = new DirCache(),
+): Promise<void> {
+  await dirs.ensure(tmpDir);
+  await dirs.ensure(dir);
+  const written = await Promise.allSettled(files.map((f) => writeTempDurably(f.data, tmpDir)));
+  const temps = written.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+  try {
+    const failed = written.find((r) => r.status === "rejected");
+    if (failed) throw failed.reason;
+    for (const [i, tmp] of temps.entries()) {
+      await dirs.retry(dir, () => rename(tmp, join(dir, (files[i] as { name: string }).name)));
+    }
+  } catch (err) {
+    await Promise.all(temps.map((tmp) => unlink(tmp).catch(() => undefined)));
+    throw err;
+  }
+  await fsyncDir(dir);
+}
+
+/** Writes `data` to `finalPath` atomically and durably (temp + fsync + rename + dir fsync). */
+export async function writeFileAtomic(
+  finalPath: string,
+  data: Uint8Array | string,
+  tmpDir: string,
+  dirs?: DirCache,
+): Promise<void> {
+  await writeFilesAtomic(dirname(finalPath), [{ name: basename(finalPath), data }], tmpDir, dirs);
 }
 
 /**

@@ -8,7 +8,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { ErrorCode, MailIngestError } from "../errors.ts";
 import type { MessageQueue, QueueEntry } from "../ports.ts";
-import { isMissing, TEMP_DIR_NAME, writeFileAtomic } from "./fs-atomic.ts";
+import { DirCache, isMissing, TEMP_DIR_NAME, writeFilesAtomic } from "./fs-atomic.ts";
 
 /** SQS's message size limit (1 MiB), mirrored so both adapters accept the same messages. */
 export const FS_QUEUE_MAX_BODY_BYTES = 1_048_576;
@@ -26,6 +26,7 @@ export class FsQueue implements MessageQueue {
   /** Absolute queue directory. */
   readonly dir: string;
   private readonly tmpDir: string;
+  private readonly dirs = new DirCache();
 
   constructor(options: FsQueueOptions) {
     this.dir = resolve(options.dir);
@@ -48,14 +49,15 @@ export class FsQueue implements MessageQueue {
         );
       }
     }
-    for (const entry of entries) {
-      try {
-        await writeFileAtomic(join(this.dir, `${entry.id}${SUFFIX}`), entry.body, this.tmpDir);
-      } catch (err) {
-        throw new MailIngestError(ErrorCode.QUEUE_FAILED, `Failed to enqueue ${entry.id}`, {
-          cause: err,
-        });
-      }
+    const files = entries.map((entry) => ({ name: `${entry.id}${SUFFIX}`, data: entry.body }));
+    try {
+      await writeFilesAtomic(this.dir, files, this.tmpDir, this.dirs);
+    } catch (err) {
+      throw new MailIngestError(
+        ErrorCode.QUEUE_FAILED,
+        `Failed to enqueue ${entries.map((e) => e.id).join(", ")}`,
+        { cause: err },
+      );
     }
   }
 

@@ -5,14 +5,14 @@
  * temp file, which get/head/list never see and {@link FsObjectStore.sweepTemp} removes.
  */
 import { constants } from "node:fs";
-import { link, mkdir, open, opendir, rename, stat, unlink } from "node:fs/promises";
+import { link, open, opendir, rename, stat, unlink } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import type { Readable } from "node:stream";
 import { pathToFileURL } from "node:url";
 import { ErrorCode, MailIngestError } from "../errors.ts";
 import type { ObjectStore, PutOptions, PutResult } from "../ports.ts";
 import {
-  DIR_MODE,
+  DirCache,
   errnoCode,
   FILE_MODE,
   fsyncDir,
@@ -40,6 +40,8 @@ export class FsObjectStore implements ObjectStore {
   readonly bucket: undefined = undefined;
   /** Where in-flight writes live: same file system as the objects, so rename/link is atomic. */
   private readonly tmpDir: string;
+  /** Directories already created by this instance. */
+  private readonly dirs = new DirCache();
   private readonly tempMaxAgeMs: number;
   /** The one-time crash-leftover sweep, started by the first put. */
   private sweep: Promise<unknown> | undefined;
@@ -67,27 +69,29 @@ export class FsObjectStore implements ObjectStore {
       finalPath = this.pathOf(key);
       this.sweep ??= this.sweepTemp().catch(() => undefined);
       await this.sweep;
-      await mkdir(this.tmpDir, { recursive: true, mode: DIR_MODE });
+      await this.dirs.ensure(this.tmpDir);
     } catch (err) {
       if (!(body instanceof Uint8Array)) body.destroy();
       throw wrap(err, `prepare write of ${key}`);
     }
     const tmp = tempPath(this.tmpDir);
     try {
-      const size = await writeDurably(tmp, body);
-      await mkdir(dirname(finalPath), { recursive: true, mode: DIR_MODE });
+      // Safe to retry: ENOENT can only come from the open(), before any byte of body is read.
+      const size = await this.dirs.retry(this.tmpDir, () => writeDurably(tmp, body));
+      const parent = dirname(finalPath);
+      await this.dirs.ensure(parent);
       let created = true;
       if (options?.ifAbsent) {
         // link(2) never replaces an existing name, so of two racing writers exactly one wins.
         try {
-          await link(tmp, finalPath);
+          await this.dirs.retry(parent, () => link(tmp, finalPath));
         } catch (err) {
           if (errnoCode(err) !== "EEXIST") throw err;
           created = false;
         }
         await unlink(tmp);
       } else {
-        await rename(tmp, finalPath);
+        await this.dirs.retry(parent, () => rename(tmp, finalPath));
       }
       if (created) await fsyncDir(dirname(finalPath));
       return { size: created ? size : 0, created };

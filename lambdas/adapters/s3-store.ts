@@ -1,7 +1,7 @@
 /**
  * {@link ObjectStore} on S3. Streams go through `@aws-sdk/lib-storage` {@link Upload}, so a body
  * of unknown length never sits in memory whole: the uploader buffers at most
- * `(queueSize + 1) × partSize` bytes (default (2 + 1) × 8 MiB = 24 MiB) and stops pulling from
+ * `(queueSize + 1) × partSize` bytes (default (2 + 1) × 5 MiB = 15 MiB) and stops pulling from
  * the source while its parts are in flight, which is what carries backpressure back to the POP3
  * socket. Atomicity is S3's: an object appears only on PutObject/CompleteMultipartUpload success.
  * An upload killed mid-way leaves an invisible incomplete multipart upload; the bucket's
@@ -31,7 +31,7 @@ export interface S3ObjectStoreOptions {
   readonly bucket: string;
   /** Prepended to every key; a trailing `/` is added when missing. @default "" */
   readonly prefix?: string;
-  /** Multipart part size in bytes (≥ 5 MiB). @default 8 MiB */
+  /** Multipart part size in bytes (≥ 5 MiB, the S3 minimum; smaller parts bound memory). @default 5 MiB */
   readonly partSize?: number;
   /** Parts uploaded concurrently. @default 2 */
   readonly queueSize?: number;
@@ -51,7 +51,7 @@ export class S3ObjectStore implements ObjectStore {
     const prefix = options.prefix ?? "";
     this.prefix = prefix === "" || prefix.endsWith("/") ? prefix : `${prefix}/`;
     if (this.prefix !== "") keySegments(this.prefix.slice(0, -1));
-    this.partSize = options.partSize ?? 8 * 1024 * 1024;
+    this.partSize = options.partSize ?? MIN_PART_SIZE;
     this.queueSize = options.queueSize ?? 2;
     if (this.partSize < MIN_PART_SIZE || this.queueSize < 1) {
       throw new MailIngestError(

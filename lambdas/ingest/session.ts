@@ -37,7 +37,7 @@ const QUEUE_BATCH = 10;
 /** Bytes a body may exceed maxMessageBytes by (line-ending differences) before it is cut off. */
 const RUNAWAY_SLACK_BYTES = 64 * 1024;
 /** Messages whose storage commit may still be running while the next one streams. */
-const COMMIT_WINDOW = 8;
+const COMMIT_WINDOW = 16;
 /** Byte-progress callbacks are throttled to one per this many bytes. */
 const PROGRESS_EVERY_BYTES = 1 << 20;
 
