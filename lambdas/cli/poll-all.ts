@@ -2,7 +2,7 @@
 import type { AppConfig, MailboxConfig, SecretIdResolver } from "../config.ts";
 import { resolveSecret } from "../config.ts";
 import { describeError, isMailIngestError } from "../errors.ts";
-import { runMailbox } from "../ingest/session.ts";
+import { emptyReport, runMailbox } from "../ingest/session.ts";
 import type { MailboxReport, SessionDeps, SessionProgress } from "../ingest/types.ts";
 
 export interface PollAllOptions {
@@ -47,17 +47,8 @@ async function pollOne(mailbox: MailboxConfig, options: PollAllOptions): Promise
     });
   } catch (err) {
     return {
-      id: mailbox.id,
-      listed: 0,
-      new: 0,
-      ingested: 0,
-      skipped: 0,
-      failed: 0,
-      deleted: 0,
-      bytes: 0,
+      ...emptyReport(mailbox.id),
       durationMs: Date.now() - started,
-      remaining: 0,
-      warnings: [],
       error: describeError(err),
       errorCode: isMailIngestError(err) ? err.code : undefined,
     };

@@ -62,6 +62,23 @@ export async function runMailbox(
   return new MailboxSession(mailbox, deps, options).run();
 }
 
+/** A report with every count at zero, for a session that has not done anything yet. */
+export function emptyReport(id: string): MailboxReport {
+  return {
+    id,
+    listed: 0,
+    new: 0,
+    ingested: 0,
+    skipped: 0,
+    failed: 0,
+    deleted: 0,
+    bytes: 0,
+    durationMs: 0,
+    remaining: 0,
+    warnings: [],
+  };
+}
+
 class MailboxSession {
   private readonly log: SessionLogger;
   private readonly now: () => Date;
@@ -86,19 +103,7 @@ class MailboxSession {
     this.log = deps.log ?? silentLogger;
     this.now = deps.now ?? (() => new Date());
     this.started = Date.now();
-    this.report = {
-      id: mailbox.id,
-      listed: 0,
-      new: 0,
-      ingested: 0,
-      skipped: 0,
-      failed: 0,
-      deleted: 0,
-      bytes: 0,
-      durationMs: 0,
-      remaining: 0,
-      warnings: [],
-    };
+    this.report = emptyReport(mailbox.id);
   }
 
   async run(): Promise<MailboxReport> {

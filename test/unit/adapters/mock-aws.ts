@@ -35,37 +35,31 @@ function responder(calls: Call[], respond: Responder) {
 
 const placement = { step: "initialize", priority: "high", name: "scriptedResponder" } as const;
 
-export function mockS3(respond: Responder): { client: S3Client; calls: Call[] } {
-  const client = new S3Client({ ...base, forcePathStyle: true });
+/** Puts the scripted responder first in line on any SDK v3 client. */
+function intercept<C extends S3Client | SQSClient | EventBridgeClient>(
+  client: C,
+  respond: Responder,
+): { client: C; calls: Call[] } {
   const calls: Call[] = [];
   const answer = responder(calls, respond);
-  client.middlewareStack.add(
-    (_next, context) => (args) => answer(context.commandName, args.input),
+  // The three clients share the middleware stack API; their generic types differ only in names.
+  (client.middlewareStack as S3Client["middlewareStack"]).add(
+    (_next, context) => (args) => answer(context.commandName, args.input) as never,
     placement,
   );
   return { client, calls };
+}
+
+export function mockS3(respond: Responder): { client: S3Client; calls: Call[] } {
+  return intercept(new S3Client({ ...base, forcePathStyle: true }), respond);
 }
 
 export function mockSqs(respond: Responder): { client: SQSClient; calls: Call[] } {
-  const client = new SQSClient(base);
-  const calls: Call[] = [];
-  const answer = responder(calls, respond);
-  client.middlewareStack.add(
-    (_next, context) => (args) => answer(context.commandName, args.input),
-    placement,
-  );
-  return { client, calls };
+  return intercept(new SQSClient(base), respond);
 }
 
 export function mockEventBridge(respond: Responder): { client: EventBridgeClient; calls: Call[] } {
-  const client = new EventBridgeClient(base);
-  const calls: Call[] = [];
-  const answer = responder(calls, respond);
-  client.middlewareStack.add(
-    (_next, context) => (args) => answer(context.commandName, args.input),
-    placement,
-  );
-  return { client, calls };
+  return intercept(new EventBridgeClient(base), respond);
 }
 
 /** An S3 service error as the SDK would deserialize it. */
