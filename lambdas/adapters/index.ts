@@ -7,6 +7,7 @@
 import { join } from "node:path";
 import { S3Client } from "@aws-sdk/client-s3";
 import { SQSClient } from "@aws-sdk/client-sqs";
+import type { QueueConfig, StorageConfig } from "../config.ts";
 import type { MessageQueue, ObjectStore, StateStore } from "../ports.ts";
 import { FsQueue } from "./fs-queue.ts";
 import { FsStateStore } from "./fs-state.ts";
@@ -21,27 +22,7 @@ export { FsObjectStore } from "./fs-store.ts";
 export { ObjectStateStore } from "./object-state.ts";
 export { S3ObjectStore } from "./s3-store.ts";
 export { SqsQueue } from "./sqs-queue.ts";
-
-export type StorageConfig =
-  | { readonly type: "fs"; readonly dir: string }
-  | {
-      readonly type: "s3";
-      readonly bucket: string;
-      readonly prefix?: string;
-      readonly region?: string;
-      /** Custom endpoint (e.g. fauxqs, MinIO); omit for AWS. */
-      readonly endpoint?: string;
-      readonly forcePathStyle?: boolean;
-    };
-
-export type QueueConfig =
-  | { readonly type: "fs"; readonly dir: string }
-  | {
-      readonly type: "sqs";
-      readonly queueUrl: string;
-      readonly region?: string;
-      readonly endpoint?: string;
-    };
+export type { QueueConfig, StorageConfig };
 
 export interface AdapterOptions {
   /** Keep UIDL state in this local directory instead of next to the stored objects. */

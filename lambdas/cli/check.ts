@@ -5,8 +5,8 @@
 import { createAdapters } from "../adapters/index.ts";
 import { type MailboxConfig, resolveSecret } from "../config.ts";
 import { describeError } from "../errors.ts";
+import { openMailbox } from "../ingest/connect.ts";
 import { joinListing, planSession } from "../ingest/plan.ts";
-import { Pop3Client } from "../pop3/index.ts";
 import type { StateStore } from "../ports.ts";
 import { loadSelection, parse } from "./args.ts";
 import { type CliIo, EXIT_MAILBOX_FAILED, EXIT_OK } from "./main.ts";
@@ -33,21 +33,8 @@ export async function checkCommand(args: readonly string[], io: CliIo): Promise<
 
 async function checkMailbox(mailbox: MailboxConfig, state: StateStore, io: CliIo): Promise<string> {
   const password = await resolveSecret(mailbox.id, mailbox.password, { env: io.env });
-  const client = await Pop3Client.connect({
-    host: mailbox.host,
-    port: mailbox.port,
-    tls: mailbox.tls,
-    ca: mailbox.ca,
-    servername: mailbox.servername,
-    timeoutMs: mailbox.timeoutMs,
-  });
+  const client = await openMailbox(mailbox, { password });
   try {
-    await client.login({
-      username: mailbox.username,
-      password,
-      auth: mailbox.auth,
-      allowInsecureAuth: mailbox.allowInsecureAuth,
-    });
     const [uidls, sizes, known] = await Promise.all([
       client.uidl(),
       client.list(),

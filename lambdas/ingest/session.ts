@@ -19,8 +19,9 @@ import type { MailboxConfig } from "../config.ts";
 import { describeError, ErrorCode, isMailIngestError, MailIngestError } from "../errors.ts";
 import { parseMessage } from "../mime/parse.ts";
 import { buildQueueMessage, toPointer, toQueueBody } from "../mime/schema.ts";
-import { Pop3Client } from "../pop3/index.ts";
+import type { Pop3Client } from "../pop3/index.ts";
 import type { QueueEntry, StateEntry } from "../ports.ts";
+import { openMailbox } from "./connect.ts";
 import { messageId, metaKey, partsPrefix, rawKey } from "./keys.ts";
 import { joinListing, type ListedMessage, planSession, type SessionPlan } from "./plan.ts";
 import { readMessageIdHeader } from "./top.ts";
@@ -127,23 +128,8 @@ class MailboxSession {
   private async session(): Promise<void> {
     const { mailbox, deps } = this;
     this.progress("connecting");
-    const connect = deps.connect ?? ((o) => Pop3Client.connect(o));
-    const client = await connect({
-      host: mailbox.host,
-      port: mailbox.port,
-      tls: mailbox.tls,
-      ca: mailbox.ca,
-      servername: mailbox.servername,
-      timeoutMs: mailbox.timeoutMs,
-    });
+    const client = await openMailbox(mailbox, this.options.credentials, deps.connect);
     this.client = client;
-    await client.login({
-      username: mailbox.username,
-      password: this.options.credentials.password,
-      accessToken: this.options.credentials.accessToken,
-      auth: mailbox.auth,
-      allowInsecureAuth: mailbox.allowInsecureAuth,
-    });
 
     this.progress("listing");
     // Both commands are queued at once; the client pipelines them when the server allows.

@@ -4,27 +4,17 @@
  * Each must be stored byte-exact and queued with a schema-valid body; a parse failure is flagged
  * in `parseError`, never lost.
  */
-import { readdirSync, readFileSync, statSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Pop3TestServer, startPop3TestServer } from "../../lambdas/testing/pop3-server.ts";
+import { corpusFiles } from "../helpers/corpus.ts";
 import { type FsWorld, fsWorld, sha256 } from "../helpers/pipeline.ts";
-import { REPO_ROOT, schemaErrors, validateQueueBody } from "../unit/mime/validator.ts";
+import { schemaErrors, validateQueueBody } from "../unit/mime/validator.ts";
 
-const CORPUS = resolve(REPO_ROOT, "../shared/corpus/mikel-mail");
 const CRLF = Buffer.from("\r\n");
 
-function walk(dir: string): string[] {
-  return readdirSync(dir)
-    .sort()
-    .flatMap((name) => {
-      const full = join(dir, name);
-      return statSync(full).isDirectory() ? walk(full) : [full];
-    });
-}
-
 describe("the mikel-mail corpus through the whole pipeline", () => {
-  const files = walk(CORPUS).filter((f) => !f.endsWith("LICENSE"));
+  const files = corpusFiles();
   const messages = files.map((file, i) => ({ uidl: `corpus-${i}`, data: readFileSync(file) }));
   let server: Pop3TestServer;
   let world: FsWorld;
