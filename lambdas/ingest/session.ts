@@ -346,7 +346,7 @@ class MailboxSession {
       deps.store
         .put(rawObjectKey, toRaw, { contentType: "message/rfc822", ifAbsent: true })
         .catch(drainOnFailure(toRaw)),
-      parseMessage(toParser, deps.store, prefix).catch(drainOnFailure(toParser)),
+      (deps.parse ?? parseMessage)(toParser, deps.store, prefix).catch(drainOnFailure(toParser)),
     ]);
     const [fetched, stored, parsed] = results;
     if (fetched.status === "rejected") {

@@ -1,5 +1,7 @@
 /** The public shape of one mailbox session: what callers (CLI, Lambda poller) pass and get back. */
+import type { Readable } from "node:stream";
 import type { ErrorCode } from "../errors.ts";
+import type { ParsedMessage } from "../mime/parse.ts";
 import type { Pop3Client, Pop3Options } from "../pop3/index.ts";
 import type { MessageQueue, ObjectStore, StateStore } from "../ports.ts";
 
@@ -17,6 +19,15 @@ export interface SessionDeps {
   readonly state: StateStore;
   /** Opens the POP3 connection; tests inject hostile servers through the options. */
   readonly connect?: (options: Pop3Options) => Promise<Pop3Client>;
+  /**
+   * Parses one message's MIME structure and stores its parts; always consumes `source`.
+   * Defaults to {@link parseMessage} in this thread; the CLI may hand it to worker threads.
+   */
+  readonly parse?: (
+    source: Readable,
+    store: ObjectStore,
+    partsPrefix: string,
+  ) => Promise<ParsedMessage>;
   readonly now?: () => Date;
   readonly log?: SessionLogger;
 }
