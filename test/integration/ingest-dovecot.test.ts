@@ -3,11 +3,17 @@
  * delete-after-ingest, and SIGKILL at arbitrary points of a real CLI process.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { generateMessage } from "../../lambdas/testing/messages.ts";
+import {
+  generateLargeMessage,
+  generateMessage,
+  largeMessageAttachments,
+} from "../../lambdas/testing/messages.ts";
 import { type DovecotHandle, describeDovecot, startDovecot } from "../helpers/dovecot.ts";
 import { type FsWorld, fsWorld, listFiles, sha256 } from "../helpers/pipeline.ts";
 
@@ -17,7 +23,10 @@ const CLI = path.join(REPO, "bin/mail-ingest.js");
 describeDovecot("pipeline against Dovecot", () => {
   let dovecot: DovecotHandle;
   const worlds: FsWorld[] = [];
-  const users = ["bulk", "incr", "dele", "kill"].map((user) => ({ user, password: `pw-${user}` }));
+  const users = ["bulk", "incr", "dele", "kill", "huge"].map((user) => ({
+    user,
+    password: `pw-${user}`,
+  }));
 
   beforeAll(async () => {
     dovecot = await startDovecot({ users });
@@ -141,7 +150,81 @@ describeDovecot("pipeline against Dovecot", () => {
     expect(new Set(queued.map((q) => q.sha256))).toEqual(new Set(sent.map(sha256)));
     expect(await dovecot.messageCount("kill")).toBe(0);
   });
+
+  it("ingests a 300 MB message in bounded memory, raw and attachments byte-exact", async () => {
+    const total = 300 * 1024 * 1024;
+    await dovecot.deliverStream("huge", generateLargeMessage(total, 2));
+    const world = await worldFor("huge");
+    const configFile = path.join(world.dir, "config.json");
+    await writeFile(
+      configFile,
+      JSON.stringify({
+        mailboxes: [
+          {
+            id: "box",
+            host: dovecot.host,
+            port: dovecot.pop3sPort,
+            tls: "implicit",
+            ca: dovecot.caPem,
+            servername: "localhost",
+            username: "huge",
+            password: "pw-huge",
+            maxMessageBytes: 400 * 1024 * 1024,
+          },
+        ],
+      }),
+    );
+    // The CLI in its own process, so its peak RSS (getrusage) is the pipeline's alone.
+    const wrapper = [
+      'const { register } = await import("tsx/esm/api");',
+      "register();",
+      `const { main } = await import(${JSON.stringify(path.join(REPO, "lambdas/cli/main.ts"))});`,
+      `const code = await main(["poll", "--config", ${JSON.stringify(configFile)}, "--json"]);`,
+      "process.stderr.write(`maxRSS=${process.resourceUsage().maxRSS}\\n`);",
+      "process.exitCode = code;",
+    ].join("\n");
+    const child = spawn(process.execPath, ["--input-type=module", "-e", wrapper], {
+      cwd: REPO,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stderr = "";
+    child.stderr?.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const result = await finish(child);
+    expect(result.code, stderr).toBe(0);
+    const report = JSON.parse(result.stdout).mailboxes[0];
+    expect(report).toMatchObject({ ingested: 1, failed: 0 });
+    expect(report.bytes).toBeGreaterThan(total * 0.99);
+    const maxRssKiB = Number(/maxRSS=(\d+)/.exec(stderr)?.[1]);
+    // A buffered message alone would be 300 MiB; the whole process must stay under 256 MiB.
+    expect(maxRssKiB).toBeGreaterThan(0);
+    expect(maxRssKiB / 1024).toBeLessThan(256);
+
+    const [queued] = await world.queue();
+    const sent = await streamSha256(generateLargeMessage(total, 2));
+    expect(queued?.sha256).toBe(sent);
+    const rawKey = (queued?.raw as { key: string }).key;
+    expect(
+      await streamSha256(createReadStream(path.join(world.dir, "mail-ingest-data", rawKey))),
+    ).toBe(sent);
+    const attachments = (queued?.attachments ?? []) as Array<{
+      filename: string;
+      sha256: string;
+      size: number;
+    }>;
+    const expected = largeMessageAttachments(total, 2);
+    expect(attachments.map((a) => [a.filename, a.size, a.sha256])).toEqual(
+      expected.map((a) => [a.filename, a.size, a.sha256]),
+    );
+  });
 });
+
+async function streamSha256(stream: AsyncIterable<Buffer>): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of stream) hash.update(chunk);
+  return hash.digest("hex");
+}
 
 async function finish(child: ChildProcess): Promise<{ code: number | null; stdout: string }> {
   let stdout = "";
