@@ -67,7 +67,3 @@ export async function main(argv: readonly string[], io?: Partial<CliIo>): Promis
     throw err;
   }
 }
-
-if (import.meta.url === `file://${process.argv[1]}`) {
-  process.exitCode = await main(process.argv.slice(2));
-}

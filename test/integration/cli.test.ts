@@ -166,6 +166,24 @@ describe("mail-ingest CLI", () => {
     expect(passes[1].mailboxes[0].ingested).toBe(0);
   });
 
+  it("npm run demo, the README's quick start, runs the demo", async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), "mi-npm-demo-"));
+    const child = spawn("npm", ["run", "--silent", "demo", "--", "--dir", dataDir], {
+      cwd: path.resolve(import.meta.dirname, "../.."),
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    child.stdout.on("data", (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.resume();
+    const code = await new Promise((resolve) => child.once("exit", resolve));
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/First poll:\n\s+demo: \d+ ingested/);
+    expect((await readdir(path.join(dataDir, "raw", "demo"))).length).toBeGreaterThanOrEqual(18);
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
   it("demo shows the whole pipeline in a fresh directory", async () => {
     const cwd = await mkdtemp(path.join(tmpdir(), "mi-demo-"));
     const result = await run(["demo"], { cwd });
