@@ -13,8 +13,11 @@
  * least-privilege IAM with no wildcard actions. Mailbox passwords and OAuth tokens stay in Secrets
  * Manager; the template and the assets only ever carry secret *names*.
  */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { ArnFormat, Duration, RemovalPolicy, Stack, Validations } from "aws-cdk-lib";
+import { ArnFormat, Duration, RemovalPolicy, Stack, Token, Validations } from "aws-cdk-lib";
 import {
   Alarm,
   ComparisonOperator,
@@ -61,7 +64,6 @@ import {
   Queue,
   QueueEncryption,
 } from "aws-cdk-lib/aws-sqs";
-import { ParameterTier, StringParameter } from "aws-cdk-lib/aws-ssm";
 import { Construct } from "constructs";
 import {
   ConfigError,
@@ -147,6 +149,15 @@ export interface MailIngestionProps {
   readonly queueRetention?: Duration;
   /** Also publish every message's metadata to this bus. @default no EventBridge publishing */
   readonly eventBus?: IEventBus;
+  /**
+   * Name prefix shared by every mailbox secret. While the exact secret ARNs fit in the poller's
+   * role policy (at most {@link EXACT_SECRET_GRANT_LIMIT} secrets) the poller may read only those
+   * secrets; beyond that IAM's 10,240-character role policy limit forces one grant on
+   * `secret:<prefix>*` instead, and synth then requires every `secretId` to be a name under this
+   * prefix. End it with a delimiter ("/") so it cannot match a sibling prefix.
+   * @default "mail-ingest/"
+   */
+  readonly secretNamePrefix?: string;
   /** KMS key of the named secrets, when not the AWS managed `aws/secretsmanager` key. @default the AWS managed key */
   readonly secretsKey?: IKey;
   /** Every alarm notifies this topic. @default alarms without actions */
@@ -173,8 +184,8 @@ export interface MailIngestionAlarms {
 
 /** Environment variable names the handlers read; the contract between infra and lambdas. */
 export const HandlerEnv = {
-  /** SSM parameter holding the deployed config document (see {@link MailIngestion}). */
-  configParameter: "MAIL_INGEST_CONFIG_PARAMETER",
+  /** The config file deployed inside each function's code package (see {@link MailIngestion}). */
+  configFile: "MAIL_INGEST_CONFIG_FILE",
   bucket: "BUCKET_NAME",
   bucketPrefix: "BUCKET_PREFIX",
   outputQueueUrl: "OUTPUT_QUEUE_URL",
@@ -194,8 +205,19 @@ const repoRoot = fileURLToPath(new URL("..", import.meta.url));
 const handlerEntry = (name: string) =>
   fileURLToPath(new URL(`../lambdas/handlers/${name}.ts`, import.meta.url));
 
-/** SSM Advanced-tier parameters hold at most 8 KB. */
-const SSM_MAX_BYTES = 8192;
+/** The config document's name in each code package, next to `index.mjs`. */
+export const CONFIG_FILE_NAME = "config.json";
+/**
+ * Up to this many secrets are granted by exact ARN. IAM allows 10,240 characters across a role's
+ * inline policies; the poller's other statements take about 2,000.
+ */
+export const EXACT_SECRET_GRANT_LIMIT = 50;
+/** Exact ARNs above this many characters in total (long secret names) switch to the prefix too. */
+const EXACT_SECRET_ARNS_MAX_CHARS = 6000;
+/** A resolved secret ARN without its name: `arn:<partition>:secretsmanager:<region>:<account>:secret:`, the `-??????` suffix and JSON quoting. */
+const SECRET_ARN_OVERHEAD_CHARS = 80;
+/** Characters Secrets Manager allows in a secret name. */
+const SECRET_NAME_PATTERN = /^[A-Za-z0-9/_+=.@-]+$/;
 /** AWS guidance for SQS event sources: visibility timeout at least 6x the function timeout. */
 const VISIBILITY_TIMEOUT_FACTOR = 6;
 
@@ -254,6 +276,11 @@ function mailboxDocument(mailbox: MailboxDefinition, defaultDelete: DeletePolicy
   };
 }
 
+/** Single-quotes a word for POSIX sh (the local bundling shell). */
+function shellQuote(word: string): string {
+  return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
 /**
  * Renders a resolved CloudFormation value the way cdk-nag names IAM5 findings (`<Logical.Arn>/*`),
  * so an acknowledgement names exactly one resource instead of silencing the whole rule.
@@ -296,9 +323,12 @@ class InvokeExactly implements IScheduleTarget {
 /**
  * Polls POP3 mailboxes on a schedule into S3 and SQS. See the module comment for the data flow.
  *
- * The config document (the runtime config schema of `lambdas/config.ts`, with S3 storage, the SQS
- * output queue and the mailboxes, never secret values) is written to an SSM parameter whose name
- * the handlers get in `MAIL_INGEST_CONFIG_PARAMETER`.
+ * The config document (the runtime config schema of `lambdas/config.ts`: the mailboxes with secret
+ * *names*, never values) is deployed as `config.json` inside both functions' code packages, named
+ * by `MAIL_INGEST_CONFIG_FILE`. A file has no size limit, so one construct serves thousands of
+ * mailboxes, and a config change deploys new code, so every container runs exactly one config.
+ * The bucket and the queues are deploy-time values, so they reach the poller as environment
+ * variables instead.
  */
 export class MailIngestion extends Construct {
   readonly bucket: IBucket;
@@ -309,7 +339,8 @@ export class MailIngestion extends Construct {
   readonly outputDlq?: IQueue;
   readonly jobsQueue: Queue;
   readonly jobsDlq: Queue;
-  readonly configParameter: StringParameter;
+  /** The JSON deployed as `config.json` in both functions. */
+  readonly configJson: string;
   readonly dispatcher: NodejsFunction;
   readonly poller: NodejsFunction;
   readonly schedule: Schedule;
@@ -367,35 +398,24 @@ export class MailIngestion extends Construct {
     });
 
     const document = {
-      storage: {
-        type: "s3",
-        bucket: this.bucket.bucketName,
-        ...(props.bucketPrefix ? { prefix: props.bucketPrefix } : {}),
-      },
-      queue: { type: "sqs", queueUrl: this.outputQueue.queueUrl },
       mailboxes: props.mailboxes.map((m) =>
         mailboxDocument(m, props.defaultDeletePolicy ?? "never"),
       ),
     };
-    const documentJson = Stack.of(this).toJsonString(document);
-    // Tokens (bucket name, queue URL) render longer once resolved; 256 bytes covers both.
-    const estimatedBytes = Buffer.byteLength(JSON.stringify(document)) + 256;
-    if (estimatedBytes > SSM_MAX_BYTES) {
-      throw new ConfigError(
-        "mailboxes",
-        `the deployed config is about ${estimatedBytes} bytes, over the ${SSM_MAX_BYTES}-byte SSM limit; split mailboxes across several MailIngestion constructs`,
-      );
+    this.configJson = `${JSON.stringify(document, null, 2)}\n`;
+    if (Token.isUnresolved(this.configJson)) {
+      // The file is written at synth time; a deploy-time value would ship as its placeholder.
+      throw new ConfigError("mailboxes", "must not contain deploy-time tokens");
     }
-    this.configParameter = new StringParameter(this, "Config", {
-      description: "mail-ingest runtime config (secret names only, never values)",
-      stringValue: documentJson,
-      // Standard (4 KB, free) until the document outgrows it, then Advanced (8 KB).
-      tier: ParameterTier.INTELLIGENT_TIERING,
-    });
+    // The bundling hook copies this file into each code package. It must exist only while the
+    // functions are constructed: local bundling runs synchronously in the NodejsFunction constructor.
+    const scratch = mkdtempSync(path.join(tmpdir(), "mail-ingest-config-"));
+    const configSource = path.join(scratch, CONFIG_FILE_NAME);
+    writeFileSync(configSource, this.configJson);
 
     const logRetention = props.logRetention ?? RetentionDays.ONE_MONTH;
     const commonEnv = {
-      [HandlerEnv.configParameter]: this.configParameter.parameterName,
+      [HandlerEnv.configFile]: CONFIG_FILE_NAME,
       [HandlerEnv.jobsQueueUrl]: this.jobsQueue.queueUrl,
       POWERTOOLS_SERVICE_NAME: Metrics.serviceName,
       POWERTOOLS_METRICS_NAMESPACE: Metrics.namespace,
@@ -409,6 +429,7 @@ export class MailIngestion extends Construct {
       timeout: props.dispatcherTimeout ?? Duration.minutes(1),
       logRetention,
       environment: commonEnv,
+      configSource,
     });
     this.poller = this.createFunction("Poller", {
       entry: handlerEntry("poller"),
@@ -423,7 +444,9 @@ export class MailIngestion extends Construct {
         [HandlerEnv.outputQueueUrl]: this.outputQueue.queueUrl,
         ...(props.eventBus ? { [HandlerEnv.eventBusName]: props.eventBus.eventBusName } : {}),
       },
+      configSource,
     });
+    rmSync(scratch, { recursive: true, force: true });
     this.poller.addEventSource(
       new SqsEventSource(this.jobsQueue, {
         batchSize: 1,
@@ -522,6 +545,8 @@ export class MailIngestion extends Construct {
       timeout: Duration;
       logRetention: RetentionDays;
       environment: Record<string, string>;
+      /** The config file to ship next to the bundle. */
+      configSource: string;
     },
   ): NodejsFunction {
     const logGroup = new LogGroup(this, `${id}Logs`, { retention: options.logRetention });
@@ -566,6 +591,17 @@ export class MailIngestion extends Construct {
         // CommonJS dependencies (mailparser) call require(); ESM output has none without this.
         banner:
           "import { createRequire } from 'module'; const require = createRequire(import.meta.url);",
+        // The path travels in the environment, not the command line, so no shell quoting of it is
+        // needed. It also enters CDK's asset cache key (functions do not), so two constructs with
+        // different configs in one app never share a staged package.
+        environment: { MAIL_INGEST_CONFIG_SOURCE: options.configSource },
+        commandHooks: {
+          beforeBundling: () => [],
+          beforeInstall: () => [],
+          afterBundling: (_inputDir, outputDir) => [
+            `cp "$MAIL_INGEST_CONFIG_SOURCE" ${shellQuote(path.join(outputDir, CONFIG_FILE_NAME))}`,
+          ],
+        },
       },
     });
   }
@@ -577,13 +613,6 @@ export class MailIngestion extends Construct {
     this.jobsQueue.grantSendMessages(this.poller);
     this.outputQueue.grantSendMessages(this.poller);
     props.eventBus?.grantPutEventsTo(this.poller);
-
-    const parameterRead = new PolicyStatement({
-      actions: ["ssm:GetParameter"],
-      resources: [this.configParameter.parameterArn],
-    });
-    this.dispatcher.addToRolePolicy(parameterRead);
-    this.poller.addToRolePolicy(parameterRead);
 
     // Explicit actions: the bucket grant* helpers use wildcards such as s3:GetObject*.
     const prefix = props.bucketPrefix ?? "";
@@ -620,22 +649,11 @@ export class MailIngestion extends Construct {
       );
     }
 
-    const secretArns = [...new Set(props.mailboxes.map((m) => m.password.secretId))].map((name) =>
-      // Secrets Manager appends "-" and 6 random characters to every secret ARN.
-      name.startsWith("arn:")
-        ? name
-        : stack.formatArn({
-            service: "secretsmanager",
-            resource: "secret",
-            resourceName: `${name}-??????`,
-            arnFormat: ArnFormat.COLON_RESOURCE_NAME,
-          }),
-    );
     this.poller.addToRolePolicy(
       new PolicyStatement({
         // PutSecretValue stores rotated OAuth2 refresh tokens.
         actions: ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"],
-        resources: secretArns,
+        resources: this.secretResources(props),
       }),
     );
     if (props.secretsKey) {
@@ -650,6 +668,53 @@ export class MailIngestion extends Construct {
         }),
       );
     }
+  }
+
+  /**
+   * The secrets the poller may read and update: exactly the named ones while their ARNs fit in the
+   * role policy, else every secret under `secretNamePrefix`. The prefix grant is the trade-off
+   * that lets one construct hold thousands of mailboxes: still no wildcard action, and only secrets
+   * in this account and region under that prefix, but any such secret, including ones created
+   * later for another purpose. Keep the prefix for mailbox secrets only.
+   */
+  private secretResources(props: MailIngestionProps): string[] {
+    const stack = Stack.of(this);
+    const secretIds = [...new Set(props.mailboxes.map((m) => m.password.secretId))];
+    const secretArn = (resourceName: string) =>
+      stack.formatArn({
+        service: "secretsmanager",
+        resource: "secret",
+        resourceName,
+        arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+      });
+    const exactChars = secretIds.reduce(
+      (sum, id) => sum + id.length + SECRET_ARN_OVERHEAD_CHARS,
+      0,
+    );
+    if (secretIds.length <= EXACT_SECRET_GRANT_LIMIT && exactChars <= EXACT_SECRET_ARNS_MAX_CHARS) {
+      // Secrets Manager appends "-" and 6 random characters to every secret ARN.
+      return secretIds.map((id) => (id.startsWith("arn:") ? id : secretArn(`${id}-??????`)));
+    }
+    const prefix = props.secretNamePrefix ?? "mail-ingest/";
+    if (!SECRET_NAME_PATTERN.test(prefix)) {
+      throw new ConfigError("secretNamePrefix", "must be a non-empty secret name prefix");
+    }
+    for (const [i, mailbox] of props.mailboxes.entries()) {
+      if (!mailbox.password.secretId.startsWith(prefix)) {
+        throw new ConfigError(
+          `mailboxes[${i}].password.secretId`,
+          `must be a secret name starting with "${prefix}" (secretNamePrefix): ${secretIds.length} secrets are too many to grant one by one within IAM's role policy size limit`,
+        );
+      }
+    }
+    const resource = secretArn(`${prefix}*`);
+    if (this.poller.role) {
+      Validations.of(this.poller.role).acknowledge({
+        id: `AwsSolutions-IAM5[Resource::${flattenCfnReference(stack.resolve(resource))}]`,
+        reason: `${secretIds.length} mailbox secrets exceed what IAM's role policy size allows by exact ARN; the grant is limited to secrets named "${prefix}*" in this account and region, with no wildcard actions.`,
+      });
+    }
+    return [resource];
   }
 
   private createAlarms(props: MailIngestionProps): MailIngestionAlarms {

@@ -188,10 +188,10 @@ describe("functions", () => {
     }
   });
 
-  it("gives the poller its queues, bucket and config parameter but no secret values", () => {
+  it("gives the poller its queues, bucket and config file name but no secret values", () => {
     const env = functionProps(stack.ingestion.poller).Environment.Variables;
     expect(env).toEqual({
-      MAIL_INGEST_CONFIG_PARAMETER: { Ref: ref(stack.ingestion.configParameter) },
+      MAIL_INGEST_CONFIG_FILE: "config.json",
       JOBS_QUEUE_URL: { Ref: ref(stack.ingestion.jobsQueue) },
       OUTPUT_QUEUE_URL: { Ref: ref(stack.ingestion.outputQueue) },
       BUCKET_NAME: { Ref: ref(stack.ingestion.bucket) },
@@ -212,21 +212,20 @@ describe("functions", () => {
 });
 
 describe("config", () => {
-  it("deploys a config document the runtime schema accepts, naming secrets but holding none", async () => {
-    const parameter =
-      template.findResources("AWS::SSM::Parameter")[ref(stack.ingestion.configParameter)];
-    // Replace the bucket name and queue URL references with stand-ins, as CloudFormation would.
-    const parts: unknown[] = parameter?.Properties.Value["Fn::Join"][1];
-    const text = parts
-      .map((part) => (typeof part === "string" ? part : "https://sqs.local/resolved"))
-      .join("");
-    const config = await parseConfig(JSON.parse(text));
-    expect(config.storage.type).toBe("s3");
-    expect(config.queue.type).toBe("sqs");
-    expect(config.mailboxes.map((m) => m.password)).toEqual([
-      { secretId: "mail-ingest/support" },
-      { secretId: "mail-ingest/billing-m365" },
-    ]);
+  it("ships a config.json the runtime schema accepts in both code packages, naming secrets but holding none", async () => {
+    template.resourceCountIs("AWS::SSM::Parameter", 0);
+    for (const fn of [stack.ingestion.dispatcher, stack.ingestion.poller]) {
+      const props = functionProps(fn);
+      expect(props.Environment.Variables.MAIL_INGEST_CONFIG_FILE).toBe("config.json");
+      const dir = path.join(assembly.directory, `asset.${props.Code.S3Key.replace(/\.zip$/, "")}`);
+      const text = readFileSync(path.join(dir, "config.json"), "utf8");
+      expect(text).toBe(stack.ingestion.configJson);
+      const config = await parseConfig(JSON.parse(text));
+      expect(config.mailboxes.map((m) => m.password)).toEqual([
+        { secretId: "mail-ingest/support" },
+        { secretId: "mail-ingest/billing-m365" },
+      ]);
+    }
   });
 });
 

@@ -114,6 +114,32 @@ describe("optional features", () => {
     });
   });
 
+  it("grants up to 50 secrets by exact ARN, and more by secretNamePrefix", () => {
+    const boxes = (count: number) =>
+      Array.from({ length: count }, (_, i) => ({
+        ...mailbox,
+        id: `box-${i}`,
+        password: { secretId: `tenant-a/box-${i}` },
+      }));
+    const secretResources = (template: ReturnType<typeof synth>["template"], stack: Stack) => {
+      const found = identityStatements(template).find(({ statement }) =>
+        actionsOf(statement).includes("secretsmanager:GetSecretValue"),
+      );
+      const resources = [found?.statement.Resource].flat();
+      return resources.map((r) => JSON.stringify(stack.resolve(r)));
+    };
+    const exact = synth({ mailboxes: boxes(50), secretNamePrefix: "tenant-a/" });
+    const exactArns = secretResources(exact.template, exact.stack);
+    expect(exactArns).toHaveLength(50);
+    expect(exactArns.filter((arn) => arn.includes(":secret:tenant-a/box-49-??????"))).toHaveLength(
+      1,
+    );
+    const byPrefix = synth({ mailboxes: boxes(51), secretNamePrefix: "tenant-a/" });
+    const prefixArns = secretResources(byPrefix.template, byPrefix.stack);
+    expect(prefixArns).toHaveLength(1);
+    expect(prefixArns[0]).toContain(':secret:tenant-a/*"');
+  });
+
   it("adds expiry and Infrequent Access transition rules to a new bucket", () => {
     const { template, ingestion, stack } = synth({
       objectExpiration: Duration.days(365),
@@ -158,16 +184,16 @@ describe("optional features", () => {
   });
 
   it("writes the default delete policy into mailboxes that do not set one", () => {
-    const { template } = synth({
+    const { template, ingestion } = synth({
       mailboxes: [mailbox, { ...mailbox, id: "sales", delete: "never" }],
       defaultDeletePolicy: "after-ingest",
     });
-    const parameter = Object.values(template.findResources("AWS::SSM::Parameter"))[0];
-    const text = JSON.stringify(parameter?.Properties.Value);
-    expect(text).toContain('\\"id\\":\\"support\\"');
-    expect(text).toMatch(
-      /support.*\\"delete\\":\\"after-ingest\\".*sales.*\\"delete\\":\\"never\\"/,
-    );
+    template.resourceCountIs("AWS::SSM::Parameter", 0);
+    const { mailboxes } = JSON.parse(ingestion.configJson);
+    expect(mailboxes.map((m: { id: string; delete: unknown }) => [m.id, m.delete])).toEqual([
+      ["support", "after-ingest"],
+      ["sales", "never"],
+    ]);
   });
 });
 
@@ -205,9 +231,25 @@ describe("validation", () => {
     expectConfigError(() => synth({ maxConcurrency: 1 }), /maxConcurrency/);
   });
 
-  it("rejects a config too large for an SSM parameter", () => {
-    const many = Array.from({ length: 100 }, (_, i) => ({ ...mailbox, id: `mailbox-${i}` }));
-    expectConfigError(() => synth({ mailboxes: many }), /SSM limit/);
+  it("rejects, once secrets are granted by prefix, a mailbox secret outside secretNamePrefix", () => {
+    const many = Array.from({ length: 60 }, (_, i) => ({
+      ...mailbox,
+      id: `mailbox-${i}`,
+      password: { secretId: `mail-ingest/mailbox-${i}` },
+    }));
+    many[41] = { ...mailbox, id: "stray", password: { secretId: "other/stray" } };
+    expectConfigError(
+      () => synth({ mailboxes: many }),
+      /mailboxes\[41\]\.password\.secretId: must be a secret name starting with "mail-ingest\/"/,
+    );
+    expectConfigError(() => synth({ mailboxes: many, secretNamePrefix: "*" }), /secretNamePrefix/);
+  });
+
+  it("rejects mailbox fields holding deploy-time tokens, which a synth-time file cannot carry", () => {
+    expectConfigError(
+      () => synth({}, (s) => ({ mailboxes: [{ ...mailbox, host: s.region }] })),
+      /deploy-time tokens/,
+    );
   });
 
   it("rejects unknown fields in the deploy config file", async () => {
