@@ -88,6 +88,8 @@ class MailboxSession {
   private client: Pop3Client | undefined;
   /** Stored and awaiting the queue flush; never DELE'd before it lands in state. */
   private pending: Pending[] = [];
+  /** sha256 → entry, only during a suspected UIDL reset. */
+  private knownSha: Map<string, StateEntry> | undefined;
   /** The tail of the flush chain. */
   private flushing: Promise<void> = Promise.resolve();
   /** Totals of the messages this run means to fetch, for progress. */
@@ -215,9 +217,6 @@ class MailboxSession {
     }
     return remaining;
   }
-
-  /** sha256 → entry, only during a suspected UIDL reset. */
-  private knownSha: Map<string, StateEntry> | undefined;
 
   /**
    * Fetches messages one after another on the connection, but lets each message's storage
