@@ -89,7 +89,7 @@ describeDovecot("bundled poller artifact", () => {
     expect((await readdir(dir)).sort()).toEqual(["index.mjs", "index.mjs.map"]);
   });
 
-  it("ingests a mailbox end to end from environment config, as deployed", async () => {
+  it("ingests a mailbox end to end from the deployed config.json", async () => {
     const messages = [1, 2, 3].map((n) =>
       Buffer.from(
         `From: a@example.com\r\nTo: bun@example.com\r\nSubject: bundled ${n}\r\n` +
@@ -118,6 +118,7 @@ describeDovecot("bundled poller artifact", () => {
         },
       ],
     };
+    await writeFile(path.join(dir, "config.json"), JSON.stringify(config));
     const env: Record<string, string> = {
       AWS_REGION: fauxqs.region,
       AWS_ACCESS_KEY_ID: "test",
@@ -128,7 +129,9 @@ describeDovecot("bundled poller artifact", () => {
       BUCKET_PREFIX: "mail/",
       OUTPUT_QUEUE_URL: outputQueue,
       JOBS_QUEUE_URL: jobsQueue,
-      MAIL_INGEST_CONFIG: JSON.stringify(config),
+      // As deployed by the construct: config.json beside the bundle, resolved via the task root.
+      MAIL_INGEST_CONFIG_FILE: "config.json",
+      LAMBDA_TASK_ROOT: dir,
       POWERTOOLS_METRICS_NAMESPACE: "MailIngest",
       POWERTOOLS_SERVICE_NAME: "mail-ingest",
     };
