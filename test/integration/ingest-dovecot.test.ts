@@ -180,7 +180,7 @@ describeDovecot("pipeline against Dovecot", () => {
       "register();",
       `const { main } = await import(${JSON.stringify(path.join(REPO, "lambdas/cli/main.ts"))});`,
       `const code = await main(["poll", "--config", ${JSON.stringify(configFile)}, "--json"]);`,
-      "process.stderr.write(`maxRSS=${process.resourceUsage().maxRSS}\\n`);",
+      'process.stderr.write("maxRSS=" + process.resourceUsage().maxRSS + "\\n");',
       "process.exitCode = code;",
     ].join("\n");
     const child = spawn(process.execPath, ["--input-type=module", "-e", wrapper], {
@@ -202,13 +202,14 @@ describeDovecot("pipeline against Dovecot", () => {
     expect(maxRssKiB / 1024).toBeLessThan(256);
 
     const [queued] = await world.queue();
+    if (!queued) throw new Error("nothing was queued");
     const sent = await streamSha256(generateLargeMessage(total, 2));
-    expect(queued?.sha256).toBe(sent);
-    const rawKey = (queued?.raw as { key: string }).key;
+    expect(queued.sha256).toBe(sent);
+    const rawKey = (queued.raw as { key: string }).key;
     expect(
       await streamSha256(createReadStream(path.join(world.dir, "mail-ingest-data", rawKey))),
     ).toBe(sent);
-    const attachments = (queued?.attachments ?? []) as Array<{
+    const attachments = (queued.attachments ?? []) as Array<{
       filename: string;
       sha256: string;
       size: number;
