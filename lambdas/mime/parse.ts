@@ -27,9 +27,15 @@ import type {
 import { MailParser } from "mailparser";
 import { describeError, ErrorCode, isMailIngestError, MailIngestError } from "../errors.ts";
 import type { ObjectStore } from "../ports.ts";
-import { type AuthResults, parseAuthResults } from "./auth-results.ts";
+import { parseAuthResults } from "./auth-results.ts";
 import { sanitizeFilename } from "./filename.ts";
-import type { Address, AttachmentMeta, BodyRef, MessageHeaders } from "./schema.ts";
+import type {
+  Address,
+  AttachmentMeta,
+  MessageHeaders,
+  QueueIdentity,
+  QueueMessageV1,
+} from "./schema.ts";
 
 export interface ParseLimits {
   /** Most MIME parts (nodes) in one message; more stop extraction. @default 1000 */
@@ -65,21 +71,11 @@ export const DEFAULT_PARSE_LIMITS: Readonly<ParseLimits> = Object.freeze({
  */
 const MAX_HTML_TO_TEXT_CHARS = 1024 * 1024;
 
-export interface ParsedMessage {
-  headers: MessageHeaders;
-  /** Stored text body: text/plain parts, or HTML converted to text when there is no plain part. */
-  text?: BodyRef;
-  /** Stored HTML body (the text/html parts). */
-  html?: BodyRef;
-  /** At most `previewBytes` UTF-8 bytes of the text body, cut on a character boundary. */
-  textPreview?: string;
-  attachments: AttachmentMeta[];
-  authResults?: AuthResults;
-  /** Set when the parser failed; prefixed with the error code (PARSE_FAILED or MIME_LIMIT). */
-  parseError?: string;
-  /** Set when a limit stopped or trimmed extraction. */
-  truncated?: boolean;
-}
+/**
+ * What parsing yields: the queue message's content fields. Documented once, in schema.ts;
+ * `parseError` is prefixed with its code (PARSE_FAILED or MIME_LIMIT).
+ */
+export type ParsedMessage = Omit<QueueMessageV1, keyof QueueIdentity>;
 
 export function emptyHeaders(): MessageHeaders {
   return {

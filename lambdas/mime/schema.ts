@@ -85,7 +85,7 @@ export interface AttachmentMeta {
   ref: string;
 }
 
-interface QueueIdentity {
+export interface QueueIdentity {
   schemaVersion: 1;
   /** Deterministic 32-hex message id. */
   id: string;
