@@ -36,21 +36,30 @@ describeDovecot("pipeline against Dovecot", () => {
     for (const w of worlds) await w.cleanup();
   });
 
+  /** The mailbox fields for one Dovecot user over implicit TLS (id "box", as fsWorld uses). */
+  function mailboxFor(user: string) {
+    return {
+      id: "box",
+      host: dovecot.host,
+      port: dovecot.pop3sPort,
+      tls: "implicit",
+      ca: dovecot.caPem,
+      servername: "localhost",
+      username: user,
+    };
+  }
+
   async function worldFor(user: string, mailbox: Record<string, unknown> = {}) {
-    const world = await fsWorld(
-      {
-        host: dovecot.host,
-        port: dovecot.pop3sPort,
-        tls: "implicit",
-        ca: dovecot.caPem,
-        servername: "localhost",
-        username: user,
-        ...mailbox,
-      },
-      `pw-${user}`,
-    );
+    const world = await fsWorld({ ...mailboxFor(user), ...mailbox }, `pw-${user}`);
     worlds.push(world);
     return world;
+  }
+
+  /** A config file for the CLI beside `world`, so both use the same data dir. */
+  async function writeCliConfig(world: FsWorld, user: string, mailbox: Record<string, unknown>) {
+    const file = path.join(world.dir, "config.json");
+    await writeFile(file, JSON.stringify({ mailboxes: [{ ...mailboxFor(user), ...mailbox }] }));
+    return file;
   }
 
   it("ingests 200 generated messages byte-exact (raw and every attachment), and a second poll adds nothing", async () => {
@@ -102,25 +111,10 @@ describeDovecot("pipeline against Dovecot", () => {
     const sent = Array.from({ length: 200 }, (_, i) => generateMessage(3000 + i));
     await dovecot.deliver("kill", sent);
     const world = await worldFor("kill");
-    const configFile = path.join(world.dir, "config.json");
-    await writeFile(
-      configFile,
-      JSON.stringify({
-        mailboxes: [
-          {
-            id: "box",
-            host: dovecot.host,
-            port: dovecot.pop3sPort,
-            tls: "implicit",
-            ca: dovecot.caPem,
-            servername: "localhost",
-            username: "kill",
-            password: { env: "KILL_POP_PASSWORD" },
-            delete: "after-ingest",
-          },
-        ],
-      }),
-    );
+    const configFile = await writeCliConfig(world, "kill", {
+      password: { env: "KILL_POP_PASSWORD" },
+      delete: "after-ingest",
+    });
     const rawDir = path.join(world.dir, "mail-ingest-data", "raw");
     const poll = () =>
       spawn(process.execPath, [CLI, "poll", "--config", configFile, "--json"], {
@@ -155,25 +149,10 @@ describeDovecot("pipeline against Dovecot", () => {
     const total = 300 * 1024 * 1024;
     await dovecot.deliverStream("huge", generateLargeMessage(total, 2));
     const world = await worldFor("huge");
-    const configFile = path.join(world.dir, "config.json");
-    await writeFile(
-      configFile,
-      JSON.stringify({
-        mailboxes: [
-          {
-            id: "box",
-            host: dovecot.host,
-            port: dovecot.pop3sPort,
-            tls: "implicit",
-            ca: dovecot.caPem,
-            servername: "localhost",
-            username: "huge",
-            password: "pw-huge",
-            maxMessageBytes: 400 * 1024 * 1024,
-          },
-        ],
-      }),
-    );
+    const configFile = await writeCliConfig(world, "huge", {
+      password: "pw-huge",
+      maxMessageBytes: 400 * 1024 * 1024,
+    });
     // The CLI in its own process, so its peak RSS (getrusage) is the pipeline's alone.
     const wrapper = [
       'const { register } = await import("tsx/esm/api");',
