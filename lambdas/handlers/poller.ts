@@ -15,16 +15,15 @@
 import { processPartialResponse, SqsFifoPartialProcessorAsync } from "@aws-lambda-powertools/batch";
 import { Logger } from "@aws-lambda-powertools/logger";
 import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
-import { SecretsProvider } from "@aws-lambda-powertools/parameters/secrets";
 import { getParameter } from "@aws-lambda-powertools/parameters/ssm";
 import { EventBridgeClient } from "@aws-sdk/client-eventbridge";
-import { PutSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { SendMessageBatchCommand, SQSClient } from "@aws-sdk/client-sqs";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 import { EventBridgeFanout } from "../adapters/eventbridge-fanout.ts";
 import { type Adapters, createAdapters } from "../adapters/index.ts";
-import { TokenProvider } from "../auth/oauth.ts";
-import { resolveCredentials, withRotatedRefreshToken } from "../auth/secrets.ts";
+import type { TokenProvider } from "../auth/oauth.ts";
+import { resolveCredentials } from "../auth/secrets.ts";
+import { secretsManagerCredentials } from "../auth/secrets-manager.ts";
 import type { AppConfig } from "../config.ts";
 import {
   ErrorCode as Codes,
@@ -266,39 +265,11 @@ export function defaultPollerDeps(env: NodeJS.ProcessEnv = process.env): PollerD
       }),
   );
   const sqs = lazy(() => new SQSClient({}));
-  const secretsManager = lazy(() => new SecretsManagerClient({}));
-  const secrets = lazy(() => new SecretsProvider({ awsSdkV3Client: secretsManager() }));
-  const secretCacheSeconds = lazy(() =>
-    integerEnv(env, "SECRET_CACHE_SECONDS", DEFAULT_SECRET_CACHE_SECONDS),
-  );
-  const getSecret = async (secretId: string, forceFetch = false): Promise<string> => {
-    const value = await secrets().get(secretId, { maxAge: secretCacheSeconds(), forceFetch });
-    if (typeof value !== "string") {
-      throw new MailIngestError(Codes.SECRET_UNRESOLVED, `secret ${secretId} has no SecretString`);
-    }
-    return value;
-  };
-  const tokenProvider = lazy(
-    () =>
-      new TokenProvider({
-        persistRefreshToken: async ({ key, refreshToken }) => {
-          if (key.startsWith("mailbox:")) {
-            logger().warn(
-              "rotated refresh token kept in memory only: the secret is not in Secrets Manager",
-            );
-            return;
-          }
-          // Re-read and merge so every other field (and edits made meanwhile) survives.
-          const updated = withRotatedRefreshToken(key, await getSecret(key, true), refreshToken);
-          await secretsManager().send(
-            new PutSecretValueCommand({
-              SecretId: key,
-              SecretString: updated,
-            }),
-          );
-          secrets().clearCache();
-        },
-      }),
+  const credentials = lazy(() =>
+    secretsManagerCredentials({
+      cacheSeconds: integerEnv(env, "SECRET_CACHE_SECONDS", DEFAULT_SECRET_CACHE_SECONDS),
+      warn: (message) => logger().warn(message),
+    }),
   );
   const loadConfig = lazy(() =>
     createConfigLoader(env, (name, maxAge) => getParameter(name, { maxAge })),
@@ -330,9 +301,9 @@ export function defaultPollerDeps(env: NodeJS.ProcessEnv = process.env): PollerD
     get jobsQueueUrl() {
       return requireEnv(env, "JOBS_QUEUE_URL");
     },
-    getSecret: (secretId) => getSecret(secretId),
+    getSecret: (secretId) => credentials().getSecret(secretId),
     get tokenProvider() {
-      return tokenProvider();
+      return credentials().tokenProvider;
     },
     runMailbox,
     get logger() {
