@@ -3,12 +3,14 @@
  * It sends no RETR and no DELE, so it is safe to run against a production mailbox.
  */
 import { createAdapters } from "../adapters/index.ts";
-import { type MailboxConfig, resolveSecret } from "../config.ts";
+import { type ResolveCredentialsDeps, resolveCredentials } from "../auth/secrets.ts";
+import type { MailboxConfig } from "../config.ts";
 import { describeError } from "../errors.ts";
 import { openMailbox } from "../ingest/connect.ts";
 import { joinListing, planSession } from "../ingest/plan.ts";
 import type { StateStore } from "../ports.ts";
 import { loadSelection, parse } from "./args.ts";
+import { cliCredentials } from "./credentials.ts";
 import { type CliIo, EXIT_MAILBOX_FAILED, EXIT_OK } from "./main.ts";
 import { formatBytes } from "./progress.ts";
 
@@ -19,10 +21,13 @@ export async function checkCommand(args: readonly string[], io: CliIo): Promise<
   });
   const { config, mailboxes } = await loadSelection(values.config, values.mailbox);
   const { state } = createAdapters(config.storage, config.queue);
+  const credentials = await cliCredentials(mailboxes, io.env, (message) =>
+    io.stderr.write(`mail-ingest warning: ${message}\n`),
+  );
   let failed = false;
   for (const mailbox of mailboxes) {
     try {
-      io.stdout.write(`${await checkMailbox(mailbox, state, io)}\n`);
+      io.stdout.write(`${await checkMailbox(mailbox, state, credentials)}\n`);
     } catch (err) {
       failed = true;
       io.stdout.write(`${mailbox.id}: FAILED ${describeError(err)}\n`);
@@ -31,9 +36,12 @@ export async function checkCommand(args: readonly string[], io: CliIo): Promise<
   return failed ? EXIT_MAILBOX_FAILED : EXIT_OK;
 }
 
-async function checkMailbox(mailbox: MailboxConfig, state: StateStore, io: CliIo): Promise<string> {
-  const password = await resolveSecret(mailbox.id, mailbox.password, { env: io.env });
-  const client = await openMailbox(mailbox, { password });
+async function checkMailbox(
+  mailbox: MailboxConfig,
+  state: StateStore,
+  credentials: ResolveCredentialsDeps,
+): Promise<string> {
+  const client = await openMailbox(mailbox, await resolveCredentials(mailbox, credentials));
   try {
     const [uidls, sizes, known] = await Promise.all([
       client.uidl(),

@@ -1,17 +1,22 @@
 /** One pass over many mailboxes, a few at a time; shared by `poll`, `demo` and the bench. */
-import type { AppConfig, MailboxConfig, SecretIdResolver } from "../config.ts";
-import { resolveSecret } from "../config.ts";
+import { type ResolveCredentialsDeps, resolveCredentials } from "../auth/secrets.ts";
+import type { AppConfig, MailboxConfig } from "../config.ts";
 import { describeError, isMailIngestError } from "../errors.ts";
 import { emptyReport, runMailbox } from "../ingest/session.ts";
-import type { MailboxReport, SessionDeps, SessionProgress } from "../ingest/types.ts";
+import type {
+  MailboxReport,
+  SessionCredentials,
+  SessionDeps,
+  SessionProgress,
+} from "../ingest/types.ts";
 
 export interface PollAllOptions {
   readonly deps: SessionDeps;
   readonly signal?: AbortSignal;
   readonly deadline?: number;
   readonly onProgress?: (progress: SessionProgress) => void;
-  readonly secretId?: SecretIdResolver;
-  readonly env?: NodeJS.ProcessEnv;
+  /** Where secrets come from; `{env}` sources read `process.env` by default. */
+  readonly credentials?: ResolveCredentialsDeps;
 }
 
 /**
@@ -39,24 +44,26 @@ export async function pollAll(
 
 async function pollOne(mailbox: MailboxConfig, options: PollAllOptions): Promise<MailboxReport> {
   const started = Date.now();
-  let password: string;
+  let credentials: SessionCredentials;
   try {
-    password = await resolveSecret(mailbox.id, mailbox.password, {
-      env: options.env,
-      secretId: options.secretId,
-    });
+    credentials = await resolveCredentials(mailbox, options.credentials ?? {});
   } catch (err) {
     return {
       ...emptyReport(mailbox.id),
       durationMs: Date.now() - started,
-      error: describeError(err),
+      error: withMailbox(mailbox.id, describeError(err)),
       errorCode: isMailIngestError(err) ? err.code : undefined,
     };
   }
   return runMailbox(mailbox, options.deps, {
-    credentials: { password },
+    credentials,
     deadline: options.deadline,
     signal: options.signal,
     onProgress: options.onProgress,
   });
+}
+
+/** Every mailbox error names its mailbox, once. */
+function withMailbox(id: string, message: string): string {
+  return message.startsWith(`mailbox ${id}:`) ? message : `mailbox ${id}: ${message}`;
 }

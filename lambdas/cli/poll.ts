@@ -1,9 +1,11 @@
 /** `mail-ingest poll`: one pass, or a polling loop with `--every`. */
 import { setTimeout as sleep } from "node:timers/promises";
 import { createAdapters } from "../adapters/index.ts";
+import type { ResolveCredentialsDeps } from "../auth/secrets.ts";
 import type { AppConfig, MailboxConfig } from "../config.ts";
-import type { MailboxReport, SessionLogger } from "../ingest/types.ts";
+import type { MailboxReport, SessionDeps, SessionLogger } from "../ingest/types.ts";
 import { loadSelection, parse, parseDuration } from "./args.ts";
+import { cliCredentials } from "./credentials.ts";
 import { type CliIo, EXIT_MAILBOX_FAILED, EXIT_OK } from "./main.ts";
 import { pollAll } from "./poll-all.ts";
 import { formatBytes, ProgressView } from "./progress.ts";
@@ -18,9 +20,16 @@ export async function pollCommand(args: readonly string[], io: CliIo): Promise<n
   const intervalMs = values.every === undefined ? undefined : parseDuration(values.every);
   const { config, mailboxes } = await loadSelection(values.config, values.mailbox);
   const json = values.json === true;
+  const log = stderrLogger(io);
+  // Built once, so a daemon keeps its directory cache and cached OAuth2 tokens between passes.
+  const context: PassContext = {
+    deps: { ...createAdapters(config.storage, config.queue), log },
+    credentials: await cliCredentials(mailboxes, io.env, (message) => log.warn(message)),
+    json,
+  };
 
   if (intervalMs === undefined) {
-    const reports = await pollPass(config, mailboxes, io, { json });
+    const reports = await pollPass(config, mailboxes, io, context);
     return reports.some((r) => r.error) ? EXIT_MAILBOX_FAILED : EXIT_OK;
   }
 
@@ -34,7 +43,7 @@ export async function pollCommand(args: readonly string[], io: CliIo): Promise<n
   process.on("SIGTERM", onSignal);
   try {
     while (!stop.signal.aborted) {
-      await pollPass(config, mailboxes, io, { json, signal: stop.signal });
+      await pollPass(config, mailboxes, io, { ...context, signal: stop.signal });
       await sleep(intervalMs, undefined, { signal: stop.signal }).catch(() => {});
     }
   } finally {
@@ -44,22 +53,28 @@ export async function pollCommand(args: readonly string[], io: CliIo): Promise<n
   return EXIT_OK;
 }
 
+interface PassContext {
+  readonly deps: SessionDeps;
+  readonly credentials: ResolveCredentialsDeps;
+  readonly json: boolean;
+  readonly signal?: AbortSignal;
+}
+
 async function pollPass(
   config: AppConfig,
   mailboxes: readonly MailboxConfig[],
   io: CliIo,
-  options: { json: boolean; signal?: AbortSignal },
+  context: PassContext,
 ): Promise<MailboxReport[]> {
-  const adapters = createAdapters(config.storage, config.queue);
-  const view = !options.json && io.stderr.isTTY ? new ProgressView(io.stderr) : undefined;
+  const view = !context.json && io.stderr.isTTY ? new ProgressView(io.stderr) : undefined;
   const reports = await pollAll(config, mailboxes, {
-    deps: { ...adapters, log: stderrLogger(io) },
-    signal: options.signal,
-    env: io.env,
+    deps: context.deps,
+    credentials: context.credentials,
+    signal: context.signal,
     onProgress: view ? (p) => view.update(p) : undefined,
   });
   view?.finish();
-  if (options.json) {
+  if (context.json) {
     io.stdout.write(`${JSON.stringify({ mailboxes: reports.map(toJson) })}\n`);
   } else {
     for (const r of reports) io.stdout.write(`${summaryLine(r)}\n`);
