@@ -7,6 +7,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { ErrorCode, MailIngestError } from "../../lambdas/errors.ts";
+import { Pop3Client, type Pop3Options } from "../../lambdas/pop3/index.ts";
 import type { MessageQueue, ObjectStore } from "../../lambdas/ports.ts";
 import { generateMessage, sampleMessages } from "../../lambdas/testing/messages.ts";
 import {
@@ -232,6 +233,31 @@ describe("mailbox session against the test server", () => {
     expect([...(await world.raw()).values()].sort()).toEqual(
       initial.map((m) => sha256(m.data)).sort(),
     );
+  });
+
+  it("abandons a body that runs past maxMessageBytes although LIST said it was small, and goes on", async () => {
+    const runaway = {
+      uidl: "runaway",
+      data: generateMessage(1, { withAttachment: true, attachmentBytes: 200_000 }),
+    };
+    const { server, world } = await setup([runaway, ...messages(2, 10)], {
+      delete: "after-ingest",
+      maxMessageBytes: 20_000,
+    });
+    // A server whose LIST under-reports sizes: the plan lets the message through.
+    const connect = async (options: Pop3Options) => {
+      const client = await Pop3Client.connect(options);
+      const list = client.list.bind(client);
+      client.list = (async () =>
+        (await list()).map((e) => ({ ...e, size: Math.min(e.size, 1000) }))) as typeof client.list;
+      return client;
+    };
+    const report = await world.poll({ deps: { connect } });
+    expect(report.error).toBeUndefined();
+    expect(report).toMatchObject({ ingested: 2, failed: 1, deleted: 2 });
+    expect(report.warnings.join("\n")).toMatch(/more than maxMessageBytes/);
+    expect(server.messages(USER).map((m) => m.uidl)).toEqual(["runaway"]);
+    expect((await world.raw()).size).toBe(2);
   });
 
   it("reports [IN-USE] as a typed failure without touching state", async () => {
