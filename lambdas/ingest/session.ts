@@ -35,6 +35,9 @@ import type {
 
 /** SQS SendMessageBatch takes at most 10 entries; the fs queue gains nothing from more. */
 const QUEUE_BATCH = 10;
+/** RETRs sent ahead of the message being read: at most this many, and this many bytes (LIST). */
+const PREFETCH_MESSAGES = 8;
+const PREFETCH_BYTES = 4 * 1024 * 1024;
 /** Bytes a body may exceed maxMessageBytes by (line-ending differences) before it is cut off. */
 const RUNAWAY_SLACK_BYTES = 64 * 1024;
 /** Messages whose storage commit may still be running while the next one streams. */
@@ -90,6 +93,8 @@ class MailboxSession {
   private pending: Pending[] = [];
   /** sha256 → entry, only during a suspected UIDL reset. */
   private knownSha: Map<string, StateEntry> | undefined;
+  /** DELEs sent and not yet answered; QUIT waits for them. */
+  private readonly deletes: Promise<void>[] = [];
   /** The tail of the flush chain. */
   private flushing: Promise<void> = Promise.resolve();
   /** Totals of the messages this run means to fetch, for progress. */
@@ -159,7 +164,7 @@ class MailboxSession {
 
     if (plan.deleteKnown.length > 0) {
       this.progress("deleting");
-      for (const m of plan.deleteKnown) await this.dele(m);
+      for (const m of plan.deleteKnown) this.dele(m);
     }
     await this.quit();
   }
@@ -219,26 +224,49 @@ class MailboxSession {
   }
 
   /**
-   * Fetches messages one after another on the connection, but lets each message's storage
-   * commit (fsync, rename, metadata) finish in the background while the next RETR streams: up
-   * to COMMIT_WINDOW messages are in that state at once. Returns how many RETRs were started.
+   * Fetches messages one after another on the connection, with two overlaps:
+   * - RETRs are pipelined a few messages ahead (RFC 2449 §6.6), so a server's round trip is not
+   *   paid per message; the look-ahead is capped in bytes because, once sent, a RETR's body must
+   *   be read off the wire even if the run stops;
+   * - each message's storage commit (fsync, rename, metadata) finishes in the background while
+   *   the next one streams, up to COMMIT_WINDOW messages at once.
+   * Returns how many messages were started.
    */
   private async ingestAll(fetch: readonly ListedMessage[]): Promise<number> {
+    const client = this.client as Pop3Client;
     const inFlight = new Set<Promise<void>>();
+    const requested: Promise<Readable>[] = [];
     let failure: { err: unknown } | undefined;
     let started = 0;
+    const requestAhead = () => {
+      let bytesAhead = 0;
+      for (let i = started; i < requested.length; i++) bytesAhead += fetch[i]?.size ?? 0;
+      while (requested.length < fetch.length) {
+        const next = fetch[requested.length] as ListedMessage;
+        const ahead = requested.length - started;
+        if (ahead > 0 && (ahead >= PREFETCH_MESSAGES || bytesAhead + next.size > PREFETCH_BYTES))
+          break;
+        const body = client.retr(next.msg);
+        // Consumed (or drained) below; never an unhandled rejection while it waits its turn.
+        body.catch(() => {});
+        requested.push(body);
+        bytesAhead += next.size;
+      }
+    };
     for (const message of fetch) {
       const stop = failure ? "an earlier message failed" : this.shouldStop();
       if (stop) {
         this.log.info(`stopping before next message: ${stop}`, { mailbox: this.mailbox.id });
         break;
       }
+      requestAhead();
+      const body = requested[started] as Promise<Readable>;
       started++;
       let streamed!: () => void;
       const retrieved = new Promise<void>((resolve) => {
         streamed = resolve;
       });
-      const task = this.ingestOne(message, streamed)
+      const task = this.ingestOne(message, body, streamed)
         .then(() => (this.pending.length >= QUEUE_BATCH ? this.flush() : undefined))
         .catch((err: unknown) => {
           failure ??= { err };
@@ -248,9 +276,17 @@ class MailboxSession {
           streamed();
         });
       inFlight.add(task);
-      // The next RETR may start once this one's bytes are all read off the connection.
+      // The next body flows once this one's bytes are all read off the connection.
       await retrieved;
       while (inFlight.size >= COMMIT_WINDOW) await Promise.race(inFlight);
+    }
+    // RETRs already sent for messages this run will not ingest: read their bodies off the wire
+    // (the client discards a destroyed body) so QUIT and DELE stay in step.
+    for (const body of requested.slice(started)) {
+      await body.then(
+        (stream) => stream.destroy(),
+        () => {},
+      );
     }
     await Promise.all(inFlight);
     // Messages committed before a failure are still queued, checkpointed and (by policy) deleted.
@@ -271,9 +307,12 @@ class MailboxSession {
    * Fetches and stores one message, calling `streamed` once its bytes are all off the
    * connection. Throws when the connection or the storage can no longer be used.
    */
-  private async ingestOne(message: ListedMessage, streamed: () => void): Promise<"ok" | "failed"> {
+  private async ingestOne(
+    message: ListedMessage,
+    retr: Promise<Readable>,
+    streamed: () => void,
+  ): Promise<"ok" | "failed"> {
     const { mailbox, deps } = this;
-    const client = this.client as Pop3Client;
     const id = messageId(mailbox.id, message.key);
     const fields = { mailbox: mailbox.id, uidl: message.uidl, id };
     let body: Readable;
@@ -281,7 +320,7 @@ class MailboxSession {
       // LIST sizes are only advisory here: servers append a CRLF to a message that lacks one, or
       // count line endings differently, and refusing such mail would lose it. Truncation is
       // caught by the terminator check; a runaway body by the byte limit below.
-      body = await client.retr(message.msg);
+      body = await retr;
     } catch (err) {
       // A -ERR for one message (deleted by another client, server-side error) skips only it.
       if (isMailIngestError(err, ErrorCode.COMMAND_FAILED)) {
@@ -433,13 +472,23 @@ class MailboxSession {
     this.report.ingested += batch.length;
     this.progress("ingesting");
     if (this.mailbox.delete === "after-ingest") {
-      for (const p of batch) if (!p.message.duplicateUidl) await this.dele(p.message);
+      for (const p of batch) if (!p.message.duplicateUidl) this.dele(p.message);
     }
   }
 
-  private async dele(message: ListedMessage): Promise<void> {
-    await (this.client as Pop3Client).dele(message.msg);
-    this.report.deleted++;
+  /**
+   * Queues a DELE without waiting for its answer: the answer arrives behind any RETR bodies
+   * already requested, which only the main loop reads, so waiting here could deadlock it.
+   * QUIT waits for every DELE first.
+   */
+  private dele(message: ListedMessage): void {
+    const sent = (this.client as Pop3Client).dele(message.msg).then(
+      () => {
+        this.report.deleted++;
+      },
+      (err: unknown) => this.warn(`DELE ${message.msg} refused: ${describeError(err)}`),
+    );
+    this.deletes.push(sent);
   }
 
   /**
@@ -467,6 +516,7 @@ class MailboxSession {
   /** QUIT commits DELEs (RFC 1939 §6). Without its +OK, nothing counted as deleted was. */
   private async quit(): Promise<void> {
     const client = this.client as Pop3Client;
+    await Promise.all(this.deletes);
     try {
       await client.quit();
     } catch (err) {

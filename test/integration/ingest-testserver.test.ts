@@ -182,6 +182,38 @@ describe("mailbox session against the test server", () => {
     expect(server.messages(USER)).toHaveLength(4);
   });
 
+  it.each([true, false])(
+    "stopping mid-run drains RETRs already sent ahead, QUITs cleanly and commits DELEs (PIPELINING %s)",
+    async (pipelining) => {
+      const total = 60;
+      const initial = messages(total);
+      const { server, world } = await setup(initial, { delete: "after-ingest" }, { pipelining });
+      // Shut down as soon as the first queue batch is sent: by then later RETRs are in flight.
+      const stop = new AbortController();
+      const queue: MessageQueue = {
+        maxBodyBytes: world.deps.queue.maxBodyBytes,
+        send: async (entries) => {
+          await world.deps.queue.send(entries);
+          stop.abort();
+        },
+      };
+      const first = await world.poll({ signal: stop.signal, deps: { queue } });
+      expect(first.error).toBeUndefined();
+      expect(first.ingested).toBeGreaterThanOrEqual(10);
+      expect(first.ingested).toBeLessThan(total);
+      expect(first.deleted).toBe(first.ingested);
+      expect(first.ingested + first.remaining).toBe(total);
+      expect(server.messages(USER)).toHaveLength(total - first.ingested);
+
+      const rest = await world.poll();
+      expect(rest).toMatchObject({ ingested: total - first.ingested, failed: 0 });
+      expect(server.messages(USER)).toHaveLength(0);
+      expect([...(await world.raw()).values()].sort()).toEqual(
+        initial.map((m) => sha256(m.data)).sort(),
+      );
+    },
+  );
+
   it("caps a run by maxMessagesPerRun and continues on the next run", async () => {
     const { world } = await setup(messages(7), { maxMessagesPerRun: 5 });
     expect(await world.poll()).toMatchObject({ ingested: 5, remaining: 2 });
