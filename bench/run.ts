@@ -8,6 +8,7 @@
  *   npm run bench -- --incremental | --big | --lambda
  *   npm run bench -- --profile         adds one CPU-profiled mail-ingest (fs) run
  *   npm run bench -- --tls none        plain POP3 instead of implicit TLS (port 995 style)
+ *   npm run bench -- --latency 20      every client talks to the server over a 20 ms RTT relay
  *   npm run bench -- --test-server     use the project's test server even if Dovecot is installed
  *
  * Timings never go into `npm test`; results land in bench/results/<timestamp>.json.
@@ -31,6 +32,7 @@ import {
   mpopClient,
 } from "./clients.ts";
 import { type LambdaOutcome, lambdaFigures } from "./lambda.ts";
+import { startLatencyProxy } from "./latency-proxy.ts";
 import { type Maildrop, type MaildropTls, maildropNotice, startMaildrop } from "./maildrop.ts";
 import { liveChildren, type Measured, measure, rssMethod } from "./measure.ts";
 import { formatSummary, type ProfileSummary, summariseDir } from "./profile.ts";
@@ -58,6 +60,8 @@ interface Options {
   readonly profile: boolean;
   readonly s3: boolean;
   readonly bigBytes: number;
+  /** Round-trip time added between every client and the server, ms (0: plain loopback). */
+  readonly latencyMs: number;
 }
 
 function parseOptions(argv: readonly string[]): Options {
@@ -76,6 +80,7 @@ function parseOptions(argv: readonly string[]): Options {
       "test-server": { type: "boolean", default: false },
       "no-s3": { type: "boolean", default: false },
       "big-bytes": { type: "string" },
+      latency: { type: "string" },
     },
   });
   const positive = (text: string | undefined, fallback: number, flag: string) => {
@@ -104,6 +109,7 @@ function parseOptions(argv: readonly string[]): Options {
     profile: values.profile === true,
     s3: values["no-s3"] !== true,
     bigBytes: positive(values["big-bytes"], BIG_TOTAL_BYTES, "big-bytes"),
+    latencyMs: values.latency === undefined ? 0 : positive(values.latency, 0, "latency"),
   };
 }
 
@@ -409,8 +415,17 @@ async function main(): Promise<void> {
   if (needsServer) {
     const maildropOptions = { forceTestServer: options.testServer, tls: options.tls };
     const notice = maildropNotice(maildropOptions);
-    const drop = await startMaildrop(maildropOptions);
-    cleanups.push(() => drop.stop());
+    const server = await startMaildrop(maildropOptions);
+    cleanups.push(() => server.stop());
+    let drop: Maildrop = server;
+    if (options.latencyMs > 0) {
+      const proxy = await startLatencyProxy(server, options.latencyMs);
+      cleanups.push(() => proxy.close());
+      drop = Object.assign(Object.create(server) as Maildrop, {
+        port: proxy.port,
+        description: `${server.description}, behind a ${options.latencyMs} ms round-trip relay`,
+      });
+    }
     console.log(
       `  maildrop: ${drop.description}${notice ? ` — ${notice}` : ""}; POP3 ${drop.tls === "implicit" ? "implicit TLS" : "plain"} on ${drop.host}:${drop.port}`,
     );
