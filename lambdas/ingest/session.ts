@@ -206,8 +206,21 @@ class MailboxSession {
     if (!client?.capabilities.top || byMessageId.size === 0) return [...plan.fetch];
     const remaining: ListedMessage[] = [];
     const remap: StateEntry[] = [];
-    for (const m of plan.fetch) {
-      const header = await readMessageIdHeader(await client.top(m.msg, 0));
+    // All TOPs are queued at once so the client pipelines them; read back in order.
+    const tops = plan.fetch.map((m) => {
+      const top = client.top(m.msg, 0);
+      top.catch(() => {});
+      return top;
+    });
+    for (const [i, m] of plan.fetch.entries()) {
+      // A TOP the server refuses leaves that message to the sha256 check after RETR.
+      const header = await (tops[i] as Promise<Readable>).then(
+        readMessageIdHeader,
+        (err: unknown) => {
+          if (isMailIngestError(err, ErrorCode.COMMAND_FAILED)) return undefined;
+          throw err;
+        },
+      );
       const match = header ? byMessageId.get(`${header}\n${m.size}`) : undefined;
       if (match) remap.push({ ...match, uidl: m.key });
       else remaining.push(m);
