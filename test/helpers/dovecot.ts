@@ -7,7 +7,7 @@
  * forks can each run their own. A small `sh` wrapper holds the read end of a pipe from this
  * process and stops Dovecot when that pipe closes, so even a killed test worker leaves no daemon.
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { accessSync, constants, createWriteStream, readFileSync } from "node:fs";
 import {
   chmod,
@@ -25,10 +25,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { promisify } from "node:util";
 import { describe } from "vitest";
-
-const execFileAsync = promisify(execFile);
+import { makePki } from "./pki.ts";
 
 const DOVECOT_BIN = "/usr/sbin/dovecot";
 /** The POP3 service binaries ship in `dovecot-pop3d`, separately from `dovecot-core`. */
@@ -171,74 +169,6 @@ export async function ipv6LoopbackAvailable(): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-async function openssl(args: string[], cwd: string): Promise<void> {
-  try {
-    await execFileAsync("openssl", args, { cwd });
-  } catch (err) {
-    throw new Error(`openssl ${args[0]} failed`, { cause: err });
-  }
-}
-
-/** A throw-away CA and a server certificate it signed, ECDSA P-256 because it is fast to make. */
-async function makeCertificates(dir: string): Promise<{ caPem: string }> {
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-  await openssl(
-    [
-      "req",
-      "-x509",
-      ...ec,
-      "-keyout",
-      "ca.key",
-      "-out",
-      "ca.pem",
-      "-days",
-      "2",
-      "-subj",
-      "/CN=mail-ingest test CA",
-      "-addext",
-      "basicConstraints=critical,CA:TRUE",
-      "-addext",
-      "keyUsage=critical,keyCertSign,cRLSign",
-    ],
-    dir,
-  );
-  await openssl(
-    ["req", ...ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"],
-    dir,
-  );
-  await writeFile(
-    join(dir, "server.ext"),
-    [
-      "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1",
-      "basicConstraints=critical,CA:FALSE",
-      "keyUsage=critical,digitalSignature,keyEncipherment",
-      "extendedKeyUsage=serverAuth",
-      "",
-    ].join("\n"),
-  );
-  await openssl(
-    [
-      "x509",
-      "-req",
-      "-in",
-      "server.csr",
-      "-CA",
-      "ca.pem",
-      "-CAkey",
-      "ca.key",
-      "-CAcreateserial",
-      "-out",
-      "server.pem",
-      "-days",
-      "2",
-      "-extfile",
-      "server.ext",
-    ],
-    dir,
-  );
-  return { caPem: await readFile(join(dir, "ca.pem"), "utf8") };
 }
 
 interface ConfigInput {
@@ -420,7 +350,11 @@ async function startOnce(
     // Login and mail processes run as other users and must traverse into the directory.
     await chmod(dir, 0o755);
     await mkdir(join(dir, "state"));
-    const { caPem } = await makeCertificates(dir);
+    // Dovecot reads server.pem / server.key from `dir` (see the config below).
+    const { caCert: caPem } = makePki(dir, {
+      commonName: "localhost",
+      subjectAltName: "DNS:localhost,IP:127.0.0.1,IP:::1",
+    });
     const passwd = users
       .map(({ user, password }) => {
         const home = join(dir, "mail", user);

@@ -1,8 +1,8 @@
-/** Throwaway test PKI generated with openssl: a CA, a CA-signed server cert, a self-signed cert. */
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+/** Throwaway test PKI for the client's TLS tests: a CA, a CA-signed server cert, a self-signed cert. */
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { makePki, makeSelfSigned } from "../../helpers/pki.ts";
 
 export interface TestPki {
   caCert: string;
@@ -16,71 +16,13 @@ export interface TestPki {
 
 export function generatePki(): TestPki {
   const dir = mkdtempSync(join(tmpdir(), "pop3-pki-"));
-  const ssl = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
   try {
-    ssl(
-      "req",
-      "-x509",
-      ...ec,
-      "-keyout",
-      "ca.key",
-      "-out",
-      "ca.pem",
-      "-days",
-      "2",
-      "-subj",
-      "/CN=POP3 Test CA",
-      "-addext",
-      "basicConstraints=critical,CA:TRUE",
-      "-addext",
-      "keyUsage=critical,keyCertSign",
-    );
-    ssl("req", ...ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=pop.test");
-    writeFileSync(
-      join(dir, "ext.cnf"),
-      "subjectAltName=DNS:pop.test\nextendedKeyUsage=serverAuth\n",
-    );
-    ssl(
-      "x509",
-      "-req",
-      "-in",
-      "server.csr",
-      "-CA",
-      "ca.pem",
-      "-CAkey",
-      "ca.key",
-      "-CAcreateserial",
-      "-out",
-      "server.pem",
-      "-days",
-      "2",
-      "-extfile",
-      "ext.cnf",
-    );
-    ssl(
-      "req",
-      "-x509",
-      ...ec,
-      "-keyout",
-      "self.key",
-      "-out",
-      "self.pem",
-      "-days",
-      "2",
-      "-subj",
-      "/CN=pop.test",
-      "-addext",
-      "subjectAltName=DNS:pop.test,IP:127.0.0.1",
-    );
-    const read = (name: string) => readFileSync(join(dir, name), "utf8");
-    return {
-      caCert: read("ca.pem"),
-      serverKey: read("server.key"),
-      serverCert: read("server.pem"),
-      selfSignedKey: read("self.key"),
-      selfSignedCert: read("self.pem"),
-    };
+    const pki = makePki(dir, { commonName: "pop.test", subjectAltName: "DNS:pop.test" });
+    const self = makeSelfSigned(dir, {
+      commonName: "pop.test",
+      subjectAltName: "DNS:pop.test,IP:127.0.0.1",
+    });
+    return { ...pki, selfSignedKey: self.key, selfSignedCert: self.cert };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
