@@ -18,7 +18,7 @@ import { pipeline } from "node:stream/promises";
 import type { MailboxConfig } from "../config.ts";
 import { describeError, ErrorCode, isMailIngestError, MailIngestError } from "../errors.ts";
 import { parseMessage } from "../mime/parse.ts";
-import { buildQueueMessage, toPointer, toQueueBody } from "../mime/schema.ts";
+import { buildQueueMessage, queueBodies } from "../mime/schema.ts";
 import type { Pop3Client } from "../pop3/index.ts";
 import type { QueueEntry, StateEntry } from "../ports.ts";
 import { openMailbox } from "./connect.ts";
@@ -439,13 +439,16 @@ class MailboxSession {
       parsed: parsed.value,
     });
     const meta = metaKey(mailbox.id, id);
-    const metaJson = Buffer.from(JSON.stringify(queueMessage, null, 2));
-    await deps.store.put(meta, metaJson, { contentType: "application/json" });
     const metaRef = { key: meta, uri: deps.store.uri(meta) };
-    const entryBody = toQueueBody(queueMessage, deps.queue.maxBodyBytes, metaRef);
+    const {
+      full,
+      body: entryBody,
+      pointer,
+    } = queueBodies(queueMessage, deps.queue.maxBodyBytes, metaRef);
+    await deps.store.put(meta, Buffer.from(full), { contentType: "application/json" });
     this.pending.push({
       message,
-      entry: { id, body: entryBody, pointer: JSON.stringify(toPointer(queueMessage, metaRef)) },
+      entry: { id, body: entryBody, pointer },
       state: {
         uidl: message.key,
         id,

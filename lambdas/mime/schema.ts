@@ -176,25 +176,46 @@ export function toPointer(message: QueueMessageV1, metaRef: ObjectRef): QueuePoi
   };
 }
 
+/** The serialisations of one message: the full JSON, its pointer form, and the queue body. */
+export interface QueueBodies {
+  /** The full message, as stored in `meta/…`. */
+  readonly full: string;
+  /** The pointer form, for transports with a smaller limit than the queue's. */
+  readonly pointer: string;
+  /** What the queue carries: `full` when it fits, else `pointer`. */
+  readonly body: string;
+}
+
 /**
- * The queue body for `message`: the full JSON when it fits in `maxBodyBytes` less
- * {@link QUEUE_BODY_MARGIN_BYTES} (UTF-8 bytes), else the pointer form. Throws MESSAGE_TOO_LARGE
- * only if even the pointer does not fit, which means the limit is misconfigured.
+ * Serialises `message` once for every use. The queue body is the full JSON when it fits in
+ * `maxBodyBytes` less {@link QUEUE_BODY_MARGIN_BYTES} (UTF-8 bytes), else the pointer form.
+ * Throws MESSAGE_TOO_LARGE only if even the pointer does not fit, which means the limit is
+ * misconfigured.
  */
-export function toQueueBody(
+export function queueBodies(
   message: QueueMessageV1,
   maxBodyBytes: number,
   metaRef: ObjectRef,
-): string {
-  const budget = maxBodyBytes - QUEUE_BODY_MARGIN_BYTES;
+): QueueBodies {
   const full = JSON.stringify(message);
-  if (Buffer.byteLength(full, "utf8") <= budget) return full;
   const pointer = JSON.stringify(toPointer(message, metaRef));
+  if (Buffer.byteLength(full, "utf8") <= maxBodyBytes - QUEUE_BODY_MARGIN_BYTES) {
+    return { full, pointer, body: full };
+  }
   if (Buffer.byteLength(pointer, "utf8") > maxBodyBytes) {
     throw new MailIngestError(
       ErrorCode.MESSAGE_TOO_LARGE,
       `Queue pointer for message ${message.id} exceeds the queue body limit of ${maxBodyBytes} bytes`,
     );
   }
-  return pointer;
+  return { full, pointer, body: pointer };
+}
+
+/** The queue body alone (see {@link queueBodies}). */
+export function toQueueBody(
+  message: QueueMessageV1,
+  maxBodyBytes: number,
+  metaRef: ObjectRef,
+): string {
+  return queueBodies(message, maxBodyBytes, metaRef).body;
 }
