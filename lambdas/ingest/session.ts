@@ -502,7 +502,12 @@ class MailboxSession {
       () => {
         this.report.deleted++;
       },
-      (err: unknown) => this.warn(`DELE ${message.msg} refused: ${describeError(err)}`),
+      (err: unknown) => {
+        // A lost connection is the session's error, reported once; only a real -ERR is news.
+        if (isMailIngestError(err, ErrorCode.COMMAND_FAILED)) {
+          this.warn(`DELE ${message.msg} refused: ${describeError(err)}`);
+        }
+      },
     );
     this.deletes.push(sent);
   }
@@ -526,6 +531,8 @@ class MailboxSession {
       return;
     }
     client.close();
+    // Settle the DELEs the close just failed, so nothing touches the report after it returns.
+    await Promise.all(this.deletes);
     this.report.deleted = 0;
   }
 
