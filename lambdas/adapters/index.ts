@@ -24,11 +24,6 @@ export { S3ObjectStore } from "./s3-store.ts";
 export { SqsQueue } from "./sqs-queue.ts";
 export type { QueueConfig, StorageConfig };
 
-export interface AdapterOptions {
-  /** Keep UIDL state in this local directory instead of next to the stored objects. */
-  readonly stateDir?: string;
-}
-
 export interface Adapters {
   readonly store: ObjectStore;
   readonly queue: MessageQueue;
@@ -37,18 +32,14 @@ export interface Adapters {
 
 /**
  * fs storage keeps state in `<dir>/state/` (FsStateStore); S3 storage keeps it in the bucket
- * under `<prefix>state/` (ObjectStateStore), so a Lambda needs no disk. `stateDir` overrides both.
+ * under `<prefix>state/` (ObjectStateStore), so a Lambda needs no disk.
  */
-export function createAdapters(
-  storage: StorageConfig,
-  queue: QueueConfig,
-  options?: AdapterOptions,
-): Adapters {
+export function createAdapters(storage: StorageConfig, queue: QueueConfig): Adapters {
   let store: ObjectStore;
   let state: StateStore;
   if (storage.type === "fs") {
     store = new FsObjectStore({ dir: storage.dir });
-    state = new FsStateStore({ dir: options?.stateDir ?? join(storage.dir, "state") });
+    state = new FsStateStore({ dir: join(storage.dir, "state") });
   } else {
     const client = new S3Client({
       ...(storage.region === undefined ? {} : { region: storage.region }),
@@ -56,10 +47,7 @@ export function createAdapters(
       ...(storage.forcePathStyle === undefined ? {} : { forcePathStyle: storage.forcePathStyle }),
     });
     store = new S3ObjectStore({ client, bucket: storage.bucket, prefix: storage.prefix ?? "" });
-    state =
-      options?.stateDir === undefined
-        ? new ObjectStateStore({ store, prefix: "state/" })
-        : new FsStateStore({ dir: options.stateDir });
+    state = new ObjectStateStore({ store, prefix: "state/" });
   }
   const messageQueue: MessageQueue =
     queue.type === "fs"

@@ -35,13 +35,4 @@ describe("createAdapters", () => {
     expect(a.queue instanceof SqsQueue ? a.queue.fifo : false).toBe(true);
     expect(a.state).toBeInstanceOf(ObjectStateStore);
   });
-
-  it("keeps state in stateDir when one is given, whatever the storage", () => {
-    const a = createAdapters(
-      { type: "s3", bucket: "raw", region: "eu-west-1" },
-      { type: "fs", dir: "/q" },
-      { stateDir: "/var/lib/mail-ingest" },
-    );
-    expect(a.state instanceof FsStateStore ? a.state.dir : "").toBe("/var/lib/mail-ingest");
-  });
 });
