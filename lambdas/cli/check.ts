@@ -20,7 +20,7 @@ export async function checkCommand(args: readonly string[], io: CliIo): Promise<
     mailbox: { type: "string", short: "m" },
   });
   const { config, mailboxes } = await loadSelection(values.config, values.mailbox);
-  const { state } = createAdapters(config.storage, config.queue);
+  const { state } = await createAdapters(config.storage, config.queue);
   const credentials = await cliCredentials(mailboxes, io.env, (message) =>
     io.stderr.write(`mail-ingest warning: ${message}\n`),
   );

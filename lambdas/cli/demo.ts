@@ -41,7 +41,7 @@ export async function demoCommand(args: readonly string[], io: CliIo): Promise<n
         },
       ],
     });
-    const deps = createAdapters(config.storage, config.queue);
+    const deps = await createAdapters(config.storage, config.queue);
     io.stdout.write(
       `POP3 test server on ${server.host}:${server.port} with ${server.messages(DEMO_USER).length} sample messages\n\n`,
     );

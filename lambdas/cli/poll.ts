@@ -23,7 +23,7 @@ export async function pollCommand(args: readonly string[], io: CliIo): Promise<n
   const log = stderrLogger(io);
   // Built once, so a daemon keeps its directory cache and cached OAuth2 tokens between passes.
   const context: PassContext = {
-    deps: { ...createAdapters(config.storage, config.queue), log },
+    deps: { ...(await createAdapters(config.storage, config.queue)), log },
     credentials: await cliCredentials(mailboxes, io.env, (message) => log.warn(message)),
     json,
   };

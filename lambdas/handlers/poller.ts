@@ -51,7 +51,7 @@ export const DEFAULT_METRICS_NAMESPACE = "MailIngest";
 export interface PollerDeps {
   readonly loadConfig: () => Promise<AppConfig>;
   /** Store, output queue and state; built once per container. */
-  readonly adapters: () => Adapters;
+  readonly adapters: () => Adapters | Promise<Adapters>;
   readonly sendMessageBatch: SendMessageBatch;
   /** Where continuation jobs go: the jobs queue this poller consumes. */
   readonly jobsQueueUrl: string;
@@ -172,7 +172,7 @@ async function pollMailbox(deps: PollerDeps, job: PollJob, context: Context): Pr
   const deadline = now() + context.getRemainingTimeInMillis() - deps.safetyMarginMs;
   const report = await deps.runMailbox(
     mailbox,
-    { ...deps.adapters(), log: sessionLogger(logger) },
+    { ...(await deps.adapters()), log: sessionLogger(logger) },
     { credentials, deadline },
   );
   recordReportMetrics(metrics, report);
@@ -274,24 +274,25 @@ export function defaultPollerDeps(env: NodeJS.ProcessEnv = process.env): PollerD
   const loadConfig = lazy(() =>
     createConfigLoader(env, (name, maxAge) => getParameter(name, { maxAge })),
   );
-  const adapters = lazy((): Adapters => {
-    const base = createAdapters(
-      {
-        type: "s3",
-        bucket: requireEnv(env, "BUCKET_NAME"),
-        prefix: env.BUCKET_PREFIX || undefined,
-      },
-      { type: "sqs", queueUrl: requireEnv(env, "OUTPUT_QUEUE_URL") },
-    );
+  // Not async: a missing variable throws here, uncached, rather than as a cached rejection.
+  const adapters = lazy((): Promise<Adapters> => {
+    const storage = {
+      type: "s3",
+      bucket: requireEnv(env, "BUCKET_NAME"),
+      prefix: env.BUCKET_PREFIX || undefined,
+    } as const;
+    const output = { type: "sqs", queueUrl: requireEnv(env, "OUTPUT_QUEUE_URL") } as const;
     const eventBusName = env.EVENT_BUS_NAME;
-    if (!eventBusName) return base;
-    // Optional: every queue message is also published to the bus the construct was given.
-    const queue = new EventBridgeFanout({
-      queue: base.queue,
-      client: new EventBridgeClient({}),
-      eventBusName,
+    return createAdapters(storage, output).then((base) => {
+      if (!eventBusName) return base;
+      // Optional: every queue message is also published to the bus the construct was given.
+      const queue = new EventBridgeFanout({
+        queue: base.queue,
+        client: new EventBridgeClient({}),
+        eventBusName,
+      });
+      return { ...base, queue };
     });
-    return { ...base, queue };
   });
   const safetyMarginMs = lazy(() => integerEnv(env, "SAFETY_MARGIN_MS", DEFAULT_SAFETY_MARGIN_MS));
   return {

@@ -40,7 +40,7 @@ export async function fsWorld(
 ): Promise<FsWorld> {
   const dir = await mkdtemp(path.join(tmpdir(), "mi-pipeline-"));
   const config = await parseConfig({ mailboxes: [{ id: "box", password, ...mailbox }] }, dir);
-  const deps = createAdapters(config.storage, config.queue);
+  const deps = await createAdapters(config.storage, config.queue);
   const base = config.mailboxes[0] as MailboxConfig;
   return {
     dir,

@@ -4,7 +4,9 @@
  */
 import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ObjectStateStore, S3ObjectStore, SqsQueue } from "../../lambdas/adapters/index.ts";
+import { ObjectStateStore } from "../../lambdas/adapters/object-state.ts";
+import { S3ObjectStore } from "../../lambdas/adapters/s3-store.ts";
+import { SqsQueue } from "../../lambdas/adapters/sqs-queue.ts";
 import { parseConfig } from "../../lambdas/config.ts";
 import { runMailbox } from "../../lambdas/ingest/session.ts";
 import type { SessionDeps } from "../../lambdas/ingest/types.ts";

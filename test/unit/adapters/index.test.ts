@@ -1,26 +1,27 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import {
-  createAdapters,
-  FsObjectStore,
-  FsQueue,
-  FsStateStore,
-  ObjectStateStore,
-  S3ObjectStore,
-  SqsQueue,
-} from "../../../lambdas/adapters/index.ts";
+import { FsQueue } from "../../../lambdas/adapters/fs-queue.ts";
+import { FsStateStore } from "../../../lambdas/adapters/fs-state.ts";
+import { FsObjectStore } from "../../../lambdas/adapters/fs-store.ts";
+import { createAdapters } from "../../../lambdas/adapters/index.ts";
+import { ObjectStateStore } from "../../../lambdas/adapters/object-state.ts";
+import { S3ObjectStore } from "../../../lambdas/adapters/s3-store.ts";
+import { SqsQueue } from "../../../lambdas/adapters/sqs-queue.ts";
 
 describe("createAdapters", () => {
-  it("builds fs adapters with state in <dir>/state", () => {
-    const a = createAdapters({ type: "fs", dir: "/data/mail" }, { type: "fs", dir: "/data/q" });
+  it("builds fs adapters with state in <dir>/state", async () => {
+    const a = await createAdapters(
+      { type: "fs", dir: "/data/mail" },
+      { type: "fs", dir: "/data/q" },
+    );
     expect(a.store).toBeInstanceOf(FsObjectStore);
     expect(a.queue).toBeInstanceOf(FsQueue);
     expect(a.state).toBeInstanceOf(FsStateStore);
     expect(a.state instanceof FsStateStore ? a.state.dir : "").toBe(join("/data/mail", "state"));
   });
 
-  it("builds S3 + SQS adapters with state kept in the bucket", () => {
-    const a = createAdapters(
+  it("builds S3 + SQS adapters with state kept in the bucket", async () => {
+    const a = await createAdapters(
       { type: "s3", bucket: "raw", prefix: "mail/", region: "eu-west-1" },
       {
         type: "sqs",

@@ -6,7 +6,9 @@ import { Metrics } from "@aws-lambda-powertools/metrics";
 import type { SendMessageBatchCommandInput } from "@aws-sdk/client-sqs";
 import type { SQSEvent, SQSRecord } from "aws-lambda";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { createAdapters } from "../../../lambdas/adapters/index.ts";
+import { FsQueue } from "../../../lambdas/adapters/fs-queue.ts";
+import { FsStateStore } from "../../../lambdas/adapters/fs-state.ts";
+import { FsObjectStore } from "../../../lambdas/adapters/fs-store.ts";
 import { TokenProvider } from "../../../lambdas/auth/oauth.ts";
 import type { MailboxConfig } from "../../../lambdas/config.ts";
 import { ErrorCode as Codes, type ErrorCode } from "../../../lambdas/errors.ts";
@@ -131,7 +133,11 @@ function harness(
   output = captureOutput();
   const sessions: Harness["sessions"] = [];
   const sent: SendMessageBatchCommandInput[] = [];
-  const adapters = createAdapters({ type: "fs", dir }, { type: "fs", dir: path.join(dir, "q") });
+  const adapters = {
+    store: new FsObjectStore({ dir }),
+    queue: new FsQueue({ dir: path.join(dir, "q") }),
+    state: new FsStateStore({ dir: path.join(dir, "state") }),
+  };
   const deps: PollerDeps = {
     loadConfig: createConfigLoader({ MAIL_INGEST_CONFIG: CONFIG }, async () => undefined),
     adapters: () => adapters,
