@@ -34,6 +34,8 @@ export const ErrorCode = {
   STATE_CORRUPT: "STATE_CORRUPT",
   // Message handling.
   MESSAGE_TOO_LARGE: "MESSAGE_TOO_LARGE",
+  /** A download abandoned because the session's deadline came first. */
+  DEADLINE: "DEADLINE",
   PARSE_FAILED: "PARSE_FAILED",
   MIME_LIMIT: "MIME_LIMIT",
   // OAuth2.

@@ -10,7 +10,9 @@
  * Crash safety comes from the order alone: keys are deterministic, so a crash anywhere before the
  * state checkpoint only means the message is fetched again and rewritten to the same keys (the
  * raw object is created once); the queue may then carry the same `id` twice, which consumers
- * dedupe. DELE is only ever sent for a message whose state checkpoint is durable.
+ * dedupe. DELE is only ever sent for a message whose state checkpoint is durable. Once QUIT has
+ * committed the DELEs, their UIDLs are forgotten, so state only holds messages expected to still be
+ * on the server (which is what UIDL-reset detection compares the listing against).
  */
 import { createHash } from "node:crypto";
 import { PassThrough, type Readable, Transform, type TransformCallback } from "node:stream";
@@ -24,7 +26,6 @@ import type { QueueEntry, StateEntry } from "../ports.ts";
 import { openMailbox } from "./connect.ts";
 import { messageId, metaKey, partsPrefix, rawKey } from "./keys.ts";
 import { joinListing, type ListedMessage, planSession, type SessionPlan } from "./plan.ts";
-import { readMessageIdHeader } from "./top.ts";
 import type {
   MailboxReport,
   SessionDeps,
@@ -44,6 +45,18 @@ const RUNAWAY_SLACK_BYTES = 64 * 1024;
 const COMMIT_WINDOW = 16;
 /** Byte-progress callbacks are throttled to one per this many bytes. */
 const PROGRESS_EVERY_BYTES = 1 << 20;
+/**
+ * Time after the deadline that QUIT, and the DELE answers queued before it, may take, ms. Past it
+ * the connection is dropped: no DELE of this session takes effect, and the next run sends them
+ * again (their messages are checkpointed), so nothing is lost, only deleted later.
+ */
+const QUIT_GRACE_MS = 10_000;
+/** Bytes received before the measured throughput is trusted to predict a download's time. */
+const MIN_ESTIMATE_BYTES = 256 * 1024;
+/** Warnings kept in a report; the rest are counted, so a report's size never grows with a mailbox. */
+const MAX_WARNINGS = 50;
+/** Ids of deadline-stalled messages kept in a report (they ride along in continuation jobs). */
+const MAX_STALLED = 20;
 
 const silentLogger: SessionLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -91,17 +104,27 @@ class MailboxSession {
   private client: Pop3Client | undefined;
   /** Stored and awaiting the queue flush; never DELE'd before it lands in state. */
   private pending: Pending[] = [];
-  /** sha256 → entry, only during a suspected UIDL reset. */
+  /** sha256 → entry, only during a suspected UIDL reset: identity is the hash of the bytes. */
   private knownSha: Map<string, StateEntry> | undefined;
-  /** DELEs sent and not yet answered; QUIT waits for them. */
-  private readonly deletes: Promise<void>[] = [];
+  /** DELEs sent and not yet answered; QUIT waits for them. Settled ones leave the set. */
+  private readonly deletes = new Set<Promise<void>>();
+  /** State keys whose DELE got +OK; forgotten once QUIT commits them. */
+  private readonly deletedKeys: string[] = [];
   /** The tail of the flush chain. */
   private flushing: Promise<void> = Promise.resolve();
+  /** Bodies being read right now; destroyed if the deadline passes mid-download. */
+  private readonly streaming = new Set<Readable>();
+  /** Fires at the deadline; cleared when the session ends. */
+  private deadlineTimer: NodeJS.Timeout | undefined;
   /** Totals of the messages this run means to fetch, for progress. */
   private messagesTotal = 0;
   private bytesTotal = 0;
   private bytesDone = 0;
   private lastProgressBytes = 0;
+  /** When the first RETR was sent (epoch ms), for the throughput estimate. */
+  private ingestStarted = 0;
+  /** Warnings not kept in the report once MAX_WARNINGS was reached. */
+  private warningsDropped = 0;
 
   constructor(
     private readonly mailbox: MailboxConfig,
@@ -126,6 +149,13 @@ class MailboxSession {
         error: describeError(err),
       });
       await this.endAfterFailure(err);
+    } finally {
+      clearTimeout(this.deadlineTimer);
+    }
+    if (this.warningsDropped > 0) {
+      this.report.warnings.push(
+        `mailbox ${this.mailbox.id}: ${this.warningsDropped} more warning(s) not shown (see the log)`,
+      );
     }
     this.report.durationMs = Date.now() - this.started;
     this.progress("done");
@@ -151,7 +181,8 @@ class MailboxSession {
     this.report.new = plan.newCount;
     this.reportPlanWarnings(plan);
 
-    const fetch = plan.uidlReset ? await this.dedupeAfterReset(plan, state) : plan.fetch;
+    if (plan.uidlReset) this.knownSha = new Map([...state.values()].map((e) => [e.sha256, e]));
+    const fetch = plan.fetch;
     this.messagesTotal = fetch.length;
     this.bytesTotal = fetch.reduce((sum, m) => sum + m.size, 0);
 
@@ -183,57 +214,9 @@ class MailboxSession {
     }
     if (plan.uidlReset) {
       this.warn(
-        `UIDL reset suspected: ${plan.newCount} of ${plan.listed.length} listed messages are unknown; deduplicating by Message-ID and sha256`,
+        `UIDL reset suspected: ${plan.newCount} of ${plan.listed.length} listed messages are unknown; each is fetched, and one whose sha256 matches an earlier ingest is recorded, not queued again`,
       );
     }
-  }
-
-  /**
-   * After a UIDL reset (server migration) the old messages come back under new UIDLs. Rather
-   * than re-queue the whole mailbox, match them to what is already ingested: by Message-ID and
-   * size via TOP when the server offers it; the rest are compared by sha256 after RETR.
-   */
-  private async dedupeAfterReset(
-    plan: SessionPlan,
-    state: ReadonlyMap<string, StateEntry>,
-  ): Promise<ListedMessage[]> {
-    const byMessageId = new Map<string, StateEntry>();
-    for (const entry of state.values()) {
-      if (entry.messageId) byMessageId.set(`${entry.messageId}\n${entry.size}`, entry);
-    }
-    this.knownSha = new Map([...state.values()].map((e) => [e.sha256, e]));
-    const client = this.client;
-    if (!client?.capabilities.top || byMessageId.size === 0) return [...plan.fetch];
-    const remaining: ListedMessage[] = [];
-    const remap: StateEntry[] = [];
-    // All TOPs are queued at once so the client pipelines them; read back in order.
-    const tops = plan.fetch.map((m) => {
-      const top = client.top(m.msg, 0);
-      top.catch(() => {});
-      return top;
-    });
-    for (const [i, m] of plan.fetch.entries()) {
-      // A TOP the server refuses leaves that message to the sha256 check after RETR.
-      const header = await (tops[i] as Promise<Readable>).then(
-        readMessageIdHeader,
-        (err: unknown) => {
-          if (isMailIngestError(err, ErrorCode.COMMAND_FAILED)) return undefined;
-          throw err;
-        },
-      );
-      const match = header ? byMessageId.get(`${header}\n${m.size}`) : undefined;
-      if (match) remap.push({ ...match, uidl: m.key });
-      else remaining.push(m);
-    }
-    if (remap.length > 0) {
-      await this.deps.state.record(this.mailbox.id, remap);
-      this.report.skipped += remap.length;
-      this.log.info("matched messages to earlier ingests after UIDL reset", {
-        mailbox: this.mailbox.id,
-        count: remap.length,
-      });
-    }
-    return remaining;
   }
 
   /**
@@ -243,43 +226,64 @@ class MailboxSession {
    *   be read off the wire even if the run stops;
    * - each message's storage commit (fsync, rename, metadata) finishes in the background while
    *   the next one streams, up to COMMIT_WINDOW messages at once.
+   * These two windows are all the per-message memory held: nothing here grows with the mailbox.
+   * With a deadline, a RETR is not sent when the measured throughput says it cannot finish in
+   * time, and a body still streaming at the deadline is abandoned (see armDeadline).
    * Returns how many messages were started.
    */
   private async ingestAll(fetch: readonly ListedMessage[]): Promise<number> {
     const client = this.client as Pop3Client;
     const inFlight = new Set<Promise<void>>();
-    const requested: Promise<Readable>[] = [];
+    /** RETRs sent whose bodies this loop has not started on yet, oldest first. */
+    const ahead: { readonly message: ListedMessage; readonly body: Promise<Readable> }[] = [];
+    let aheadBytes = 0;
+    /** Index into `fetch` of the next message to consider for a RETR. */
+    let cursor = 0;
+    /** LIST bytes of every RETR sent, to estimate what is still on the wire. */
+    let bytesRequested = 0;
     let failure: { err: unknown } | undefined;
     let started = 0;
+    this.ingestStarted = Date.now();
+    this.armDeadline();
     const requestAhead = () => {
-      let bytesAhead = 0;
-      for (let i = started; i < requested.length; i++) bytesAhead += fetch[i]?.size ?? 0;
-      while (requested.length < fetch.length) {
-        const next = fetch[requested.length] as ListedMessage;
-        const ahead = requested.length - started;
-        if (ahead > 0 && (ahead >= PREFETCH_MESSAGES || bytesAhead + next.size > PREFETCH_BYTES))
+      while (cursor < fetch.length) {
+        const next = fetch[cursor] as ListedMessage;
+        if (
+          ahead.length > 0 &&
+          (ahead.length >= PREFETCH_MESSAGES || aheadBytes + next.size > PREFETCH_BYTES)
+        ) {
           break;
+        }
+        cursor++;
+        if (this.cannotFinish(next, bytesRequested)) {
+          // Smaller messages behind it may still fit, so the loop goes on to them.
+          this.stalled(next, "not started: at the measured throughput it cannot finish in time");
+          continue;
+        }
         const body = client.retr(next.msg);
-        // Consumed (or drained) below; never an unhandled rejection while it waits its turn.
+        // Consumed (or destroyed) below; never an unhandled rejection while it waits its turn.
         body.catch(() => {});
-        requested.push(body);
-        bytesAhead += next.size;
+        ahead.push({ message: next, body });
+        aheadBytes += next.size;
+        bytesRequested += next.size;
       }
     };
-    for (const message of fetch) {
+    for (;;) {
       const stop = failure ? "an earlier message failed" : this.shouldStop();
       if (stop) {
         this.log.info(`stopping before next message: ${stop}`, { mailbox: this.mailbox.id });
         break;
       }
       requestAhead();
-      const body = requested[started] as Promise<Readable>;
+      const next = ahead.shift();
+      if (!next) break;
+      aheadBytes -= next.message.size;
       started++;
       let streamed!: () => void;
       const retrieved = new Promise<void>((resolve) => {
         streamed = resolve;
       });
-      const task = this.ingestOne(message, body, streamed)
+      const task = this.ingestOne(next.message, next.body, streamed)
         .then(() => (this.pending.length >= QUEUE_BATCH ? this.flush() : undefined))
         .catch((err: unknown) => {
           failure ??= { err };
@@ -293,10 +297,11 @@ class MailboxSession {
       await retrieved;
       while (inFlight.size >= COMMIT_WINDOW) await Promise.race(inFlight);
     }
-    // RETRs already sent for messages this run will not ingest: read their bodies off the wire
-    // (the client discards a destroyed body) so QUIT and DELE stay in step.
-    for (const body of requested.slice(started)) {
-      await body.then(
+    // RETRs already sent for messages this run will not ingest: destroy each body as it arrives
+    // (the client then discards its bytes) so QUIT and DELE stay in step. Not awaited: QUIT is
+    // answered only after them, and quit() bounds that wait when there is a deadline.
+    for (const { body } of ahead) {
+      body.then(
         (stream) => stream.destroy(),
         () => {},
       );
@@ -317,6 +322,53 @@ class MailboxSession {
   }
 
   /**
+   * At the deadline, abandons every body still streaming: a download not finished by then would
+   * run into the Lambda timeout and be lost work anyway. The client discards the rest of an
+   * abandoned body, so the connection stays usable for QUIT.
+   */
+  private armDeadline(): void {
+    const { deadline } = this.options;
+    if (deadline === undefined) return;
+    this.deadlineTimer = setTimeout(
+      () => {
+        for (const body of this.streaming) {
+          body.destroy(
+            new MailIngestError(ErrorCode.DEADLINE, "download abandoned at the session deadline"),
+          );
+        }
+      },
+      Math.max(0, deadline - Date.now()),
+    );
+    this.deadlineTimer.unref();
+  }
+
+  /**
+   * Whether `message`, requested now behind the `bytesRequested - bytesDone` bytes still on the
+   * wire, would finish after the deadline at the throughput measured so far in this session.
+   * Without a deadline, or before enough bytes were measured, a message is always worth trying.
+   */
+  private cannotFinish(message: ListedMessage, bytesRequested: number): boolean {
+    const { deadline } = this.options;
+    if (deadline === undefined || this.bytesDone < MIN_ESTIMATE_BYTES) return false;
+    const now = Date.now();
+    const bytesPerMs = this.bytesDone / Math.max(1, now - this.ingestStarted);
+    const queued = Math.max(0, bytesRequested - this.bytesDone);
+    return now + (queued + message.size) / bytesPerMs > deadline;
+  }
+
+  /** Records a message that the deadline kept from being downloaded this run. */
+  private stalled(message: ListedMessage, why: string): void {
+    const id = messageId(this.mailbox.id, message.key);
+    this.report.stalled ??= [];
+    if (this.report.stalled.length < MAX_STALLED) this.report.stalled.push(id);
+    this.log.info(`message ${message.msg} (${message.size} bytes) ${why}`, {
+      mailbox: this.mailbox.id,
+      uidl: message.uidl,
+      id,
+    });
+  }
+
+  /**
    * Fetches and stores one message, calling `streamed` once its bytes are all off the
    * connection. Throws when the connection or the storage can no longer be used.
    */
@@ -324,7 +376,7 @@ class MailboxSession {
     message: ListedMessage,
     retr: Promise<Readable>,
     streamed: () => void,
-  ): Promise<"ok" | "failed"> {
+  ): Promise<"ok" | "failed" | "abandoned"> {
     const { mailbox, deps } = this;
     const id = messageId(mailbox.id, message.key);
     const fields = { mailbox: mailbox.id, uidl: message.uidl, id };
@@ -343,6 +395,13 @@ class MailboxSession {
       }
       throw err;
     }
+    if (this.options.deadline !== undefined && Date.now() >= this.options.deadline) {
+      body.destroy();
+      this.stalled(message, "abandoned before its first byte: the deadline passed");
+      return "abandoned";
+    }
+    this.streaming.add(body);
+    body.once("close", () => this.streaming.delete(body));
 
     const hash = createHash("sha256");
     let size = 0;
@@ -401,6 +460,11 @@ class MailboxSession {
     ]);
     const [fetched, stored, parsed] = results;
     if (fetched.status === "rejected") {
+      if (isMailIngestError(fetched.reason, ErrorCode.DEADLINE)) {
+        // Nothing of it was committed (the raw put is atomic), so the next run starts it afresh.
+        this.stalled(message, `abandoned after ${size} bytes: the deadline passed`);
+        return "abandoned";
+      }
       this.report.failed++;
       this.warn(`RETR ${message.msg} failed: ${describeError(fetched.reason)}`);
       // The client discards the rest of an abandoned body, so the connection stays in step; any
@@ -501,6 +565,7 @@ class MailboxSession {
     const sent = (this.client as Pop3Client).dele(message.msg).then(
       () => {
         this.report.deleted++;
+        this.deletedKeys.push(message.key);
       },
       (err: unknown) => {
         // A lost connection is the session's error, reported once; only a real -ERR is news.
@@ -509,7 +574,8 @@ class MailboxSession {
         }
       },
     );
-    this.deletes.push(sent);
+    this.deletes.add(sent);
+    void sent.then(() => this.deletes.delete(sent));
   }
 
   /**
@@ -536,20 +602,60 @@ class MailboxSession {
     this.report.deleted = 0;
   }
 
-  /** QUIT commits DELEs (RFC 1939 §6). Without its +OK, nothing counted as deleted was. */
+  /**
+   * QUIT commits DELEs (RFC 1939 §6). Without its +OK, nothing counted as deleted was. With a
+   * deadline, QUIT (queued behind any abandoned body the server is still sending) gets until
+   * QUIT_GRACE_MS past it; then the connection is dropped rather than run into the Lambda timeout.
+   */
   private async quit(): Promise<void> {
     const client = this.client as Pop3Client;
-    await Promise.all(this.deletes);
-    try {
+    const { deadline } = this.options;
+    const committed = (async () => {
+      await Promise.all(this.deletes);
       await client.quit();
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    const outOfTime = new Promise<never>((_, reject) => {
+      if (deadline === undefined) return;
+      timer = setTimeout(
+        () =>
+          reject(
+            new MailIngestError(ErrorCode.DEADLINE, "QUIT was not answered before the deadline"),
+          ),
+        Math.max(0, deadline + QUIT_GRACE_MS - Date.now()),
+      );
+    });
+    try {
+      await Promise.race([committed, outOfTime]);
     } catch (err) {
+      client.close();
+      await committed.catch(() => {});
       if (this.report.deleted > 0) {
         this.warn(
-          `QUIT failed, so ${this.report.deleted} DELE(s) were not committed: ${describeError(err)}`,
+          `QUIT failed, so ${this.report.deleted} DELE(s) were not committed; the next run sends them again: ${describeError(err)}`,
         );
         this.report.deleted = 0;
       }
-      client.close();
+      return;
+    } finally {
+      clearTimeout(timer);
+    }
+    await this.forgetDeleted();
+  }
+
+  /**
+   * Committed DELEs leave state: those messages are no longer expected on the server, so they
+   * must not make the next listing look like a UIDL reset. A crash before this append leaves
+   * them to be pruned as vanished by the next session, which is equally safe.
+   */
+  private async forgetDeleted(): Promise<void> {
+    if (this.deletedKeys.length === 0) return;
+    try {
+      await this.deps.state.forget(this.mailbox.id, this.deletedKeys);
+    } catch (err) {
+      this.warn(
+        `could not forget ${this.deletedKeys.length} deleted UIDL(s): ${describeError(err)}`,
+      );
     }
   }
 
@@ -561,9 +667,12 @@ class MailboxSession {
   }
 
   private warn(message: string): void {
-    const text = `mailbox ${this.mailbox.id}: ${message}`;
-    this.report.warnings.push(text);
     this.log.warn(message, { mailbox: this.mailbox.id });
+    if (this.report.warnings.length >= MAX_WARNINGS) {
+      this.warningsDropped++;
+      return;
+    }
+    this.report.warnings.push(`mailbox ${this.mailbox.id}: ${message}`);
   }
 
   private progress(phase: SessionProgress["phase"]): void {

@@ -73,6 +73,11 @@ export interface MailboxReport {
   /** New messages left on the server because a cap or the deadline stopped the run. */
   remaining: number;
   warnings: string[];
+  /**
+   * Ids of messages the deadline kept from being downloaded this run: abandoned mid-download,
+   * or not started because the measured throughput said they could not finish in time.
+   */
+  stalled?: string[];
   /** Set when the session as a whole failed; names the cause, never a secret. */
   error?: string;
   errorCode?: ErrorCode;

@@ -9,6 +9,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { Pop3Client, type Pop3Options } from "../../lambdas/pop3/index.ts";
 import {
   generateLargeMessage,
   generateMessage,
@@ -23,7 +24,7 @@ const CLI = path.join(REPO, "bin/mail-ingest.js");
 describeDovecot("pipeline against Dovecot", () => {
   let dovecot: DovecotHandle;
   const worlds: FsWorld[] = [];
-  const users = ["bulk", "incr", "dele", "kill", "huge"].map((user) => ({
+  const users = ["bulk", "incr", "dele", "loop", "kill", "huge"].map((user) => ({
     user,
     password: `pw-${user}`,
   }));
@@ -105,6 +106,53 @@ describeDovecot("pipeline against Dovecot", () => {
     expect(await world.poll()).toMatchObject({ ingested: 30, deleted: 30 });
     expect(await dovecot.messageCount("dele")).toBe(0);
     expect((await world.raw()).size).toBe(30);
+  });
+
+  // Regression: state kept the UIDLs of messages we had deleted, so every poll of a delete-mode
+  // mailbox looked like a UIDL reset (warning, TOP per message), and a new message sharing an old
+  // one's Message-ID and size was taken for it: never stored, and deleted on the next poll.
+  it("delete mode over many polls never suspects a UIDL reset, never sends TOP, and stores a Message-ID look-alike", async () => {
+    const world = await worldFor("loop", { delete: "after-ingest" });
+    const commands: string[] = [];
+    const connect = (options: Pop3Options) =>
+      Pop3Client.connect({
+        ...options,
+        trace: (e) => {
+          if (e.direction === "C") commands.push(e.line.split(" ")[0] as string);
+        },
+      });
+    const first = Array.from({ length: 12 }, (_, i) => generateMessage(4000 + i));
+    // Same Message-ID and size as the first message, one body byte different.
+    const lookAlike = Buffer.from(first[0] as Uint8Array);
+    const at = lookAlike.lastIndexOf("e");
+    lookAlike[at] = "E".charCodeAt(0);
+    const rounds: Uint8Array[][] = [
+      first,
+      [lookAlike, ...Array.from({ length: 7 }, (_, i) => generateMessage(4100 + i))],
+      ...Array.from({ length: 5 }, (_, r) =>
+        Array.from({ length: 20 }, (_, i) => generateMessage(4200 + r * 20 + i)),
+      ),
+    ];
+    let polls = 0;
+    for (const [r, batch] of rounds.entries()) {
+      await dovecot.deliver("loop", batch);
+      // Odd rounds drain in two capped runs, as a scheduled job with maxMessagesPerRun would.
+      const caps = r % 2 === 1 ? [10, undefined] : [undefined];
+      for (const maxMessagesPerRun of caps) {
+        const report = await world.poll({ deps: { connect }, mailbox: { maxMessagesPerRun } });
+        polls++;
+        expect(report.error).toBeUndefined();
+        expect(report.warnings).toEqual([]);
+      }
+      expect(await dovecot.messageCount("loop")).toBe(0);
+    }
+    expect(polls).toBeGreaterThan(rounds.length);
+    expect(commands).toContain("RETR");
+    expect(commands).not.toContain("TOP");
+    const delivered = rounds.flat();
+    expect([...(await world.raw()).values()].sort()).toEqual(delivered.map(sha256).sort());
+    expect((await world.queue()).map((q) => q.sha256)).toContain(sha256(lookAlike));
+    expect(await world.queue()).toHaveLength(delivered.length);
   });
 
   it("SIGKILL at arbitrary points, then a rerun, gives exactly one of each and loses nothing", async () => {

@@ -316,11 +316,16 @@ describe("mailbox session against the test server", () => {
     expect(await world.poll()).toMatchObject({ ingested: 0, deleted: 0 });
   });
 
-  it("after a UIDL reset, matches old messages instead of re-queueing the mailbox", async () => {
+  it("after a UIDL reset, records identical messages by sha256 instead of re-queueing them, and stores a Message-ID look-alike", async () => {
     const initial = messages(12);
     const { world } = await setup(initial);
     await world.poll();
-    // Migration: a new server holds the same messages under new UIDLs, plus one new message.
+    // Same Message-ID and size as an ingested message, one body byte different: a Message-ID +
+    // size match once made this look like a copy, so it was never stored (and, in delete mode,
+    // deleted from the server).
+    const lookAlike = Buffer.from(initial[3]?.data as Uint8Array);
+    lookAlike[lookAlike.lastIndexOf("e")] = "E".charCodeAt(0);
+    // Migration: a new server holds the same messages under new UIDLs, plus two new messages.
     const migrated = await startPop3TestServer({
       users: {
         [USER]: {
@@ -328,6 +333,7 @@ describe("mailbox session against the test server", () => {
           messages: [
             ...initial.map((m) => ({ uidl: `migrated-${m.uidl}`, data: m.data })),
             { uidl: "fresh", data: generateMessage(500) },
+            { uidl: "look-alike", data: lookAlike },
           ],
         },
       },
@@ -335,9 +341,10 @@ describe("mailbox session against the test server", () => {
     try {
       const report = await world.poll({ mailbox: { port: migrated.port } });
       expect(report.warnings.join("\n")).toMatch(/UIDL reset/);
-      expect(report).toMatchObject({ ingested: 1, skipped: 12 });
-      expect(await world.queue()).toHaveLength(13);
-      expect((await world.raw()).size).toBe(13);
+      expect(report).toMatchObject({ ingested: 2, skipped: 12 });
+      expect(await world.queue()).toHaveLength(14);
+      expect((await world.queue()).map((q) => q.sha256)).toContain(sha256(lookAlike));
+      expect((await world.raw()).size).toBe(14);
       expect(await world.poll({ mailbox: { port: migrated.port } })).toMatchObject({
         new: 0,
         ingested: 0,
