@@ -15,7 +15,7 @@
  * on the server (which is what UIDL-reset detection compares the listing against).
  */
 import { createHash } from "node:crypto";
-import { PassThrough, type Readable, Transform, type TransformCallback } from "node:stream";
+import { PassThrough, type Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { MailboxConfig } from "../config.ts";
 import { describeError, ErrorCode, isMailIngestError, MailIngestError } from "../errors.ts";
@@ -406,8 +406,15 @@ class MailboxSession {
     const hash = createHash("sha256");
     let size = 0;
     const byteLimit = mailbox.maxMessageBytes + RUNAWAY_SLACK_BYTES;
-    const meter = new Transform({
-      transform: (chunk: Buffer, _enc: string, done: TransformCallback) => {
+    // One source feeding two consumers. The tee takes the next chunk only once both sides have
+    // room again, so the slower of raw upload and parse sets the pace and memory stays bounded.
+    const toRaw = new PassThrough();
+    const toParser = new PassThrough();
+    // Their failures surface through the put/parse promises and `retrieved`; a consumer that has
+    // already settled must not turn a late stream error into an uncaught exception.
+    for (const side of [toRaw, toParser]) side.on("error", () => {});
+    const tee = new Writable({
+      write: (chunk: Buffer, _enc: string, done: (err?: Error | null) => void) => {
         size += chunk.length;
         if (size > byteLimit) {
           done(
@@ -424,29 +431,27 @@ class MailboxSession {
           this.lastProgressBytes = this.bytesDone;
           this.progress("ingesting");
         }
-        done(null, chunk);
+        const room = writeToOpen([toRaw, toParser], chunk);
+        if (room) room.then(() => done(), done);
+        else done();
+      },
+      final: (done: (err?: Error | null) => void) => {
+        for (const side of [toRaw, toParser]) if (!side.destroyed) side.end();
+        done();
       },
     });
-    // One source feeding two consumers: pipe() pauses the source until both have drained, so
-    // the slower of raw upload and parse sets the pace and memory stays bounded.
-    const toRaw = new PassThrough();
-    const toParser = new PassThrough();
-    // Their failures surface through the put/parse promises and `retrieved`; a consumer that has
-    // already settled must not turn a late stream error into an uncaught exception.
-    for (const side of [toRaw, toParser]) side.on("error", () => {});
-    meter.pipe(toRaw);
-    meter.pipe(toParser);
     const rawObjectKey = rawKey(mailbox.id, id);
     const prefix = partsPrefix(mailbox.id, id);
-    const retrieved = pipeline(body, meter);
+    const retrieved = pipeline(body, tee);
     retrieved.then(streamed, streamed);
     retrieved.catch((err) => {
       // Forward the cause so both consumers fail instead of waiting on a stream that never ends.
       toRaw.destroy(err);
       toParser.destroy(err);
     });
-    // If a consumer fails, keep draining its side so the RETR still reaches its terminator and
-    // the connection stays usable for QUIT (which commits earlier DELEs).
+    // If a consumer fails, keep draining its side (or, once destroyed, the tee skips it) so the
+    // RETR still reaches its terminator and the connection stays usable for QUIT, which commits
+    // earlier DELEs.
     const drainOnFailure = (side: PassThrough) => (err: unknown) => {
       side.resume();
       throw err;
@@ -479,14 +484,22 @@ class MailboxSession {
         received: size,
       });
     }
-    if (stored.status === "rejected") throw storeError(mailbox.id, stored.reason);
-    if (parsed.status === "rejected") throw storeError(mailbox.id, parsed.reason);
+    if (stored.status === "rejected") {
+      throw storageError(ErrorCode.STORE_FAILED, "storing the raw message", stored.reason);
+    }
+    if (parsed.status === "rejected") {
+      throw storageError(ErrorCode.STORE_FAILED, "storing message parts", parsed.reason);
+    }
 
     const sha256 = hash.digest("hex");
     const duplicateOf = this.knownSha?.get(sha256);
     if (duplicateOf && duplicateOf.id !== id) {
-      await this.discard(id);
-      await deps.state.record(mailbox.id, [{ ...duplicateOf, uidl: message.key }]);
+      try {
+        await this.discard(id);
+        await deps.state.record(mailbox.id, [{ ...duplicateOf, uidl: message.key }]);
+      } catch (err) {
+        throw storageError(ErrorCode.STORE_FAILED, "recording a duplicate", err);
+      }
       this.report.skipped++;
       return "ok";
     }
@@ -509,7 +522,11 @@ class MailboxSession {
       body: entryBody,
       pointer,
     } = queueBodies(queueMessage, deps.queue.maxBodyBytes, metaRef);
-    await deps.store.put(meta, Buffer.from(full), { contentType: "application/json" });
+    await deps.store
+      .put(meta, Buffer.from(full), { contentType: "application/json" })
+      .catch((err: unknown) =>
+        Promise.reject(storageError(ErrorCode.STORE_FAILED, "storing metadata", err)),
+      );
     this.pending.push({
       message,
       entry: { id, body: entryBody, pointer },
@@ -544,11 +561,19 @@ class MailboxSession {
     if (this.pending.length === 0) return;
     const batch = this.pending;
     this.pending = [];
-    await this.deps.queue.send(batch.map((p) => p.entry));
-    await this.deps.state.record(
-      this.mailbox.id,
-      batch.map((p) => p.state),
-    );
+    await this.deps.queue
+      .send(batch.map((p) => p.entry))
+      .catch((err: unknown) =>
+        Promise.reject(storageError(ErrorCode.QUEUE_FAILED, "queueing", err)),
+      );
+    await this.deps.state
+      .record(
+        this.mailbox.id,
+        batch.map((p) => p.state),
+      )
+      .catch((err: unknown) =>
+        Promise.reject(storageError(ErrorCode.STORE_FAILED, "recording state", err)),
+      );
     this.report.ingested += batch.length;
     this.progress("ingesting");
     if (this.mailbox.delete === "after-ingest") {
@@ -687,11 +712,36 @@ class MailboxSession {
   }
 }
 
-function storeError(mailbox: string, cause: unknown): MailIngestError {
+/**
+ * Writes `chunk` to every side not destroyed; returns a promise when one of them is full, which
+ * settles once each full side drains or closes. A side whose consumer failed and destroyed it is
+ * skipped: with pipe() it would never emit 'drain', and the RETR would stall mid-body.
+ */
+function writeToOpen(sides: readonly PassThrough[], chunk: Buffer): Promise<void> | undefined {
+  const waits: Promise<void>[] = [];
+  for (const side of sides) {
+    if (side.destroyed || side.write(chunk)) continue;
+    waits.push(
+      new Promise<void>((resolve) => {
+        const settle = () => {
+          side.off("drain", settle);
+          side.off("close", settle);
+          resolve();
+        };
+        side.on("drain", settle);
+        side.on("close", settle);
+      }),
+    );
+  }
+  return waits.length === 0 ? undefined : Promise.all(waits).then(() => undefined);
+}
+
+/**
+ * Any failure of a port becomes a typed storage error, whatever the adapter threw: the code is
+ * what tells endAfterFailure that the POP3 connection is still in step, so QUIT can commit the
+ * DELEs of messages committed earlier.
+ */
+function storageError(code: ErrorCode, doing: string, cause: unknown): MailIngestError {
   if (cause instanceof MailIngestError) return cause;
-  return new MailIngestError(
-    ErrorCode.STORE_FAILED,
-    `mailbox ${mailbox}: storing failed: ${describeError(cause)}`,
-    { cause },
-  );
+  return new MailIngestError(code, `${doing} failed: ${describeError(cause)}`, { cause });
 }

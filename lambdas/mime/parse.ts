@@ -302,6 +302,9 @@ export async function parseMessage(
     const tap = new HashTap();
     inFlight = tap;
     const piping = pipeline(attachment.content, tap);
+    // A store that fails (ENOSPC) destroys `tap` before put() rejects, so piping can reject while
+    // nothing awaits it yet; its outcome is read below, never left as an unhandled rejection.
+    piping.catch(() => undefined);
     try {
       await store.put(ref, tap, { contentType: safeContentType(attachment.contentType) });
       await piping;

@@ -37,8 +37,10 @@ export async function listFiles(dir: string): Promise<string[]> {
 export async function fsWorld(
   mailbox: Record<string, unknown>,
   password: string,
+  /** Where the data dir goes (e.g. a small tmpfs); a fresh temp dir by default. */
+  baseDir?: string,
 ): Promise<FsWorld> {
-  const dir = await mkdtemp(path.join(tmpdir(), "mi-pipeline-"));
+  const dir = baseDir ?? (await mkdtemp(path.join(tmpdir(), "mi-pipeline-")));
   const config = await parseConfig({ mailboxes: [{ id: "box", password, ...mailbox }] }, dir);
   const deps = await createAdapters(config.storage, config.queue);
   const base = config.mailboxes[0] as MailboxConfig;
