@@ -53,9 +53,17 @@ export async function fsyncDir(dir: string): Promise<void> {
 export class DirCache {
   private readonly known = new Set<string>();
 
+  /**
+   * @param limit directories remembered before the cache starts over. Every message has its own
+   *   parts directory, so an unbounded cache would grow with the mailbox; forgetting costs only
+   *   one extra mkdir per directory.
+   */
+  constructor(private readonly limit = 4096) {}
+
   async ensure(dir: string): Promise<void> {
     if (this.known.has(dir)) return;
     await mkdir(dir, { recursive: true, mode: DIR_MODE });
+    if (this.known.size >= this.limit) this.known.clear();
     this.known.add(dir);
   }
 

@@ -125,6 +125,8 @@ class MailboxSession {
   private ingestStarted = 0;
   /** Warnings not kept in the report once MAX_WARNINGS was reached. */
   private warningsDropped = 0;
+  /** Downloads started but abandoned at the deadline; still on the server, left for later. */
+  private abandoned = 0;
 
   constructor(
     private readonly mailbox: MailboxConfig,
@@ -188,7 +190,7 @@ class MailboxSession {
 
     this.progress("ingesting");
     const started = await this.ingestAll(fetch);
-    this.report.remaining = plan.deferred + (fetch.length - started);
+    this.report.remaining = plan.deferred + (fetch.length - started) + this.abandoned;
 
     // Forget UIDLs only after a complete listing: a vanished UIDL is gone from the server.
     if (plan.vanished.length > 0) await deps.state.forget(mailbox.id, plan.vanished);
@@ -397,6 +399,7 @@ class MailboxSession {
     }
     if (this.options.deadline !== undefined && Date.now() >= this.options.deadline) {
       body.destroy();
+      this.abandoned++;
       this.stalled(message, "abandoned before its first byte: the deadline passed");
       return "abandoned";
     }
@@ -467,6 +470,7 @@ class MailboxSession {
     if (fetched.status === "rejected") {
       if (isMailIngestError(fetched.reason, ErrorCode.DEADLINE)) {
         // Nothing of it was committed (the raw put is atomic), so the next run starts it afresh.
+        this.abandoned++;
         this.stalled(message, `abandoned after ${size} bytes: the deadline passed`);
         return "abandoned";
       }

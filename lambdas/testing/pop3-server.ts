@@ -11,6 +11,7 @@
 import { createHash, createHmac, randomBytes } from "node:crypto";
 import { once } from "node:events";
 import net from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
 import tls from "node:tls";
 import { ErrorCode, MailIngestError } from "../errors.ts";
 
@@ -25,6 +26,8 @@ export interface Pop3TestServerFaults {
   cutRetrAfterBytes?: number;
   /** Answers RETR with +OK and then never sends the body. */
   stallOnRetr?: boolean;
+  /** Paces RETR bodies to about this many bytes per second: a slow or distant server. */
+  retrBytesPerSecond?: number;
   /** Every login fails with `-ERR [IN-USE]` (RFC 2449 §8.1.2), as if another client held the lock. */
   inUse?: boolean;
   /** UIDL reports message 1's unique-id for message 2 too (a broken server, RFC 1939 §7 violated). */
@@ -474,7 +477,8 @@ class Session {
           await once(this.socket, "close");
           return;
         }
-        return this.sendBody(message.data, this.server.options.faults?.cutRetrAfterBytes);
+        const { cutRetrAfterBytes, retrBytesPerSecond } = this.server.options.faults ?? {};
+        return this.sendBody(message.data, cutRetrAfterBytes, retrBytesPerSecond);
       }
       case "TOP": {
         const message = this.message(args[0]);
@@ -502,10 +506,18 @@ class Session {
     }
   }
 
-  /** Streams a dot-stuffed body and the terminator; `cutAfter` destroys the socket mid-body. */
-  private async sendBody(data: Buffer, cutAfter: number | undefined): Promise<void> {
+  /**
+   * Streams a dot-stuffed body and the terminator; `cutAfter` destroys the socket mid-body, and
+   * `bytesPerSecond` paces the chunks.
+   */
+  private async sendBody(
+    data: Buffer,
+    cutAfter: number | undefined,
+    bytesPerSecond?: number,
+  ): Promise<void> {
     let sent = 0;
     for (const chunk of stuffed(data)) {
+      if (bytesPerSecond !== undefined) await sleep((chunk.length / bytesPerSecond) * 1000);
       if (cutAfter !== undefined && sent + chunk.length >= cutAfter) {
         await this.write(chunk.subarray(0, cutAfter - sent));
         this.socket.destroy();

@@ -16,7 +16,7 @@ import {
   startPop3TestServer,
   type TestMessage,
 } from "../../lambdas/testing/pop3-server.ts";
-import { type FsWorld, fsWorld, sha256 } from "../helpers/pipeline.ts";
+import { type FsWorld, fsWorld, listFiles, sha256 } from "../helpers/pipeline.ts";
 
 const USER = "user@example.test";
 const PASSWORD = "pw";
@@ -30,6 +30,11 @@ afterEach(async () => {
   server = undefined;
   world = undefined;
 });
+
+/** Temp files anywhere under the data dir (the adapters keep them in `.tmp/` folders). */
+async function tempFiles(dir: string): Promise<string[]> {
+  return (await listFiles(dir)).filter((f) => f.split(path.sep).includes(".tmp"));
+}
 
 function messages(count: number, from = 0): TestMessage[] {
   return Array.from({ length: count }, (_, i) => ({
@@ -180,6 +185,60 @@ describe("mailbox session against the test server", () => {
     expect(report).toMatchObject({ ingested: 0, remaining: 4, deleted: 0 });
     expect(report.error).toBeUndefined();
     expect(server.messages(USER)).toHaveLength(4);
+  });
+
+  // Regression: the deadline was checked only before a RETR started, so a large message on a slow
+  // server could run past the Lambda timeout, and restart from zero on every run.
+  it("abandons a download still running at the deadline, QUITs in time and deletes only what was committed", async () => {
+    const big = {
+      uidl: "big",
+      data: generateMessage(900, { withAttachment: true, attachmentBytes: 1_500_000 }),
+    };
+    const initial = [...messages(3), big, ...messages(2, 3)];
+    const { server, world } = await setup(
+      initial,
+      { delete: "after-ingest" },
+      { faults: { retrBytesPerSecond: 1_000_000 } },
+    );
+    const deadline = Date.now() + 1_000;
+    const report = await world.poll({ deadline });
+    // The rest of the abandoned body (~1 s at this pace) is read off the wire before QUIT is
+    // answered, well inside the grace that keeps a Lambda clear of its timeout.
+    expect(Date.now() - deadline).toBeLessThan(10_000);
+    expect(report.error).toBeUndefined();
+    expect(report).toMatchObject({ ingested: 3, deleted: 3, remaining: 3 });
+    expect(report.stalled).toHaveLength(1);
+    expect(server.messages(USER).map((m) => m.uidl)).toEqual(["big", "uid-3", "uid-4"]);
+    expect((await world.raw()).size).toBe(3);
+    expect(await tempFiles(world.dir)).toEqual([]);
+
+    // With time to spare the next run takes it from the start, byte-exact.
+    const next = await world.poll();
+    expect(next).toMatchObject({ ingested: 3, deleted: 3 });
+    expect([...(await world.raw()).values()]).toContain(sha256(big.data));
+  });
+
+  it("does not start a message the measured throughput says cannot finish by the deadline, and fetches smaller ones after it", async () => {
+    const mid = Array.from({ length: 4 }, (_, i) => ({
+      uidl: `mid-${i}`,
+      data: generateMessage(700 + i, { withAttachment: true, attachmentBytes: 75_000 }),
+    }));
+    // Larger than the 4 MiB look-ahead, so its RETR is decided only once throughput is known.
+    const big = {
+      uidl: "big",
+      data: generateMessage(901, { withAttachment: true, attachmentBytes: 4_000_000 }),
+    };
+    const { server, world } = await setup(
+      [...mid, big, ...messages(2, 10)],
+      {},
+      { faults: { retrBytesPerSecond: 2_000_000 } },
+    );
+    const report = await world.poll({ deadline: Date.now() + 1_500 });
+    expect(report.error).toBeUndefined();
+    expect(report).toMatchObject({ ingested: 6, remaining: 1 });
+    expect(report.stalled).toHaveLength(1);
+    expect([...(await world.raw()).values()]).not.toContain(sha256(big.data));
+    expect(server.messages(USER)).toHaveLength(7);
   });
 
   it.each([true, false])(
