@@ -78,9 +78,21 @@ export interface StateEntry {
   readonly messageId?: string;
 }
 
+export interface StateLoadOptions {
+  /**
+   * Told about damage the load repaired rather than failed on: a torn last write, or an
+   * unreadable line or object that was skipped (with how many messages that may re-fetch).
+   */
+  readonly onWarning?: (message: string) => void;
+}
+
 export interface StateStore {
-  /** Everything recorded for a mailbox, keyed by UIDL. */
-  load(mailbox: string): Promise<Map<string, StateEntry>>;
+  /**
+   * Everything recorded for a mailbox, keyed by UIDL. Damaged state is skipped, reported through
+   * `onWarning` and repaired, never fatal: losing an entry only re-fetches a message under its
+   * deterministic id, while failing would stop the mailbox.
+   */
+  load(mailbox: string, options?: StateLoadOptions): Promise<Map<string, StateEntry>>;
   /** Durably records entries (per message checkpoint). Cheap: O(entries), not O(state). */
   record(mailbox: string, entries: readonly StateEntry[]): Promise<void>;
   /** Forgets UIDLs (vanished from the server, or deleted). */

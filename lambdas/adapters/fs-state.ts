@@ -3,14 +3,16 @@
  * `<dir>/<mailbox>.jsonl`. Each record()/forget() appends one line and fdatasyncs it, so a
  * per-message checkpoint costs O(entries), never a rewrite of the whole state. load() replays the
  * log. A crash mid-append can leave a torn last line (no trailing newline); that write never
- * resolved, so it is dropped and truncated away before anything else is appended. When the log
- * has grown to more than twice as many lines as live entries (forgotten UIDLs pile up), load()
+ * resolved, so it is dropped (with a warning) and truncated away before anything else is
+ * appended. Any other unreadable line is skipped with a warning naming `file:line`, copied to
+ * `<dir>/.corrupt/`, and the log rewritten without it (see state-codec.ts). When the log has
+ * grown to more than twice as many lines as live entries (forgotten UIDLs pile up), load()
  * rewrites it atomically (temp + fsync + rename) with one line per live entry.
  */
 import { mkdir, open, readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { ErrorCode, MailIngestError } from "../errors.ts";
-import type { StateEntry, StateStore } from "../ports.ts";
+import { describeError, ErrorCode, MailIngestError } from "../errors.ts";
+import type { StateEntry, StateLoadOptions, StateStore } from "../ports.ts";
 import {
   DIR_MODE,
   FILE_MODE,
@@ -20,9 +22,21 @@ import {
   writeFileAtomic,
 } from "./fs-atomic.ts";
 import { KeyedSerializer } from "./mailbox-lock.ts";
-import { applyOp, assertMailboxId, decodeOp, encodeOp, type StateOp } from "./state-codec.ts";
+import {
+  applyOp,
+  assertMailboxId,
+  describeDamage,
+  encodeOp,
+  type StateOp,
+  salvageOp,
+} from "./state-codec.ts";
 
 const NEWLINE = 0x0a;
+/**
+ * Where unreadable log lines are copied before the log is rewritten without them. A directory
+ * never collides with a `<mailbox>.jsonl` log, even that of a mailbox named ".corrupt".
+ */
+const CORRUPT_DIR_NAME = ".corrupt";
 
 export interface FsStateStoreOptions {
   /** Directory holding `<mailbox>.jsonl` logs. Created on first write. */
@@ -57,27 +71,73 @@ export class FsStateStore implements StateStore {
     return join(this.dir, `${mailbox}.jsonl`);
   }
 
-  async load(mailbox: string): Promise<Map<string, StateEntry>> {
+  async load(mailbox: string, options: StateLoadOptions = {}): Promise<Map<string, StateEntry>> {
     const path = this.logPath(mailbox);
+    const warn = options.onWarning ?? (() => undefined);
     return await this.serial.run(mailbox, async () => {
       const log = await this.readLog(path);
       const end = await this.repairTail(path, log);
       this.tailChecked.add(mailbox);
+      if (end < log.length) {
+        warn(
+          `state ${path}: dropped a torn last line (a write cut short by a crash, never confirmed); any message it was recording will be fetched again under the same id, which consumers dedupe`,
+        );
+      }
       const state = new Map<string, StateEntry>();
+      const damaged: Buffer[] = [];
       let lines = 0;
       let start = 0;
       while (start < end) {
         const stop = log.indexOf(NEWLINE, start);
-        const text = log.subarray(start, stop).toString("utf8");
+        const bytes = log.subarray(start, stop);
         lines += 1;
-        if (text.trim() !== "") applyOp(state, decodeOp(text, `${path} line ${lines}`));
         start = stop + 1;
+        const text = bytes.toString("utf8");
+        if (text.trim() === "") continue;
+        const { op, damage } = salvageOp(text);
+        if (op !== null) applyOp(state, op);
+        if (damage !== null) {
+          warn(describeDamage(`${path}:${lines}`, damage));
+          damaged.push(bytes);
+        }
       }
-      if (lines >= this.compactMinLines && lines > 2 * state.size) {
+      if (damaged.length > 0) {
+        await this.setAsideAndCompact(mailbox, path, state, damaged, warn);
+      } else if (lines >= this.compactMinLines && lines > 2 * state.size) {
         await this.compact(path, state);
       }
       return state;
     });
+  }
+
+  /**
+   * Keeps a copy of the unreadable lines (nothing we cannot read is destroyed), then rewrites the
+   * log with the live entries only, so the next load is clean and the warnings are not repeated.
+   * That drops nothing readable: the rewrite holds exactly the state this load returns. Called
+   * only after the warnings went out. A failure here is reported but not fatal: the state is
+   * loaded, appends still work, and the next load simply finds (and skips) the same lines.
+   */
+  private async setAsideAndCompact(
+    mailbox: string,
+    path: string,
+    state: ReadonlyMap<string, StateEntry>,
+    damaged: readonly Buffer[],
+    warn: (message: string) => void,
+  ): Promise<void> {
+    const aside = join(this.dir, CORRUPT_DIR_NAME, `${mailbox}.${Date.now()}.jsonl`);
+    const copy = Buffer.concat(damaged.flatMap((line) => [line, Buffer.from("\n")]));
+    try {
+      await writeFileAtomic(aside, copy, this.tmpDir);
+      await this.compact(path, state);
+    } catch (err) {
+      warn(
+        `state ${path}: could not set its ${damaged.length} unreadable line(s) aside and rewrite it (${describeError(err)}); they will be skipped again next time`,
+      );
+      return;
+    }
+    warn(
+      `state ${path}: rewrote the log without its ${damaged.length} unreadable line(s); a copy of them is in ${aside}`,
+    );
   }
 
   record(mailbox: string, entries: readonly StateEntry[]): Promise<void> {

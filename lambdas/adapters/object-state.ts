@@ -8,26 +8,34 @@
  * the ObjectStore contract) nothing changed; after it, leftover deltas at or below `upTo` are
  * ignored on replay (re-applying an old "record" over a later "forget" would resurrect a UIDL) and
  * deleted by the next load.
+ *
+ * An unreadable delta or snapshot never stops the mailbox: load() keeps what it can read, warns
+ * naming the key and what may be fetched again (see state-codec.ts), copies each damaged object
+ * to `<prefix><mailbox>/corrupt/` (nothing we cannot read is destroyed), and then compacts, so
+ * the next load is clean.
  */
 import { randomBytes } from "node:crypto";
 import type { Readable } from "node:stream";
-import { ErrorCode, MailIngestError } from "../errors.ts";
-import type { ObjectStore, StateEntry, StateStore } from "../ports.ts";
+import { describeError, ErrorCode, MailIngestError } from "../errors.ts";
+import type { ObjectStore, StateEntry, StateLoadOptions, StateStore } from "../ports.ts";
 import { KeyedSerializer } from "./mailbox-lock.ts";
 import {
   applyOp,
   assertMailboxId,
-  corrupt,
-  decodeEntry,
-  decodeOp,
+  type Damage,
+  describeDamage,
   encodeEntry,
   encodeOp,
   type StateOp,
+  salvageEntries,
+  salvageOp,
 } from "./state-codec.ts";
 
 const DELTA_SUFFIX = ".json";
 /** Delta names: 15-digit epoch ms, 6-digit sequence, 8 random hex digits; sorts by time. */
 const DELTA_NAME = /^\d{15}-\d{6}-[0-9a-f]{8}$/;
+/** A valid `upTo` below every delta name: a snapshot written when no delta was ever read. */
+const NO_DELTA = "000000000000000-000000-00000000";
 /** A delta that vanished mid-load means a concurrent compaction; reload from scratch this often. */
 const LOAD_ATTEMPTS = 3;
 /** Delta GETs in flight at once during load. */
@@ -47,6 +55,14 @@ interface Snapshot {
   readonly entries: Map<string, StateEntry>;
 }
 
+/** A state object load() could not fully read: warned about, then set aside and compacted away. */
+interface Unreadable {
+  readonly key: string;
+  readonly bytes: Buffer;
+  /** The warnings that describe it. */
+  readonly warnings: readonly string[];
+}
+
 export class ObjectStateStore implements StateStore {
   private readonly store: ObjectStore;
   private readonly prefix: string;
@@ -64,11 +80,12 @@ export class ObjectStateStore implements StateStore {
     this.compactAfter = options.compactAfter ?? 100;
   }
 
-  async load(mailbox: string): Promise<Map<string, StateEntry>> {
+  async load(mailbox: string, options: StateLoadOptions = {}): Promise<Map<string, StateEntry>> {
     assertMailboxId(mailbox);
+    const warn = options.onWarning ?? (() => undefined);
     return await this.serial.run(mailbox, async () => {
       for (let attempt = 1; attempt <= LOAD_ATTEMPTS; attempt += 1) {
-        const state = await this.tryLoad(mailbox);
+        const state = await this.tryLoad(mailbox, warn);
         if (state !== null) return state;
       }
       throw new MailIngestError(
@@ -87,8 +104,11 @@ export class ObjectStateStore implements StateStore {
   }
 
   /** Returns null when a listed delta disappeared before it could be read. */
-  private async tryLoad(mailbox: string): Promise<Map<string, StateEntry> | null> {
-    const snapshot = await this.readSnapshot(mailbox);
+  private async tryLoad(
+    mailbox: string,
+    warn: (message: string) => void,
+  ): Promise<Map<string, StateEntry> | null> {
+    const { snapshot, unreadable: badSnapshot } = await this.readSnapshot(mailbox);
     const names: string[] = [];
     for await (const key of this.store.list(this.deltaPrefix(mailbox))) {
       const name = key.slice(this.deltaPrefix(mailbox).length, -DELTA_SUFFIX.length);
@@ -98,18 +118,67 @@ export class ObjectStateStore implements StateStore {
     const upTo = snapshot.upTo;
     const folded = upTo === null ? [] : names.filter((n) => n <= upTo);
     const pending = upTo === null ? names : names.filter((n) => n > upTo);
-    const ops = await this.readDeltas(mailbox, pending);
-    if (ops === null) return null;
+    const deltas = await this.readDeltas(mailbox, pending);
+    if (deltas === null) return null;
     const state = snapshot.entries;
-    for (const op of ops) applyOp(state, op);
+    const unreadable = badSnapshot === null ? [] : [badSnapshot];
+    for (const delta of deltas) {
+      if (delta.op !== null) applyOp(state, delta.op);
+      if (delta.unreadable !== null) unreadable.push(delta.unreadable);
+    }
+    // Warn only now, once this attempt is known to stand (a vanished delta means a retry).
+    for (const object of unreadable) for (const message of object.warnings) warn(message);
     const highest = pending.at(-1) ?? upTo;
     if (highest !== null) this.raiseFloor(mailbox, highest);
-    if (pending.length > this.compactAfter) {
+    if (unreadable.length > 0) {
+      await this.setAsideAndCompact(
+        mailbox,
+        state,
+        highest ?? NO_DELTA,
+        [...folded, ...pending],
+        unreadable,
+        warn,
+      );
+    } else if (pending.length > this.compactAfter) {
       await this.compact(mailbox, state, pending.at(-1) ?? "", [...folded, ...pending]);
     } else if (folded.length > 0) {
       await this.deleteDeltas(mailbox, folded);
     }
     return state;
+  }
+
+  /**
+   * Copies each unreadable object under `corrupt/`, then compacts: the new snapshot replaces a
+   * damaged one and the damaged deltas are deleted with the rest, so the warnings are not
+   * repeated. Nothing readable is dropped: the snapshot holds exactly the state load() returns.
+   * A failure here is reported, not fatal: the state is loaded and the next load tries again.
+   */
+  private async setAsideAndCompact(
+    mailbox: string,
+    state: ReadonlyMap<string, StateEntry>,
+    upTo: string,
+    deltas: readonly string[],
+    unreadable: readonly Unreadable[],
+    warn: (message: string) => void,
+  ): Promise<void> {
+    const aside = `${this.prefix}${mailbox}/corrupt/`;
+    const stamp = Date.now();
+    try {
+      await inBatches(unreadable, READ_CONCURRENCY, async (object) => {
+        const name = object.key.slice(object.key.lastIndexOf("/") + 1);
+        const key = object.key === this.snapshotKey(mailbox) ? `snapshot-${stamp}.json` : name;
+        await this.store.put(`${aside}${key}`, object.bytes, { contentType: "application/json" });
+      });
+      await this.compact(mailbox, state, upTo, deltas);
+    } catch (err) {
+      warn(
+        `state ${this.prefix}${mailbox}/: could not set ${unreadable.length} unreadable object(s) aside and compact (${describeError(err)}); they will be skipped again next time`,
+      );
+      return;
+    }
+    warn(
+      `state ${this.prefix}${mailbox}/: set ${unreadable.length} unreadable object(s) aside under ${aside} and folded the rest into a new snapshot`,
+    );
   }
 
   private async compact(
@@ -148,39 +217,66 @@ export class ObjectStateStore implements StateStore {
     });
   }
 
-  private async readSnapshot(mailbox: string): Promise<Snapshot> {
+  /**
+   * The snapshot, keeping whatever of it is readable. With an unreadable `upTo` every delta is
+   * replayed: deltas it had folded in are normally deleted already, and a leftover one (from a
+   * compaction cut short) can at worst bring back UIDLs forgotten since, which are gone from the
+   * server and so forgotten again by the next poll.
+   */
+  private async readSnapshot(
+    mailbox: string,
+  ): Promise<{ snapshot: Snapshot; unreadable: Unreadable | null }> {
     const key = this.snapshotKey(mailbox);
     const bytes = await readAll(await this.store.get(key));
-    if (bytes === null) return { upTo: null, entries: new Map() };
+    const entries = new Map<string, StateEntry>();
+    if (bytes === null) return { snapshot: { upTo: null, entries }, unreadable: null };
+    const damaged = (damage: Damage, upTo: string | null = null) => ({
+      snapshot: { upTo, entries },
+      unreadable: { key, bytes, warnings: [describeDamage(key, damage)] },
+    });
     let value: unknown;
     try {
       value = JSON.parse(bytes.toString("utf8"));
-    } catch (err) {
-      throw corrupt(key, "not JSON", err);
+    } catch {
+      return damaged({ kind: "record", why: "not JSON", lost: null, total: null });
     }
-    if (
-      typeof value !== "object" ||
-      value === null ||
-      !("entries" in value) ||
-      !("upTo" in value)
-    ) {
-      throw corrupt(key, "not a snapshot");
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
+      return damaged({ kind: "record", why: "not a snapshot object", lost: null, total: null });
     }
-    const { entries, upTo } = value;
-    if (!Array.isArray(entries) || typeof upTo !== "string" || !DELTA_NAME.test(upTo)) {
-      throw corrupt(key, "malformed snapshot");
+    const raw = "upTo" in value ? value.upTo : undefined;
+    const upTo = typeof raw === "string" && DELTA_NAME.test(raw) ? raw : null;
+    const list = "entries" in value ? value.entries : undefined;
+    if (!Array.isArray(list)) {
+      return damaged(
+        { kind: "record", why: "entries is not an array", lost: null, total: null },
+        upTo,
+      );
     }
-    const map = new Map<string, StateEntry>();
-    for (const raw of entries) {
-      const entry = decodeEntry(raw, key);
-      map.set(entry.uidl, entry);
+    const salvaged = salvageEntries(list);
+    for (const entry of salvaged.entries) entries.set(entry.uidl, entry);
+    const warnings: string[] = [];
+    if (salvaged.why !== null) {
+      const { lost, why } = salvaged;
+      warnings.push(describeDamage(key, { kind: "record", why, lost, total: list.length }));
     }
-    return { upTo, entries: map };
+    if (upTo === null) {
+      warnings.push(
+        `state ${key}: upTo is unreadable, so every delta is replayed; a UIDL forgotten before the last compaction may count as known until the next poll sees it gone, and no message is fetched again`,
+      );
+    }
+    const unreadable = warnings.length === 0 ? null : { key, bytes, warnings };
+    return { snapshot: { upTo, entries }, unreadable };
   }
 
-  /** Reads and decodes deltas in order; null if any has vanished. */
-  private async readDeltas(mailbox: string, names: readonly string[]): Promise<StateOp[] | null> {
-    const ops: (StateOp | null)[] = new Array(names.length).fill(null);
+  /** Reads and decodes deltas in order, keeping what is readable; null if any has vanished. */
+  private async readDeltas(
+    mailbox: string,
+    names: readonly string[],
+  ): Promise<{ op: StateOp | null; unreadable: Unreadable | null }[] | null> {
+    const deltas: { op: StateOp | null; unreadable: Unreadable | null }[] = names.map(() => ({
+      op: null,
+      unreadable: null,
+    }));
     let vanished = false;
     await inBatches(
       names.map((name, index) => ({ name, index })),
@@ -192,11 +288,15 @@ export class ObjectStateStore implements StateStore {
           vanished = true;
           return;
         }
-        ops[item.index] = decodeOp(bytes.toString("utf8"), key);
+        const { op, damage } = salvageOp(bytes.toString("utf8"));
+        deltas[item.index] = {
+          op,
+          unreadable:
+            damage === null ? null : { key, bytes, warnings: [describeDamage(key, damage)] },
+        };
       },
     );
-    if (vanished) return null;
-    return ops.filter((op): op is StateOp => op !== null);
+    return vanished ? null : deltas;
   }
 
   /** A delta name that sorts after every name this instance has written or seen for `mailbox`. */

@@ -42,11 +42,12 @@ async function checkMailbox(
   credentials: ResolveCredentialsDeps,
 ): Promise<string> {
   const client = await openMailbox(mailbox, await resolveCredentials(mailbox, credentials));
+  const stateWarnings: string[] = [];
   try {
     const [uidls, sizes, known] = await Promise.all([
       client.uidl(),
       client.list(),
-      state.load(mailbox.id),
+      state.load(mailbox.id, { onWarning: (m) => stateWarnings.push(m) }),
     ]);
     await client.quit();
     const listed = joinListing(uidls, sizes);
@@ -62,6 +63,7 @@ async function checkMailbox(
       lines.push(`  warning: ${plan.duplicateUidls.length} duplicate UIDL(s)`);
     if (plan.uidlReset)
       lines.push("  warning: most UIDLs are unknown: the server may have renumbered");
+    for (const m of stateWarnings) lines.push(`  warning: ${m}`);
     return lines.join("\n");
   } finally {
     client.close();

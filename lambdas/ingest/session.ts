@@ -175,7 +175,7 @@ class MailboxSession {
     const [uidls, sizes, state] = await Promise.all([
       client.uidl(),
       client.list(),
-      deps.state.load(mailbox.id),
+      deps.state.load(mailbox.id, { onWarning: (m) => this.warn(m) }),
     ]);
     const listed = joinListing(uidls, sizes);
     const plan = planSession(listed, state, mailbox.delete, mailbox, this.now());

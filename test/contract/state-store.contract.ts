@@ -10,6 +10,12 @@ import type { StateEntry, StateStore } from "../../lambdas/ports.ts";
 export interface StateStoreHarness {
   /** A new store instance over the harness's storage. */
   open(): StateStore;
+  /**
+   * Stores `text` as the next operation of `mailbox`, bypassing the codec, as a damaged disk or
+   * a buggy writer would (fs: a log line; object: a delta). Returns how a warning names it
+   * (`file:line`, or the key).
+   */
+  inject(mailbox: string, text: string): Promise<string>;
   cleanup(): Promise<void>;
 }
 
@@ -108,6 +114,38 @@ export function stateStoreContract(name: string, setup: () => Promise<StateStore
       }
       expect(await h.open().load("model")).toEqual(model);
       expect(await h.open().load("model")).toEqual(model);
+    });
+
+    it("skips an unreadable operation with a warning naming it, loads the ones around it, and keeps working", async () => {
+      const store = h.open();
+      await store.record("inbox", [entry("before")]);
+      const where = await h.inject("inbox", "{not json");
+      await store.record("inbox", [entry("after")]);
+      const warnings: string[] = [];
+      const loaded = await h.open().load("inbox", { onWarning: (m) => warnings.push(m) });
+      expect([...loaded.keys()].sort()).toEqual(["after", "before"]);
+      expect(warnings[0]).toBe(
+        `state ${where}: unreadable (not JSON), skipped; an unknown number of messages may be fetched again under the same ids, which consumers dedupe`,
+      );
+      const writer = h.open();
+      await writer.load("inbox");
+      await writer.record("inbox", [entry("later")]);
+      await writer.forget("inbox", ["before"]);
+      const again: string[] = [];
+      const reloaded = await h.open().load("inbox", { onWarning: (m) => again.push(m) });
+      expect([...reloaded.keys()].sort()).toEqual(["after", "later"]);
+      expect(again).toEqual([]);
+    });
+
+    it("keeps the readable entries of a partly corrupt record and says how many may be re-fetched", async () => {
+      const bad = [entry("ok-1"), { ...entry("bad"), sha256: null }, "junk", entry("ok-2")];
+      const where = await h.inject("inbox", JSON.stringify({ op: "record", entries: bad }));
+      const warnings: string[] = [];
+      const loaded = await h.open().load("inbox", { onWarning: (m) => warnings.push(m) });
+      expect([...loaded.keys()].sort()).toEqual(["ok-1", "ok-2"]);
+      expect(warnings[0]).toBe(
+        `state ${where}: 2 of 4 recorded entries unreadable (entry 2: sha256 is not a string), skipped; up to 2 message(s) may be fetched again under the same ids, which consumers dedupe`,
+      );
     });
 
     it.each(["", "../up", "a/b", ".", "..", "sp ace", "nul\0"])(

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { appendFile, mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
@@ -26,28 +26,42 @@ async function tempDir(): Promise<string> {
 
 stateStoreContract("FsStateStore", async () => {
   const dir = await tempDir();
+  const open = () => new FsStateStore({ dir, compactMinLines: 8 });
   return {
-    open: () => new FsStateStore({ dir, compactMinLines: 8 }),
+    open,
+    async inject(mailbox, text) {
+      const path = open().logPath(mailbox);
+      await mkdir(dir, { recursive: true });
+      const before = await readFile(path, "utf8").catch(() => "");
+      await appendFile(path, `${text}\n`);
+      return `${path}:${before.split("\n").length}`;
+    },
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };
 });
 
+/** Writes `text` as a delta named to sort after every delta written so far (names are ms-based). */
+async function injectDelta(store: ObjectStore, mailbox: string, text: string): Promise<string> {
+  const key = `state/${mailbox}/delta/${String(Date.now()).padStart(15, "0")}-999999-00000000.json`;
+  await store.put(key, Buffer.from(text, "utf8"));
+  return key;
+}
+
 stateStoreContract("ObjectStateStore over FsObjectStore", async () => {
   const dir = await tempDir();
+  const store = new FsObjectStore({ dir });
   return {
-    open: () => new ObjectStateStore({ store: new FsObjectStore({ dir }), compactAfter: 4 }),
+    open: () => new ObjectStateStore({ store, compactAfter: 4 }),
+    inject: (mailbox, text) => injectDelta(store, mailbox, text),
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };
 });
 
 stateStoreContract("ObjectStateStore over S3ObjectStore on fauxqs", async () => {
-  const bucket = await fauxqs.createBucket();
+  const store = new S3ObjectStore({ client: fauxqs.s3, bucket: await fauxqs.createBucket() });
   return {
-    open: () =>
-      new ObjectStateStore({
-        store: new S3ObjectStore({ client: fauxqs.s3, bucket }),
-        compactAfter: 4,
-      }),
+    open: () => new ObjectStateStore({ store, compactAfter: 4 }),
+    inject: (mailbox, text) => injectDelta(store, mailbox, text),
     cleanup: async () => undefined,
   };
 });
@@ -151,6 +165,93 @@ for (const [name, makeBacking] of backings) {
       expect(await collect(backing.list("state/inbox/delta/"))).toEqual([]);
       expect(await backing.head("state/inbox/snapshot.json")).not.toBeNull();
       expect([...(await open(backing).load("inbox")).keys()].sort()).toEqual(expected);
+    });
+  });
+}
+
+for (const [name, makeBacking] of backings) {
+  describe(`ObjectStateStore damaged objects over ${name}`, () => {
+    let backing: ObjectStore;
+    const open = () => new ObjectStateStore({ store: backing, compactAfter: 3 });
+    const SNAPSHOT = "state/inbox/snapshot.json";
+    const load = async () => {
+      const warnings: string[] = [];
+      const state = await open().load("inbox", { onWarning: (m) => warnings.push(m) });
+      return { keys: [...state.keys()].sort(), warnings };
+    };
+    const text = async (key: string) => {
+      const body = await backing.get(key);
+      return body === null ? null : Buffer.concat(await collect<Buffer>(body)).toString("utf8");
+    };
+
+    beforeEach(async () => {
+      backing = await makeBacking();
+    });
+
+    it("replays the deltas past an unreadable snapshot, warns that its entries may be re-fetched, and keeps it aside", async () => {
+      const writer = open();
+      for (const uidl of ["s1", "s2", "s3", "s4"]) await writer.record("inbox", [entry(uidl)]);
+      await open().load("inbox"); // folds the four deltas into a snapshot
+      expect(await backing.head(SNAPSHOT)).not.toBeNull();
+      await backing.put(SNAPSHOT, Buffer.from('{"version":1,"upTo":"0'));
+      await writer.record("inbox", [entry("d1")]);
+
+      const first = await load();
+      expect(first.keys).toEqual(["d1"]);
+      expect(first.warnings[0]).toBe(
+        `state ${SNAPSHOT}: unreadable (not JSON), skipped; an unknown number of messages may be fetched again under the same ids, which consumers dedupe`,
+      );
+      expect(first.warnings[1]).toContain(
+        "set 1 unreadable object(s) aside under state/inbox/corrupt/",
+      );
+      const aside = await collect(backing.list("state/inbox/corrupt/"));
+      expect(aside).toEqual([expect.stringMatching(/^state\/inbox\/corrupt\/snapshot-\d+\.json$/)]);
+      expect(await text(aside[0] as string)).toBe('{"version":1,"upTo":"0');
+      expect(await collect(backing.list("state/inbox/delta/"))).toEqual([]);
+
+      await writer.record("inbox", [entry("d2")]);
+      expect(await load()).toEqual({ keys: ["d1", "d2"], warnings: [] });
+    });
+
+    it("keeps the readable entries and upTo of a partly damaged snapshot", async () => {
+      const writer = open();
+      await writer.record("inbox", [entry("folded")]);
+      const [folded] = await collect(backing.list("state/inbox/delta/"));
+      const upTo = (folded as string).slice("state/inbox/delta/".length, -".json".length);
+      const entries = [entry("a"), { ...entry("b"), uidl: 42 }, entry("c")];
+      await backing.put(SNAPSHOT, Buffer.from(JSON.stringify({ version: 1, upTo, entries })));
+      await writer.record("inbox", [entry("d1")]);
+
+      const first = await load();
+      // "folded" sits at or below upTo: a leftover of a compaction, not replayed.
+      expect(first.keys).toEqual(["a", "c", "d1"]);
+      expect(first.warnings[0]).toBe(
+        `state ${SNAPSHOT}: 1 of 3 recorded entries unreadable (entry 2: uidl is not a string), skipped; up to 1 message(s) may be fetched again under the same ids, which consumers dedupe`,
+      );
+      expect(await load()).toEqual({ keys: ["a", "c", "d1"], warnings: [] });
+    });
+
+    it("replays every delta when the snapshot's upTo is unreadable, and says why", async () => {
+      const writer = open();
+      await writer.record("inbox", [entry("x")]);
+      const entries = [entry("a")];
+      await backing.put(SNAPSHOT, Buffer.from(JSON.stringify({ version: 1, upTo: 7, entries })));
+      const first = await load();
+      expect(first.keys).toEqual(["a", "x"]);
+      expect(first.warnings[0]).toMatch(/^state state\/inbox\/snapshot.json: upTo is unreadable/);
+      expect(await load()).toEqual({ keys: ["a", "x"], warnings: [] });
+    });
+
+    it("copies an unreadable delta under corrupt/ with its own name before deleting it", async () => {
+      const writer = open();
+      await writer.record("inbox", [entry("a")]);
+      const key = await injectDelta(backing, "inbox", '{"op":"shred"}');
+      const first = await load();
+      expect(first.keys).toEqual(["a"]);
+      expect(first.warnings[0]).toContain(`state ${key}: unreadable (unknown operation), skipped`);
+      const aside = key.replace("/delta/", "/corrupt/");
+      expect(await text(aside)).toBe('{"op":"shred"}');
+      expect(await backing.head(key)).toBeNull();
     });
   });
 }

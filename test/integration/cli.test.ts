@@ -1,6 +1,6 @@
 /** The `mail-ingest` binary as a user runs it: real child processes, exit codes, output. */
 import { spawn } from "node:child_process";
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -142,6 +142,18 @@ describe("mail-ingest CLI", () => {
     expect(result.stdout).toMatch(/3 on server .* 3 new/);
     expect(result.stdout).toMatch(/capabilities: .*UIDL/);
     expect(await listFiles(path.join(dir, "data-check", "raw"))).toEqual([]);
+  });
+
+  it("check prints a warning for a damaged state line instead of failing the mailbox", async () => {
+    const file = await config("check-damaged", [good()]);
+    const log = path.join(dir, "data-check-damaged", "state", "good.jsonl");
+    await mkdir(path.dirname(log), { recursive: true });
+    await writeFile(log, "garbage\n");
+    const result = await run(["check", "--config", file], { env: { GOOD_PW: "good-pw" } });
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain(`warning: state ${log}:1: unreadable (not JSON), skipped`);
+    const again = await run(["check", "--config", file], { env: { GOOD_PW: "good-pw" } });
+    expect(again.stdout).not.toContain("warning");
   });
 
   it("poll --every keeps polling and exits 0 on SIGTERM after QUIT", async () => {
