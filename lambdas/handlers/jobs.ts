@@ -20,7 +20,16 @@ export interface PollJob {
   readonly tick: string;
   /** 1, 2, … for jobs a poller enqueued because a run stopped with mail left over. */
   readonly continuation?: number;
+  /**
+   * Ids of messages the previous run of this chain could not download before its deadline; one
+   * that stalls again is reported (see the poller).
+   */
+  readonly stalled?: readonly string[];
 }
+
+/** Stalled ids carried per job: enough to recognise a repeat, never a large job body. */
+export const MAX_STALLED_IDS = 20;
+const MESSAGE_ID = /^[0-9a-f]{32}$/;
 
 /** SendMessageBatch accepts at most 10 entries. */
 export const SQS_BATCH_ENTRIES = 10;
@@ -81,7 +90,7 @@ export function parseJob(body: string): PollJob {
     throw fail("body is not JSON");
   }
   if (!isRecord(json)) throw fail("body must be a JSON object");
-  const { mailboxId, tick, continuation } = json;
+  const { mailboxId, tick, continuation, stalled } = json;
   if (typeof mailboxId !== "string" || !MAILBOX_ID_PATTERN.test(mailboxId)) {
     throw fail("mailboxId is missing or invalid");
   }
@@ -91,7 +100,15 @@ export function parseJob(body: string): PollJob {
   if (typeof continuation !== "number" || !Number.isInteger(continuation) || continuation < 1) {
     throw fail("continuation must be a positive integer");
   }
-  return { mailboxId, tick, continuation };
+  if (stalled === undefined) return { mailboxId, tick, continuation };
+  if (
+    !Array.isArray(stalled) ||
+    stalled.length > MAX_STALLED_IDS ||
+    !stalled.every((id) => typeof id === "string" && MESSAGE_ID.test(id))
+  ) {
+    throw fail(`stalled must be at most ${MAX_STALLED_IDS} message ids`);
+  }
+  return { mailboxId, tick, continuation, stalled };
 }
 
 /** The one SQS call the handlers make; an `SQSClient` adapts with `(i) => client.send(new SendMessageBatchCommand(i))`. */

@@ -9,6 +9,8 @@
  * - `AUTH_FAILED` / `OAUTH_FAILED` / `INVALID_CREDENTIAL` → success with an error log and an
  *   `AuthFailures` metric: retrying a wrong password at once only risks a lockout, so the next
  *   tick retries (no retry storm) and the metric's alarm pages someone;
+ * - a message the deadline stopped in two consecutive runs of a chain (the continuation job
+ *   carries the ids) → a warning and a `DeadlineStalls` metric;
  * - anything else (connection, timeouts, `SYS_TEMP`, storage or queue failures) → a batch item
  *   failure, so SQS redelivers it and moves it to the DLQ after `maxReceiveCount`.
  */
@@ -34,7 +36,13 @@ import {
 } from "../errors.ts";
 import { runMailbox } from "../ingest/session.ts";
 import type { MailboxReport, SessionCredentials } from "../ingest/types.ts";
-import { type PollJob, parseJob, type SendMessageBatch, sendJobs } from "./jobs.ts";
+import {
+  MAX_STALLED_IDS,
+  type PollJob,
+  parseJob,
+  type SendMessageBatch,
+  sendJobs,
+} from "./jobs.ts";
 import {
   createConfigLoader,
   DEFAULT_SECRET_CACHE_SECONDS,
@@ -212,6 +220,16 @@ async function pollMailbox(deps: PollerDeps, job: PollJob, context: Context): Pr
   }
 
   logger.info("mailbox polled", summary);
+  // A message that hits the deadline twice in a row will likely never fit in one invocation: it
+  // would restart from zero every run while the mailbox looks merely slow. Say so, once per chain.
+  const stalledAgain = (report.stalled ?? []).filter((id) => job.stalled?.includes(id));
+  if (stalledAgain.length > 0) {
+    metrics.addMetric("DeadlineStalls", MetricUnit.Count, stalledAgain.length);
+    logger.warn(
+      "message(s) could not be downloaded before the deadline in two consecutive runs: raise the poller's timeout, or fetch them once with `mail-ingest poll`",
+      { ids: stalledAgain },
+    );
+  }
   if (report.remaining === 0) return;
   if (report.ingested + report.skipped === 0 && job.continuation !== undefined) {
     // A continuation that fetched nothing ends the chain: otherwise a deadline that never leaves
@@ -223,10 +241,12 @@ async function pollMailbox(deps: PollerDeps, job: PollJob, context: Context): Pr
     );
     return;
   }
+  const stalled = report.stalled?.slice(0, MAX_STALLED_IDS);
   const next: PollJob = {
     mailboxId: job.mailboxId,
     tick: job.tick,
     continuation: (job.continuation ?? 0) + 1,
+    ...(stalled && stalled.length > 0 ? { stalled } : {}),
   };
   await sendJobs(deps.sendMessageBatch, deps.jobsQueueUrl, [next]);
   metrics.addMetric("Continuations", MetricUnit.Count, 1);
