@@ -149,6 +149,7 @@ class MailboxSession {
     const plan = planSession(listed, state, mailbox.delete, mailbox, this.now());
     this.report.listed = listed.length;
     this.report.new = plan.newCount;
+    this.report.listingComplete = true;
     this.reportPlanWarnings(plan);
 
     const fetch = plan.uidlReset ? await this.dedupeAfterReset(plan, state) : plan.fetch;
