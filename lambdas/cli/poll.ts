@@ -8,6 +8,7 @@ import { loadSelection, parse, parseDuration } from "./args.ts";
 import { cliCredentials } from "./credentials.ts";
 import { type CliIo, EXIT_MAILBOX_FAILED, EXIT_OK } from "./main.ts";
 import { pollAll } from "./poll-all.ts";
+import { preflight } from "./preflight.ts";
 import { formatBytes, ProgressView } from "./progress.ts";
 
 export async function pollCommand(args: readonly string[], io: CliIo): Promise<number> {
@@ -19,6 +20,7 @@ export async function pollCommand(args: readonly string[], io: CliIo): Promise<n
   });
   const intervalMs = values.every === undefined ? undefined : parseDuration(values.every);
   const { config, mailboxes } = await loadSelection(values.config, values.mailbox);
+  await preflight(config, mailboxes, io.env);
   const json = values.json === true;
   const log = stderrLogger(io);
   // Built once, so a daemon keeps its directory cache and cached OAuth2 tokens between passes.
