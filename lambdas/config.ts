@@ -6,6 +6,7 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { ErrorCode, MailIngestError } from "./errors.ts";
+import { describePosition, parseJsonOrPosition } from "./json-position.ts";
 import type { AuthMethod, TlsMode } from "./pop3/index.ts";
 
 export interface FsStorageConfig {
@@ -277,8 +278,11 @@ async function parseMailbox(value: unknown, at: string, baseDir: string): Promis
   if (!isObject(value)) throw new ConfigError(at, "must be an object");
   const f = new Fields(value, at);
   const tls = f.oneOf("tls", TLS_MODES, "implicit");
+  const id = f.string("id", { pattern: MAILBOX_ID_PATTERN });
+  // The id is a path segment of fs storage and state keys: "." and ".." would name a directory.
+  if (id === "." || id === "..") throw new ConfigError(`${at}.id`, 'must not be "." or ".."');
   const mailbox: MailboxConfig = {
-    id: f.string("id", { pattern: MAILBOX_ID_PATTERN }),
+    id,
     host: f.string("host"),
     tls,
     port: f.integer("port", { min: 1, max: 65_535, fallback: tls === "implicit" ? 995 : 110 }),
@@ -348,13 +352,12 @@ export async function loadConfigFile(file: string): Promise<AppConfig> {
   } catch (err) {
     throw new ConfigError("(file)", `cannot read ${file}: ${(err as Error).message}`);
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new ConfigError("(file)", `${file} is not valid JSON: ${(err as Error).message}`);
+  // The parser's own message quotes the config around the fault, which may be a password.
+  const parsed = parseJsonOrPosition(text);
+  if (!parsed.ok) {
+    throw new ConfigError("(file)", `${file} is not valid JSON: ${describePosition(parsed.at)}`);
   }
-  return parseConfig(json, path.dirname(path.resolve(file)));
+  return parseConfig(parsed.value, path.dirname(path.resolve(file)));
 }
 
 /** Resolves `{secretId}` sources; the Lambda supplies one backed by Secrets Manager. */

@@ -59,8 +59,64 @@ export function isMailIngestError(err: unknown, ...codes: ErrorCode[]): err is M
   return err instanceof MailIngestError && (codes.length === 0 || codes.includes(err.code));
 }
 
-/** A one-line description of any thrown value, for reports and logs. Never includes stacks. */
+/** Causes followed by {@link describeError}; real chains are 2–4 deep, this only stops cycles and runaway wrapping. */
+const MAX_CAUSE_DEPTH = 8;
+
+/**
+ * A one-line description of any thrown value and its `cause` chain, for reports and logs:
+ * `S3 failed to get state/a/snapshot.json: NoSuchBucket: The specified bucket does not exist`.
+ * A segment already contained in the text so far (a wrapper that quoted its cause) is said once.
+ * Never includes stacks.
+ */
 export function describeError(err: unknown): string {
-  if (err instanceof Error) return err.message;
-  return String(err);
+  let text = "";
+  const seen = new Set<unknown>();
+  let current: unknown = err;
+  for (let depth = 0; depth < MAX_CAUSE_DEPTH; depth += 1) {
+    if (current === undefined || current === null || seen.has(current)) break;
+    seen.add(current);
+    const segment = describeOne(current);
+    if (segment !== "" && !text.includes(segment))
+      text = text === "" ? segment : `${text}: ${segment}`;
+    current = current instanceof Error ? current.cause : undefined;
+  }
+  return text;
+}
+
+/** One error, without its cause. */
+function describeOne(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  // JSON.parse messages quote the text around the fault, which may be a password or a token.
+  if (err instanceof SyntaxError) return "SyntaxError";
+  // Happy-eyeballs connects (Node ≥ 20) fail with an AggregateError whose own message is empty.
+  if (err.message === "" && err instanceof AggregateError) {
+    const parts = [...new Set(err.errors.map(describeOne))].filter((p) => p !== "");
+    if (parts.length > 0) return parts.join("; ");
+  }
+  const message = err.message;
+  if (isServiceError(err)) {
+    // AWS SDK service exceptions: the name is the service's error code (NoSuchBucket,
+    // QueueDoesNotExist), the one word an operator searches for. A bodyless response (HEAD)
+    // has the message "UnknownError", which says nothing that the HTTP status does not.
+    const status = httpStatus(err);
+    const detail =
+      message === "" || message === "UnknownError" ? (status ? `HTTP ${status}` : "") : message;
+    if (detail === "" || detail.startsWith(err.name)) return detail || err.name;
+    return `${err.name}: ${detail}`;
+  }
+  // Node system errors already carry their code: "connect ECONNREFUSED 127.0.0.1:4566",
+  // "ENOSPC: no space left on device, write".
+  if (message !== "") return message;
+  const code = (err as NodeJS.ErrnoException).code;
+  return typeof code === "string" ? code : err.name;
+}
+
+function isServiceError(err: Error): boolean {
+  return "$fault" in err && "$metadata" in err && err.name !== "Error";
+}
+
+function httpStatus(err: Error): number | undefined {
+  const meta: unknown = (err as { $metadata?: unknown }).$metadata;
+  if (typeof meta !== "object" || meta === null || !("httpStatusCode" in meta)) return undefined;
+  return typeof meta.httpStatusCode === "number" ? meta.httpStatusCode : undefined;
 }

@@ -60,7 +60,14 @@ export class EventBridgeFanout implements MessageQueue {
   private async put(events: PutEventsRequestEntry[]): Promise<void> {
     let pending = events;
     for (let attempt = 1; pending.length > 0; attempt++) {
-      const out = await this.options.client.send(new PutEventsCommand({ Entries: pending }));
+      const out = await this.options.client
+        .send(new PutEventsCommand({ Entries: pending }))
+        .catch((err: unknown) => {
+          // Say which step failed; the SDK error (ResourceNotFoundException, …) becomes the cause.
+          throw new MailIngestError(ErrorCode.QUEUE_FAILED, "EventBridge PutEvents failed", {
+            cause: err,
+          });
+        });
       if (!out.FailedEntryCount) return;
       const failed = pending.filter((_, i) => out.Entries?.[i]?.ErrorCode !== undefined);
       if (attempt >= MAX_ATTEMPTS) {

@@ -6,6 +6,7 @@ import type { MailboxConfig, SecretIdResolver } from "../config.ts";
 import { resolveSecret } from "../config.ts";
 import { ErrorCode, MailIngestError } from "../errors.ts";
 import type { SessionCredentials } from "../ingest/types.ts";
+import { describePosition, parseJsonOrPosition } from "../json-position.ts";
 import type { OAuthSecret, TokenProvider } from "./oauth.ts";
 
 /** What a secret string can hold. */
@@ -19,21 +20,26 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
+/** Field names that make a `{`-text unmistakably meant as JSON rather than a password. */
+const SECRET_JSON_FIELDS = /"(?:password|refreshToken|clientId|tokenUrl)"\s*:/;
+
 /**
  * Reads a secret string: JSON `{password}`, OAuth JSON `{clientId, clientSecret?, refreshToken,
  * tokenUrl, scope?}`, or else the plain password. A password that merely looks like JSON (say
  * `{x`) stays a password; a JSON object with neither shape is an error rather than a password,
- * because it is almost certainly a malformed OAuth secret.
+ * because it is almost certainly a malformed OAuth secret. So is broken JSON that names one of
+ * those fields: sent as a password it would hand a refresh token to the POP3 server. Its error
+ * gives the line and column, never the parser's message, which quotes the secret.
  */
 export function parseSecretString(mailboxId: string, text: string): ParsedSecret {
   const fail = (problem: string) =>
     new MailIngestError(ErrorCode.SECRET_UNRESOLVED, `mailbox ${mailboxId}: secret ${problem}`);
   let json: unknown;
   if (text.trimStart().startsWith("{")) {
-    try {
-      json = JSON.parse(text);
-    } catch {
-      json = undefined;
+    const parsed = parseJsonOrPosition(text);
+    if (parsed.ok) json = parsed.value;
+    else if (SECRET_JSON_FIELDS.test(text)) {
+      throw fail(`is not valid JSON: ${describePosition(parsed.at)}`);
     }
   }
   if (!isRecord(json)) return { kind: "password", password: text };

@@ -12,6 +12,7 @@ import type { StateStore } from "../ports.ts";
 import { loadSelection, parse } from "./args.ts";
 import { cliCredentials } from "./credentials.ts";
 import { type CliIo, EXIT_MAILBOX_FAILED, EXIT_OK } from "./main.ts";
+import { preflight } from "./preflight.ts";
 import { formatBytes } from "./progress.ts";
 
 export async function checkCommand(args: readonly string[], io: CliIo): Promise<number> {
@@ -20,6 +21,7 @@ export async function checkCommand(args: readonly string[], io: CliIo): Promise<
     mailbox: { type: "string", short: "m" },
   });
   const { config, mailboxes } = await loadSelection(values.config, values.mailbox);
+  await preflight(config, mailboxes, io.env);
   const { state } = await createAdapters(config.storage, config.queue);
   const credentials = await cliCredentials(mailboxes, io.env, (message) =>
     io.stderr.write(`mail-ingest warning: ${message}\n`),

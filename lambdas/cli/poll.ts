@@ -8,6 +8,7 @@ import { loadSelection, parse, parseDuration } from "./args.ts";
 import { cliCredentials } from "./credentials.ts";
 import { type CliIo, EXIT_MAILBOX_FAILED, EXIT_OK } from "./main.ts";
 import { pollAll } from "./poll-all.ts";
+import { preflight } from "./preflight.ts";
 import { formatBytes, ProgressView } from "./progress.ts";
 
 export async function pollCommand(args: readonly string[], io: CliIo): Promise<number> {
@@ -19,6 +20,7 @@ export async function pollCommand(args: readonly string[], io: CliIo): Promise<n
   });
   const intervalMs = values.every === undefined ? undefined : parseDuration(values.every);
   const { config, mailboxes } = await loadSelection(values.config, values.mailbox);
+  await preflight(config, mailboxes, io.env);
   const json = values.json === true;
   const log = stderrLogger(io);
   // Built once, so a daemon keeps its directory cache and cached OAuth2 tokens between passes.
@@ -82,26 +84,34 @@ async function pollPass(
   return reports;
 }
 
-/** The `--json` shape documented in the README. */
+/**
+ * The `--json` shape documented in the README. A session that failed before it could list the
+ * mailbox has `null` counts of what is on the server: unknown, which a 0 would misstate.
+ */
 function toJson(r: MailboxReport) {
-  const { id, listed, ingested, skipped, failed, deleted, bytes, durationMs, remaining, error } = r;
+  const { id, ingested, skipped, failed, deleted, bytes, durationMs, error } = r;
+  const known = r.listingComplete === true;
   return {
     id,
-    listed,
-    new: r.new,
+    listed: known ? r.listed : null,
+    new: known ? r.new : null,
     ingested,
     skipped,
     failed,
     deleted,
     bytes,
     durationMs,
-    remaining,
+    remaining: known ? r.remaining : null,
     warnings: r.warnings,
     ...(error ? { error, errorCode: r.errorCode } : {}),
   };
 }
 
 export function summaryLine(r: MailboxReport): string {
+  if (r.error !== undefined && r.listingComplete !== true) {
+    // Nothing was listed, so no count would be true: say so instead of "0 new of 0 listed".
+    return `${r.id}: failed before listing the mailbox, ${(r.durationMs / 1000).toFixed(1)}s\n  ERROR ${r.error}`;
+  }
   const head = `${r.id}: ${r.ingested} ingested (${formatBytes(r.bytes)}), ${r.new} new of ${r.listed} listed, ${r.skipped} skipped, ${r.failed} failed, ${r.deleted} deleted, ${r.remaining} left for later, ${(r.durationMs / 1000).toFixed(1)}s`;
   return r.error ? `${head}\n  ERROR ${r.error}` : head;
 }

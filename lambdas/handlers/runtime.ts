@@ -9,6 +9,7 @@ import type { AppConfig } from "../config.ts";
 import { parseConfig } from "../config.ts";
 import { describeError, ErrorCode, MailIngestError } from "../errors.ts";
 import type { SessionLogger } from "../ingest/types.ts";
+import { describePosition, parseJsonOrPosition } from "../json-position.ts";
 
 /** Memoises a factory: the first call builds, later calls reuse (one per Lambda container). */
 export function lazy<T>(build: () => T): () => T {
@@ -66,15 +67,17 @@ export const ConfigSourceEnv = {
 const readUtf8: ReadConfigFile = (file) => readFile(file, "utf8");
 
 /**
- * Parses config JSON. No `cause`: `JSON.parse` messages quote their input, and a config managed
- * outside CDK may hold a plain password.
+ * Parses config JSON. The error gives the fault's line and column, never the parser's message or
+ * a `cause`: `JSON.parse` messages quote their input, and a config managed outside CDK may hold a
+ * plain password.
  */
 function parseJson(text: string, what: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new MailIngestError(ErrorCode.CONFIG_INVALID, `${what} is not valid JSON`);
-  }
+  const parsed = parseJsonOrPosition(text);
+  if (parsed.ok) return parsed.value;
+  throw new MailIngestError(
+    ErrorCode.CONFIG_INVALID,
+    `${what} is not valid JSON: ${describePosition(parsed.at)}`,
+  );
 }
 
 /**
@@ -188,7 +191,8 @@ export function createConfigLoader(
     }
     if (last?.text !== text) {
       const source = text;
-      const config = Promise.resolve().then(() => parseConfig(parseJson(source, "mailbox config")));
+      const what = parameter ? `config parameter ${parameter}` : ConfigSourceEnv.inline;
+      const config = Promise.resolve().then(() => parseConfig(parseJson(source, what)));
       // A failed parse is not cached: the next invocation re-reads (the operator may fix it).
       config.catch(() => {
         if (last?.config === config) last = undefined;

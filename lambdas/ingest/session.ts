@@ -181,6 +181,7 @@ class MailboxSession {
     const plan = planSession(listed, state, mailbox.delete, mailbox, this.now());
     this.report.listed = listed.length;
     this.report.new = plan.newCount;
+    this.report.listingComplete = true;
     this.reportPlanWarnings(plan);
 
     if (plan.uidlReset) this.knownSha = new Map([...state.values()].map((e) => [e.sha256, e]));

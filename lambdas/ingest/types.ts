@@ -58,6 +58,12 @@ export interface SessionOptions {
 
 export interface MailboxReport {
   readonly id: string;
+  /**
+   * True once the server's listing and the mailbox's state were both read. Until then `listed`,
+   * `new` and `remaining` are unknown, not zero: a session that failed before it (login, a
+   * missing bucket) must not read as an empty mailbox.
+   */
+  listingComplete?: boolean;
   /** Messages on the server (LIST). */
   listed: number;
   /** Messages not yet ingested according to the UIDL state. */

@@ -160,14 +160,14 @@ describeDovecot("Lambda handlers against Dovecot and fauxqs", () => {
     });
   }
 
-  function poller() {
+  function poller(bucketStore: S3ObjectStore = store) {
     return createPoller({
       loadConfig: createConfigLoader({ MAIL_INGEST_CONFIG: configJson }, async () => undefined),
       // What createAdapters builds for `{type: "s3"}` + `{type: "sqs"}`, with fauxqs's clients.
       adapters: () => ({
-        store,
+        store: bucketStore,
         queue: new SqsQueue({ client: fauxqs.sqs, queueUrl: outputQueue }),
-        state: new ObjectStateStore({ store, prefix: "state/" }),
+        state: new ObjectStateStore({ store: bucketStore, prefix: "state/" }),
       }),
       sendMessageBatch: sendToJobs,
       jobsQueueUrl: jobsQueue,
@@ -270,5 +270,28 @@ describeDovecot("Lambda handlers against Dovecot and fauxqs", () => {
     expect(await rawKeys("lam")).toHaveLength(7);
     const failure = output.logs().find((l) => l.mailbox === "dead" && l.level === "ERROR");
     expect(failure?.code).toBe("CONNECT_FAILED");
+  });
+
+  it("logs the cause chain of a failed session: a missing bucket names NoSuchBucket", async () => {
+    output = captureOutput();
+    await dispatcher()({ scheduledTime: "2024-05-01T10:20:00Z" });
+    const job = jobFor(await fauxqs.receiveAll(jobsQueue), "lam");
+    const missing = new S3ObjectStore({ client: fauxqs.s3, bucket: "no-such-bucket", prefix: "" });
+    const result = await poller(missing)(
+      sqsEvent([job]),
+      lambdaContext(() => 300_000),
+    );
+    expect(result).toEqual({ batchItemFailures: [{ itemIdentifier: job.MessageId }] });
+    const errors = output.logs().filter((l) => l.mailbox === "lam" && l.level === "ERROR");
+    expect(errors.map((l) => l.message)).toEqual([
+      "mailbox session failed",
+      "poll job failed; SQS will redeliver it",
+    ]);
+    for (const line of errors) {
+      expect(line.error).toContain(
+        "S3 failed to get state/lam/snapshot.json: NoSuchBucket: The specified bucket does not exist",
+      );
+    }
+    expect(output.lines.join("\n")).not.toContain("pw-lam-SECRET");
   });
 });

@@ -9,7 +9,7 @@ import {
   parseConfig,
   resolveSecret,
 } from "../../lambdas/config.ts";
-import { ErrorCode } from "../../lambdas/errors.ts";
+import { describeError, ErrorCode } from "../../lambdas/errors.ts";
 
 const mailbox = {
   id: "support",
@@ -63,6 +63,9 @@ describe("parseConfig", () => {
   it.each([
     [{ mailboxes: [] }, "mailboxes"],
     [{ mailboxes: [{ ...mailbox, id: "../etc" }] }, "mailboxes[0].id"],
+    // Both match [A-Za-z0-9._-]+ but name directories when used as a path segment.
+    [{ mailboxes: [{ ...mailbox, id: "." }] }, "mailboxes[0].id"],
+    [{ mailboxes: [mailbox, { ...mailbox, id: ".." }] }, "mailboxes[1].id"],
     [{ mailboxes: [{ ...mailbox, port: 70000 }] }, "mailboxes[0].port"],
     [{ mailboxes: [{ ...mailbox, tls: "ssl" }] }, "mailboxes[0].tls"],
     [{ mailboxes: [{ ...mailbox, auth: "kerberos" }] }, "mailboxes[0].auth"],
@@ -86,6 +89,19 @@ describe("parseConfig", () => {
     await writeFile(file, "{ not json");
     await expect(loadConfigFile(file)).rejects.toThrow(/bad\.json is not valid JSON/);
   });
+
+  it("gives the line and column of a JSON syntax error and never quotes the config", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "mi-config-"));
+    const file = path.join(dir, "pw.json");
+    // An unquoted password: Node's parser message would quote `"password":Hunter2`.
+    await writeFile(file, '{\n  "mailboxes": [\n    {"id": "a", "password":Hunter2}\n  ]\n}\n');
+    const err: unknown = await loadConfigFile(file).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as Error).message).toBe(
+      `config: (file): ${file} is not valid JSON: line 3, column 28`,
+    );
+    expect(JSON.stringify(err, Object.getOwnPropertyNames(err))).not.toContain("Hunter2");
+  });
 });
 
 describe("resolveSecret", () => {
@@ -107,5 +123,22 @@ describe("resolveSecret", () => {
     const err = await resolveSecret("support", { env: "NOPE" }, { env: {} }).catch((e) => e);
     expect(err.code).toBe(ErrorCode.SECRET_UNRESOLVED);
     expect(err.message).toBe("mailbox support: environment variable NOPE is not set");
+  });
+
+  it("names the mailbox, the secret id and the lookup's cause when a secretId fails", async () => {
+    const lookup = async () => {
+      throw new Error(
+        "ResourceNotFoundException: Secrets Manager can't find the specified secret.",
+      );
+    };
+    const err = await resolveSecret(
+      "support",
+      { secretId: "mail/support" },
+      { secretId: lookup },
+    ).catch((e) => e);
+    expect(err.code).toBe(ErrorCode.SECRET_UNRESOLVED);
+    expect(describeError(err)).toBe(
+      "mailbox support: cannot read secret mail/support: ResourceNotFoundException: Secrets Manager can't find the specified secret.",
+    );
   });
 });

@@ -1,9 +1,10 @@
+import { ResourceNotFoundException } from "@aws-sdk/client-eventbridge";
 import { describe, expect, it } from "vitest";
 import {
   EventBridgeFanout,
   MAX_EVENT_BYTES,
 } from "../../../lambdas/adapters/eventbridge-fanout.ts";
-import { ErrorCode } from "../../../lambdas/errors.ts";
+import { describeError, ErrorCode } from "../../../lambdas/errors.ts";
 import type { MessageQueue, QueueEntry } from "../../../lambdas/ports.ts";
 import { mockEventBridge } from "./mock-aws.ts";
 
@@ -95,6 +96,26 @@ describe("EventBridgeFanout", () => {
       .catch((e) => e);
     expect(err.code).toBe(ErrorCode.QUEUE_FAILED);
     expect(always.calls).toHaveLength(3);
+  });
+
+  it("wraps a failed PutEvents request as QUEUE_FAILED with the SDK error as its cause", async () => {
+    const { client } = mockEventBridge(() => {
+      throw new ResourceNotFoundException({
+        message: "Event bus bus does not exist.",
+        $metadata: { httpStatusCode: 400 },
+      });
+    });
+    const err = await new EventBridgeFanout({
+      queue: recordingQueue(),
+      client,
+      eventBusName: "bus",
+    })
+      .send([entry(0)])
+      .catch((e) => e);
+    expect(err.code).toBe(ErrorCode.QUEUE_FAILED);
+    expect(describeError(err)).toBe(
+      "EventBridge PutEvents failed: ResourceNotFoundException: Event bus bus does not exist.",
+    );
   });
 
   it("publishes nothing when the queue send fails", async () => {

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { FsObjectStore } from "../../../lambdas/adapters/fs-store.ts";
-import { ErrorCode, isMailIngestError } from "../../../lambdas/errors.ts";
+import { describeError, ErrorCode, isMailIngestError } from "../../../lambdas/errors.ts";
 
 async function collect(items: AsyncIterable<string>): Promise<string[]> {
   const out: string[] = [];
@@ -91,8 +91,11 @@ describe("FsObjectStore", () => {
     await store.put("file", Buffer.from("x"));
     // "file" is a regular file, so "file/child" cannot exist: ENOTDIR means absent.
     expect(await store.head("file/child")).toBeNull();
-    await expect(store.put("file/child", Buffer.from("y"))).rejects.toMatchObject({
-      code: ErrorCode.STORE_FAILED,
-    });
+    const err = await store.put("file/child", Buffer.from("y")).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: ErrorCode.STORE_FAILED });
+    // The report shows the system error under the wrapper, not just "Failed to …".
+    expect(describeError(err)).toMatch(
+      /^Failed to write file\/child: EEXIST: file already exists, mkdir /,
+    );
   });
 });

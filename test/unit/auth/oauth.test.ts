@@ -7,7 +7,7 @@ import {
   type RefreshTokenRotation,
   TokenProvider,
 } from "../../../lambdas/auth/oauth.ts";
-import { ErrorCode, MailIngestError } from "../../../lambdas/errors.ts";
+import { describeError, ErrorCode, MailIngestError } from "../../../lambdas/errors.ts";
 
 /** What the token endpoint received, per request. */
 interface TokenRequest {
@@ -296,5 +296,10 @@ describe("TokenProvider", () => {
       .catch((e: unknown) => e);
     expect((err as MailIngestError).code).toBe(ErrorCode.CONNECT_FAILED);
     expect((err as Error).message).not.toContain(REFRESH);
+    // What reports and logs print: fetch's cause chain down to the refused socket, still no secret.
+    const described = describeError(err);
+    expect(described).toContain(`fetch failed: connect ECONNREFUSED 127.0.0.1:${port}`);
+    expect(described).not.toContain(REFRESH);
+    expect(described).not.toContain(CLIENT_SECRET);
   });
 });

@@ -89,6 +89,22 @@ describe("parseSecretString", () => {
     expect((err as Error).message).not.toContain("rt-SECRET");
   });
 
+  it("rejects broken OAuth2 JSON with its line and column, never sending or echoing it", () => {
+    // A trailing comma: before, this was taken for a password and sent to the POP3 server.
+    const text = `${JSON.stringify(OAUTH).slice(0, -1)},\n}`;
+    const err = (() => {
+      try {
+        return parseSecretString("m", text);
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(err).toBeInstanceOf(MailIngestError);
+    expect((err as MailIngestError).code).toBe(ErrorCode.SECRET_UNRESOLVED);
+    expect((err as Error).message).toBe("mailbox m: secret is not valid JSON: line 2, column 1");
+    expect(JSON.stringify(err, Object.getOwnPropertyNames(err))).not.toContain("rt-SECRET");
+  });
+
   it("rejects a JSON object that is neither shape", () => {
     expect(() => parseSecretString("m", '{"user":"x"}')).toThrow(/password/);
   });

@@ -100,10 +100,29 @@ describe("config file (MAIL_INGEST_CONFIG_FILE)", () => {
     const err: unknown = await load().catch((e: unknown) => e);
     expect(err).toMatchObject({
       code: ErrorCode.CONFIG_INVALID,
-      message: `config file ${path.join(root, "config.json")} is not valid JSON`,
+      message: `config file ${path.join(root, "config.json")} is not valid JSON: unexpected end of input at line 1, column 38`,
     });
     expect(JSON.stringify(err, Object.getOwnPropertyNames(err))).not.toContain("hunter2");
   });
+
+  it.each([
+    ["MAIL_INGEST_CONFIG", "MAIL_INGEST_CONFIG"],
+    ["MAIL_INGEST_CONFIG_PARAMETER", "config parameter /mail-ingest/config"],
+  ])(
+    "gives the line and column of a syntax error in %s, never the parser's quote",
+    async (name, what) => {
+      // Node's parser message for this text is `Unexpected token 'h', ..."password":hunter2}]}"...`.
+      const text = '{"mailboxes": [\n{"id": "a", "password":hunter2}]}';
+      const env = { [name]: name === "MAIL_INGEST_CONFIG" ? text : "/mail-ingest/config" };
+      const load = createConfigLoader(env, async () => text);
+      const err: unknown = await load().catch((e: unknown) => e);
+      expect(err).toMatchObject({
+        code: ErrorCode.CONFIG_INVALID,
+        message: `${what} is not valid JSON: line 2, column 24`,
+      });
+      expect(JSON.stringify(err, Object.getOwnPropertyNames(err))).not.toContain("hunter2");
+    },
+  );
 
   it("names the file and the invalid field when the schema rejects the config", async () => {
     const root = taskDir("invalid");
