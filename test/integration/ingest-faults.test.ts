@@ -29,8 +29,9 @@ let disk: Tmpfs | undefined;
 
 afterEach(async () => {
   await server?.close();
-  await world?.cleanup();
+  // Unmount first: the world's data dir may be the mount point itself.
   await disk?.unmount();
+  await world?.cleanup();
   server = undefined;
   world = undefined;
   disk = undefined;

@@ -224,6 +224,36 @@ describe("poller", () => {
     expect(metric(h, "alpha", "Continuations")).toBe(1);
   });
 
+  it("carries the ids the deadline stalled into the continuation, and stays quiet about a first stall", async () => {
+    const stalled = ["a".repeat(32)];
+    const h = harness((m) => report(m.id, { ingested: 3, remaining: 40, stalled }));
+    await createPoller(h.deps)(event(sqsRecord({ mailboxId: "alpha", tick: TICK })), ctx);
+    const body = JSON.parse(h.sent.flatMap((c) => c.Entries ?? [])[0]?.MessageBody ?? "");
+    expect(body).toEqual({ mailboxId: "alpha", tick: TICK, continuation: 1, stalled });
+    expect(metric(h, "alpha", "DeadlineStalls")).toBeUndefined();
+  });
+
+  it("warns and counts DeadlineStalls when a message hits the deadline in two consecutive runs", async () => {
+    const again = "b".repeat(32);
+    const h = harness((m) =>
+      report(m.id, { ingested: 2, remaining: 1, stalled: [again, "c".repeat(32)] }),
+    );
+    await createPoller(h.deps)(
+      event(
+        sqsRecord({
+          mailboxId: "alpha",
+          tick: TICK,
+          continuation: 1,
+          stalled: [again, "d".repeat(32)],
+        }),
+      ),
+      ctx,
+    );
+    expect(metric(h, "alpha", "DeadlineStalls")).toBe(1);
+    const warning = h.output.logs().find((l) => /two consecutive runs/.test(String(l.message)));
+    expect(warning).toMatchObject({ level: "WARN", ids: [again] });
+  });
+
   it("enqueues nothing when the mailbox is drained", async () => {
     const h = harness((m) => report(m.id));
     await createPoller(h.deps)(event(sqsRecord({ mailboxId: "alpha", tick: TICK })), ctx);
@@ -360,10 +390,18 @@ describe("poller", () => {
       event(
         sqsRecord("{not json", "bad-1"),
         sqsRecord({ mailboxId: "gone", tick: TICK }, "gone-1"),
+        // Stalled ids become log fields: only message ids (32 hex) are accepted.
+        sqsRecord(
+          JSON.stringify({ mailboxId: "beta", tick: TICK, continuation: 1, stalled: ["../x"] }),
+          "bad-2",
+        ),
       ),
       ctx,
     );
-    expect(result.batchItemFailures).toEqual([{ itemIdentifier: "bad-1" }]);
+    expect(result.batchItemFailures).toEqual([
+      { itemIdentifier: "bad-1" },
+      { itemIdentifier: "bad-2" },
+    ]);
     expect(h.sessions).toEqual([]);
   });
 
