@@ -15,8 +15,8 @@ import { corpusMessages } from "./corpus.ts";
 
 export type MaildropTls = "implicit" | "none";
 
-/** The two maildrops: the corpus, and the one for the big-message case. */
-export const USERS = ["bench", "big"] as const;
+/** The maildrops: the corpus, the big-message case, and the long-backlog memory case. */
+export const USERS = ["bench", "big", "backlog"] as const;
 export type BenchUser = (typeof USERS)[number];
 
 export interface Delivered {

@@ -5,7 +5,8 @@
  *   npm run bench                      full ingest + incremental + big message + Lambda figures
  *   npm run bench -- --quick           300 messages, 1 run, no big message (smoke)
  *   npm run bench -- --full --messages 1000 --runs 5
- *   npm run bench -- --incremental | --big | --lambda
+ *   npm run bench -- --incremental | --big | --lambda | --backlog
+ *   npm run bench -- --backlog-messages 30000   the long-backlog drain (peak RSS vs its goal)
  *   npm run bench -- --profile         adds one CPU-profiled mail-ingest (fs) run
  *   npm run bench -- --tls none        plain POP3 instead of implicit TLS (port 995 style)
  *   npm run bench -- --latency 20      every client talks to the server over a 20 ms RTT relay
@@ -47,9 +48,12 @@ const BIG_ATTACHMENTS = 2;
 /** Issue 5 goals. */
 const GOAL_BIG_RSS_BYTES = 256 * MiB;
 const GOAL_INCREMENTAL_MS = 1_000;
+/** A long backlog drained in one run: memory must stay bounded by the session's windows. */
+const BACKLOG_MESSAGES = 30_000;
+const GOAL_BACKLOG_RSS_BYTES = 200 * MiB;
 const LAMBDA_IMPORT_SAMPLES = 7;
 
-type Case = "full" | "incremental" | "big" | "lambda";
+type Case = "full" | "incremental" | "big" | "lambda" | "backlog";
 
 interface Options {
   readonly messages: number;
@@ -60,6 +64,7 @@ interface Options {
   readonly profile: boolean;
   readonly s3: boolean;
   readonly bigBytes: number;
+  readonly backlogMessages: number;
   /** Round-trip time added between every client and the server, ms (0: plain loopback). */
   readonly latencyMs: number;
 }
@@ -75,6 +80,8 @@ function parseOptions(argv: readonly string[]): Options {
       incremental: { type: "boolean", default: false },
       big: { type: "boolean", default: false },
       lambda: { type: "boolean", default: false },
+      backlog: { type: "boolean", default: false },
+      "backlog-messages": { type: "string" },
       profile: { type: "boolean", default: false },
       tls: { type: "string", default: "implicit" },
       "test-server": { type: "boolean", default: false },
@@ -92,13 +99,15 @@ function parseOptions(argv: readonly string[]): Options {
   if (values.tls !== "implicit" && values.tls !== "none") {
     throw new Error("--tls must be implicit or none");
   }
-  const chosen = (["full", "incremental", "big", "lambda"] as const).filter((c) => values[c]);
+  const chosen = (["full", "incremental", "big", "lambda", "backlog"] as const).filter(
+    (c) => values[c],
+  );
   const cases = new Set<Case>(
     chosen.length > 0
       ? chosen
       : values.quick
         ? ["full", "incremental", "lambda"]
-        : ["full", "incremental", "big", "lambda"],
+        : ["full", "incremental", "big", "backlog", "lambda"],
   );
   return {
     messages: positive(values.messages, values.quick ? 300 : 3000, "messages"),
@@ -109,6 +118,7 @@ function parseOptions(argv: readonly string[]): Options {
     profile: values.profile === true,
     s3: values["no-s3"] !== true,
     bigBytes: positive(values["big-bytes"], BIG_TOTAL_BYTES, "big-bytes"),
+    backlogMessages: positive(values["backlog-messages"], BACKLOG_MESSAGES, "backlog-messages"),
     latencyMs: values.latency === undefined ? 0 : positive(values.latency, 0, "latency"),
   };
 }
@@ -375,6 +385,53 @@ async function bigCase(
   return { rows: [{ messageBytes: big.bytes, sha256: big.sha256 }, ...rows], text };
 }
 
+/**
+ * One drain of a long backlog per client. Memory must be bounded by the session's prefetch and
+ * commit windows, never by the mailbox: the goal is a flat peak RSS however many messages there are.
+ */
+async function backlogCase(
+  clients: readonly Client[],
+  messages: number,
+): Promise<{ rows: object[]; text: string }> {
+  const rows: object[] = [];
+  const cells: string[][] = [];
+  for (const client of clients) {
+    await client.reset();
+    const sample = await timed(client, messages);
+    const isOurs = client.name.startsWith("mail-ingest");
+    const meets = isOurs ? sample.peakRssBytes <= GOAL_BACKLOG_RSS_BYTES : null;
+    rows.push({
+      client: client.name,
+      messages,
+      wallS: sample.wallMs / 1000,
+      messagesPerS: messages / (sample.wallMs / 1000),
+      peakRssMiB: sample.peakRssBytes / MiB,
+      meetsRssGoal: meets,
+    });
+    cells.push([
+      client.name,
+      secs(sample.wallMs),
+      (messages / (sample.wallMs / 1000)).toFixed(0),
+      mib(sample.peakRssBytes),
+      meets === null ? "" : meets ? "met" : "MISSED",
+    ]);
+    console.log(
+      `  ${client.name.padEnd(15)} ${secs(sample.wallMs)} s  ${mib(sample.peakRssBytes)} MiB`,
+    );
+  }
+  const text = table(
+    [
+      "client",
+      "wall s",
+      "messages/s",
+      "peak RSS MiB",
+      `goal <= ${GOAL_BACKLOG_RSS_BYTES / MiB} MiB`,
+    ],
+    cells,
+  );
+  return { rows, text };
+}
+
 async function profileRun(client: Client, expected: number): Promise<ProfileSummary | undefined> {
   const dir = await mkdtemp(join(os.tmpdir(), "mail-ingest-bench-prof-"));
   try {
@@ -411,7 +468,9 @@ async function main(): Promise<void> {
   };
   const sections: string[] = [];
 
-  const needsServer = ["full", "incremental", "big"].some((c) => options.cases.has(c as Case));
+  const needsServer = ["full", "incremental", "big", "backlog"].some((c) =>
+    options.cases.has(c as Case),
+  );
   if (needsServer) {
     const maildropOptions = { forceTestServer: options.testServer, tls: options.tls };
     const notice = maildropNotice(maildropOptions);
@@ -442,7 +501,7 @@ async function main(): Promise<void> {
     const withMpop = mpopAvailable();
     if (!withMpop) console.log("  mpop: not installed (Debian package mpop) — skipped");
 
-    const makeClients = async (user: "bench" | "big", floor: boolean) => {
+    const makeClients = async (user: "bench" | "big" | "backlog", floor: boolean) => {
       const list: Client[] = [];
       if (floor) list.push(await floorClient(drop, user));
       if (withMpop) list.push(await mpopClient(drop, user));
@@ -510,6 +569,21 @@ async function main(): Promise<void> {
         `Big message (${(options.bigBytes / MB).toFixed(0)} MB, 1 run each):\n${big.text}`,
       );
       console.log(`\n${big.text}`);
+    }
+    if (options.cases.has("backlog")) {
+      const n = options.backlogMessages;
+      console.log(`\nBacklog: one run draining ${n} messages (peak RSS)`);
+      const t = performance.now();
+      await drop.deliver("backlog", 0, n);
+      console.log(`  seeded ${n} messages in ${secs(performance.now() - t)} s`);
+      const clients = (await makeClients("backlog", false)).filter(
+        (c) => c.name !== "mail-ingest s3",
+      );
+      const backlog = await backlogCase(clients, n);
+      report.backlog = backlog.rows;
+      sections.push(`Backlog (${n} messages, 1 run each):\n${backlog.text}`);
+      console.log(`\n${backlog.text}`);
+      for (const c of clients) await c.reset();
     }
   }
 
