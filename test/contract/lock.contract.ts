@@ -1,5 +1,6 @@
 /** The contract every MailboxLock adapter passes (fs lock file, S3 lease). */
 import { hostname } from "node:os";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { HeldLock, LockResult, MailboxLock } from "../../lambdas/ports.ts";
 
@@ -77,12 +78,20 @@ export function lockContract(name: string, setup: () => Promise<LockHarness>): v
     });
 
     it("lets exactly one of many racing callers take over an abandoned lock", async () => {
-      await h.plantAbandoned("box");
-      const results = await Promise.all(Array.from({ length: 8 }, () => h.open().acquire("box")));
-      const winners = results.filter((r): r is HeldLock => r.held);
-      expect(winners).toHaveLength(1);
-      expect((await h.open().acquire("box")).held).toBe(false);
-      await winners[0]?.release();
+      // Several rounds: the unsafe interleaving (two takers both remove the stale lock, one of
+      // them after the other has already replaced it) needs the callers' I/O to interleave.
+      for (let round = 0; round < 25; round++) {
+        const mailbox = `stale${round}`;
+        await h.plantAbandoned(mailbox);
+        // Staggered by up to a few ms, so some takers read the stale lock after others act on it.
+        const results = await Promise.all(
+          Array.from({ length: 12 }, (_, i) => sleep(i % 6).then(() => h.open().acquire(mailbox))),
+        );
+        const winners = results.filter((r): r is HeldLock => r.held);
+        expect(winners).toHaveLength(1);
+        expect((await h.open().acquire(mailbox)).held).toBe(false);
+        await winners[0]?.release();
+      }
     });
 
     it("never releases a lock that another caller has since taken over", async () => {

@@ -12,7 +12,13 @@ import { type Fauxqs, startFauxqs } from "../helpers/fauxqs.ts";
 import { held, lockContract } from "./lock.contract.ts";
 
 /** The pid of a process that has exited, so no process has it (until the kernel reuses it). */
-async function deadPid(): Promise<number> {
+let deadPidOnce: Promise<number> | undefined;
+function deadPid(): Promise<number> {
+  deadPidOnce ??= spawnAndExit();
+  return deadPidOnce;
+}
+
+async function spawnAndExit(): Promise<number> {
   const child = spawn(process.execPath, ["-e", ""], { stdio: "ignore" });
   await new Promise((resolve) => child.once("exit", resolve));
   if (child.pid === undefined) throw new Error("no pid");
