@@ -97,11 +97,16 @@ function toJson(r: MailboxReport) {
     durationMs,
     remaining,
     warnings: r.warnings,
+    ...(r.lockedBy ? { lockedBy: r.lockedBy } : {}),
     ...(error ? { error, errorCode: r.errorCode } : {}),
   };
 }
 
 export function summaryLine(r: MailboxReport): string {
+  if (r.lockedBy) {
+    const { pid, host, startedAt } = r.lockedBy;
+    return `${r.id}: skipped, being polled by another process (pid ${pid} on ${host}, since ${startedAt})`;
+  }
   const head = `${r.id}: ${r.ingested} ingested (${formatBytes(r.bytes)}), ${r.new} new of ${r.listed} listed, ${r.skipped} skipped, ${r.failed} failed, ${r.deleted} deleted, ${r.remaining} left for later, ${(r.durationMs / 1000).toFixed(1)}s`;
   return r.error ? `${head}\n  ERROR ${r.error}` : head;
 }
