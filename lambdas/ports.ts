@@ -98,3 +98,50 @@ export interface StateStore {
   /** Forgets UIDLs (vanished from the server, or deleted). */
   forget(mailbox: string, uidls: readonly string[]): Promise<void>;
 }
+
+/** Who holds a mailbox lock, as recorded in the lock itself. */
+export interface LockHolder {
+  readonly pid: number;
+  readonly host: string;
+  /** ISO-8601 instant the holder took the lock. */
+  readonly startedAt: string;
+  /** ISO-8601 instant a lease lapses unless renewed; absent for fs lock files (pid liveness). */
+  readonly expiresAt?: string;
+}
+
+export interface LockOptions {
+  /**
+   * How long a lease outlives a holder that stops renewing it (crash, timeout), ms. The holder
+   * renews it while it runs. Ignored by the fs lock, which checks whether the holder's pid lives.
+   */
+  readonly ttlMs?: number;
+  /**
+   * A fixed expiry instead of a renewed TTL (epoch ms), for a holder whose end is known (a
+   * Lambda invocation's timeout plus a margin): its lease then lapses right after the timeout.
+   */
+  readonly expiresAt?: number;
+}
+
+/** A lock this process holds. */
+export interface HeldLock {
+  readonly held: true;
+  /**
+   * Aborted if the lock is lost while held: a lease could not be renewed before it expired, or
+   * another holder took it over. The session then stops fetching and QUITs.
+   */
+  readonly lost: AbortSignal;
+  /** Releases the lock if it is still ours; never removes another holder's lock. */
+  release(): Promise<void>;
+}
+
+export type LockResult = HeldLock | { readonly held: false; readonly holder: LockHolder };
+
+/**
+ * One session per mailbox across processes and hosts that share the state location. POP3 servers
+ * need not lock the maildrop (Dovecot's `pop3_lock_session` defaults to no), so two overlapping
+ * runs would otherwise both fetch everything.
+ */
+export interface MailboxLock {
+  /** Takes the mailbox's lock, taking over a stale one; `held: false` names the live holder. */
+  acquire(mailbox: string, options?: LockOptions): Promise<LockResult>;
+}

@@ -7,7 +7,8 @@
 
 import { join } from "node:path";
 import type { QueueConfig, StorageConfig } from "../config.ts";
-import type { MessageQueue, ObjectStore, StateStore } from "../ports.ts";
+import type { MailboxLock, MessageQueue, ObjectStore, StateStore } from "../ports.ts";
+import { FsMailboxLock } from "./fs-lock.ts";
 import { FsQueue } from "./fs-queue.ts";
 import { FsStateStore } from "./fs-state.ts";
 import { FsObjectStore } from "./fs-store.ts";
@@ -19,11 +20,17 @@ export interface Adapters {
   readonly store: ObjectStore;
   readonly queue: MessageQueue;
   readonly state: StateStore;
+  /**
+   * One session per mailbox across processes, kept where the state is. Always built here;
+   * optional so hand-made adapters (tests) may leave it out.
+   */
+  readonly lock?: MailboxLock;
 }
 
 /**
- * fs storage keeps state in `<dir>/state/` (FsStateStore); S3 storage keeps it in the bucket
- * under `<prefix>state/` (ObjectStateStore), so a Lambda needs no disk.
+ * fs storage keeps state in `<dir>/state/` (FsStateStore) and locks mailboxes with lock files
+ * beside it; S3 storage keeps state in the bucket under `<prefix>state/` (ObjectStateStore) and
+ * locks with lease objects there, so a Lambda needs no disk.
  */
 export async function createAdapters(
   storage: StorageConfig,
@@ -31,21 +38,26 @@ export async function createAdapters(
 ): Promise<Adapters> {
   let store: ObjectStore;
   let state: StateStore;
+  let lock: MailboxLock;
   if (storage.type === "fs") {
     store = new FsObjectStore({ dir: storage.dir });
     state = new FsStateStore({ dir: join(storage.dir, "state") });
+    lock = new FsMailboxLock({ dir: join(storage.dir, "state") });
   } else {
-    const [{ S3Client }, { S3ObjectStore }] = await Promise.all([
+    const [{ S3Client }, { S3ObjectStore }, { S3MailboxLease }] = await Promise.all([
       import("@aws-sdk/client-s3"),
       import("./s3-store.ts"),
+      import("./object-lease.ts"),
     ]);
     const client = new S3Client({
       ...(storage.region === undefined ? {} : { region: storage.region }),
       ...(storage.endpoint === undefined ? {} : { endpoint: storage.endpoint }),
       ...(storage.forcePathStyle === undefined ? {} : { forcePathStyle: storage.forcePathStyle }),
     });
-    store = new S3ObjectStore({ client, bucket: storage.bucket, prefix: storage.prefix ?? "" });
+    const s3 = new S3ObjectStore({ client, bucket: storage.bucket, prefix: storage.prefix ?? "" });
+    store = s3;
     state = new ObjectStateStore({ store, prefix: "state/" });
+    lock = new S3MailboxLease({ client, bucket: storage.bucket, prefix: `${s3.prefix}state/` });
   }
   let messageQueue: MessageQueue;
   if (queue.type === "fs") {
@@ -61,5 +73,5 @@ export async function createAdapters(
     });
     messageQueue = new SqsQueue({ client, queueUrl: queue.queueUrl });
   }
-  return { store, queue: messageQueue, state };
+  return { store, queue: messageQueue, state, lock };
 }

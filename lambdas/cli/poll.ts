@@ -103,11 +103,16 @@ function toJson(r: MailboxReport) {
     durationMs,
     remaining: known ? r.remaining : null,
     warnings: r.warnings,
+    ...(r.lockedBy ? { lockedBy: r.lockedBy } : {}),
     ...(error ? { error, errorCode: r.errorCode } : {}),
   };
 }
 
 export function summaryLine(r: MailboxReport): string {
+  if (r.lockedBy) {
+    const { pid, host, startedAt } = r.lockedBy;
+    return `${r.id}: skipped, being polled by another process (pid ${pid} on ${host}, since ${startedAt})`;
+  }
   if (r.error !== undefined && r.listingComplete !== true) {
     // Nothing was listed, so no count would be true: say so instead of "0 new of 0 listed".
     return `${r.id}: failed before listing the mailbox, ${(r.durationMs / 1000).toFixed(1)}s\n  ERROR ${r.error}`;

@@ -11,6 +11,9 @@
  *   tick retries (no retry storm) and the metric's alarm pages someone;
  * - a message the deadline stopped in two consecutive runs of a chain (the continuation job
  *   carries the ids) → a warning and a `DeadlineStalls` metric;
+ * - the mailbox lock is held by another run (a report with `lockedBy`, not an error) → success
+ *   with a warning and a `BackOffs` metric, like `IN_USE`; a lease left by a timed-out invocation
+ *   lapses `LEASE_MARGIN_MS` after that timeout, so the next tick gets it;
  * - anything else (connection, timeouts, `SYS_TEMP`, storage or queue failures) → a batch item
  *   failure, so SQS redelivers it and moves it to the DLQ after `maxReceiveCount`.
  */
@@ -55,6 +58,12 @@ import {
 /** Time kept back from the Lambda timeout for QUIT (which commits DELEs), the queue flush and metrics, ms. */
 export const DEFAULT_SAFETY_MARGIN_MS = 30_000;
 export const DEFAULT_METRICS_NAMESPACE = "MailIngest";
+/**
+ * How long a poller's mailbox lease outlives the invocation's timeout, ms: the lease is never
+ * renewed past it, so a timed-out poller blocks the mailbox only this long, and the margin
+ * absorbs clock skew between the Lambda hosts that judge the expiry.
+ */
+export const LEASE_MARGIN_MS = 10_000;
 
 export interface PollerDeps {
   readonly loadConfig: () => Promise<AppConfig>;
@@ -177,13 +186,21 @@ async function pollMailbox(deps: PollerDeps, job: PollJob, context: Context): Pr
     return;
   }
 
-  const deadline = now() + context.getRemainingTimeInMillis() - deps.safetyMarginMs;
+  const remainingMs = context.getRemainingTimeInMillis();
+  const deadline = now() + remainingMs - deps.safetyMarginMs;
   const report = await deps.runMailbox(
     mailbox,
     { ...(await deps.adapters()), log: sessionLogger(logger) },
-    { credentials, deadline },
+    { credentials, deadline, lockExpiresAt: now() + remainingMs + LEASE_MARGIN_MS },
   );
   recordReportMetrics(metrics, report);
+  if (report.lockedBy) {
+    metrics.addMetric("BackOffs", MetricUnit.Count, 1);
+    logger.warn("mailbox is locked by another run; the next scheduled tick retries", {
+      holder: report.lockedBy,
+    });
+    return;
+  }
   const summary = {
     listed: report.listed,
     ingested: report.ingested,
@@ -264,7 +281,7 @@ function recordReportMetrics(metrics: Metrics, report: MailboxReport): void {
   metrics.addMetric("SessionDuration", MetricUnit.Milliseconds, report.durationMs);
   // Only a completed session knows what is left on the server; a failed one would report a false 0
   // and hide a backlog that is not shrinking.
-  if (report.error === undefined) {
+  if (report.error === undefined && report.lockedBy === undefined) {
     metrics.addMetric("Backlog", MetricUnit.Count, report.remaining + report.failed);
   }
 }

@@ -15,6 +15,7 @@
  * on the server (which is what UIDL-reset detection compares the listing against).
  */
 import { createHash } from "node:crypto";
+import { hostname } from "node:os";
 import { PassThrough, type Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { MailboxConfig } from "../config.ts";
@@ -22,7 +23,7 @@ import { describeError, ErrorCode, isMailIngestError, MailIngestError } from "..
 import { parseMessage } from "../mime/parse.ts";
 import { buildQueueMessage, queueBodies } from "../mime/schema.ts";
 import type { Pop3Client } from "../pop3/index.ts";
-import type { QueueEntry, StateEntry } from "../ports.ts";
+import type { HeldLock, LockHolder, QueueEntry, StateEntry } from "../ports.ts";
 import { openMailbox } from "./connect.ts";
 import { messageId, metaKey, partsPrefix, rawKey } from "./keys.ts";
 import { joinListing, type ListedMessage, planSession, type SessionPlan } from "./plan.ts";
@@ -131,7 +132,8 @@ class MailboxSession {
   constructor(
     private readonly mailbox: MailboxConfig,
     private readonly deps: SessionDeps,
-    private readonly options: SessionOptions,
+    /** Not readonly: run() adds the lock's `lost` signal to `signal`. */
+    private options: SessionOptions,
   ) {
     this.log = deps.log ?? silentLogger;
     this.now = deps.now ?? (() => new Date());
@@ -140,8 +142,18 @@ class MailboxSession {
   }
 
   async run(): Promise<MailboxReport> {
+    let lock: HeldLock | undefined;
     try {
-      await this.session();
+      const acquired = await this.deps.lock?.acquire(this.mailbox.id, {
+        expiresAt: this.options.lockExpiresAt,
+      });
+      if (acquired?.held === false) {
+        this.skipLocked(acquired.holder);
+      } else {
+        lock = acquired;
+        if (lock) this.stopWhenLost(lock);
+        await this.session();
+      }
     } catch (err) {
       this.report.error = `mailbox ${this.mailbox.id}: ${describeError(err)}`;
       this.report.errorCode = isMailIngestError(err) ? err.code : undefined;
@@ -153,6 +165,10 @@ class MailboxSession {
       await this.endAfterFailure(err);
     } finally {
       clearTimeout(this.deadlineTimer);
+      // After QUIT or close: the next holder must never overlap our POP3 session.
+      await lock?.release().catch((err: unknown) => {
+        this.warn(`could not release the mailbox lock: ${describeError(err)}`);
+      });
     }
     if (this.warningsDropped > 0) {
       this.report.warnings.push(
@@ -162,6 +178,28 @@ class MailboxSession {
     this.report.durationMs = Date.now() - this.started;
     this.progress("done");
     return this.report;
+  }
+
+  /** Another run holds the mailbox: a warning, not an error, so the skip alone fails nothing. */
+  private skipLocked(holder: LockHolder): void {
+    const where = holder.host === hostname() ? "" : ` on ${holder.host}`;
+    const text = `mailbox ${this.mailbox.id} is being polled by another process (pid ${holder.pid}${where})`;
+    this.report.lockedBy = holder;
+    this.report.warnings.push(text);
+    this.log.warn(text, { holderPid: holder.pid, holderHost: holder.host });
+  }
+
+  /** A lost lock (an S3 lease that lapsed) stops new RETRs like a shutdown: QUIT, then return. */
+  private stopWhenLost(lock: HeldLock): void {
+    const { signal } = this.options;
+    this.options = {
+      ...this.options,
+      signal: signal ? AbortSignal.any([signal, lock.lost]) : lock.lost,
+    };
+    lock.lost.addEventListener("abort", () => {
+      if (!lock.lost.reason) return;
+      this.warn(`${describeError(lock.lost.reason)}; stopping before the next message`);
+    });
   }
 
   private async session(): Promise<void> {

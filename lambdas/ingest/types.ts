@@ -3,7 +3,7 @@ import type { Readable } from "node:stream";
 import type { ErrorCode } from "../errors.ts";
 import type { ParsedMessage } from "../mime/parse.ts";
 import type { Pop3Client, Pop3Options } from "../pop3/index.ts";
-import type { MessageQueue, ObjectStore, StateStore } from "../ports.ts";
+import type { LockHolder, MailboxLock, MessageQueue, ObjectStore, StateStore } from "../ports.ts";
 
 /** Structured log sink; the CLI prints, the Lambda forwards to Powertools Logger. */
 export interface SessionLogger {
@@ -17,6 +17,11 @@ export interface SessionDeps {
   readonly store: ObjectStore;
   readonly queue: MessageQueue;
   readonly state: StateStore;
+  /**
+   * Taken before connecting and released after QUIT, so overlapping runs never share a mailbox
+   * (the POP3 server need not lock the maildrop). Without it, nothing is locked.
+   */
+  readonly lock?: MailboxLock;
   /** Opens the POP3 connection; tests inject hostile servers through the options. */
   readonly connect?: (options: Pop3Options) => Promise<Pop3Client>;
   /**
@@ -53,6 +58,11 @@ export interface SessionOptions {
   readonly deadline?: number;
   /** Aborting finishes the message in flight, then QUITs (SIGINT/SIGTERM in daemon mode). */
   readonly signal?: AbortSignal;
+  /**
+   * Epoch ms at which the mailbox lock lapses if never released: the Lambda's timeout plus a
+   * margin. Without it the lock (an S3 lease) has a TTL that is renewed while the session runs.
+   */
+  readonly lockExpiresAt?: number;
   readonly onProgress?: (progress: SessionProgress) => void;
 }
 
@@ -84,6 +94,11 @@ export interface MailboxReport {
    * or not started because the measured throughput said they could not finish in time.
    */
   stalled?: string[];
+  /**
+   * Set when another process holds the mailbox's lock: this run skipped the mailbox (a warning,
+   * not an error; the next run polls it).
+   */
+  lockedBy?: LockHolder;
   /** Set when the session as a whole failed; names the cause, never a secret. */
   error?: string;
   errorCode?: ErrorCode;

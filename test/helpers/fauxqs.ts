@@ -38,8 +38,17 @@ export interface Fauxqs {
   stop(): Promise<void>;
 }
 
-export async function startFauxqs(): Promise<Fauxqs> {
+export interface FauxqsOptions {
+  /**
+   * Honour S3's conditional PutObject (`If-None-Match: *`, `If-Match: <etag>`), which fauxqs
+   * 1.9.2 ignores. See {@link enforceConditionalPuts}. @default false
+   */
+  readonly conditionalPuts?: boolean;
+}
+
+export async function startFauxqs(options: FauxqsOptions = {}): Promise<Fauxqs> {
   const app = buildApp({ logger: false });
+  if (options.conditionalPuts) enforceConditionalPuts(app);
   await app.listen({ port: 0, host: "127.0.0.1" });
   const address = app.server.address();
   if (address === null || typeof address === "string") {
@@ -114,4 +123,85 @@ export async function startFauxqs(): Promise<Fauxqs> {
       await app.close();
     },
   };
+}
+
+type FauxqsApp = ReturnType<typeof buildApp>;
+
+/**
+ * Adds S3's conditional writes to single-request PutObject, as S3 answers them: 412
+ * PreconditionFailed when `If-None-Match: *` finds an object or `If-Match` names another ETag,
+ * 404 NoSuchKey for `If-Match` on a missing key, and 409 ConditionalRequestConflict while another
+ * conditional write to the key is in flight. fauxqs 1.9.2 only checks these headers on GetObject,
+ * and does not export its store, so the ETag of every object PUT or DELETEd through this server
+ * is tracked here. The check and the reservation happen in one synchronous hook, so two racing
+ * writers cannot both pass. Multipart uploads, CopyObject and DeleteObjects are not covered (the
+ * S3 lease uses none of them).
+ */
+function enforceConditionalPuts(app: FauxqsApp): void {
+  /** `bucket/key` → ETag of objects written here; "pending" while a conditional write runs. */
+  const etags = new Map<string, string>();
+  const reserved = new WeakMap<object, { id: string; previous: string | undefined }>();
+  const objectId = (request: { params: unknown }): string | undefined => {
+    const params = request.params as { bucket?: string; "*"?: string } | undefined;
+    return params?.bucket && params["*"] ? `${params.bucket}/${params["*"]}` : undefined;
+  };
+  const unquote = (etag: string) => etag.replace(/^W\//, "").replace(/"/g, "");
+  const fail = (
+    reply: { status(code: number): { header(k: string, v: string): { send(b: string): void } } },
+    status: number,
+    code: string,
+  ) =>
+    reply
+      .status(status)
+      .header("content-type", "application/xml")
+      .send(
+        `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${code}</Message></Error>`,
+      );
+
+  app.addHook("preHandler", (request, reply, done) => {
+    const id = objectId(request);
+    const query = request.query as Record<string, unknown>;
+    if (
+      request.method !== "PUT" ||
+      id === undefined ||
+      query.uploadId !== undefined ||
+      request.headers["x-amz-copy-source"] !== undefined
+    ) {
+      done();
+      return;
+    }
+    const ifNoneMatch = request.headers["if-none-match"];
+    const ifMatch = request.headers["if-match"];
+    if (ifNoneMatch === undefined && ifMatch === undefined) {
+      done();
+      return;
+    }
+    const current = etags.get(id);
+    if (current === "pending") return fail(reply, 409, "ConditionalRequestConflict");
+    if (ifNoneMatch === "*" && current !== undefined) return fail(reply, 412, "PreconditionFailed");
+    if (typeof ifMatch === "string") {
+      if (current === undefined) return fail(reply, 404, "NoSuchKey");
+      if (unquote(ifMatch) !== unquote(current)) return fail(reply, 412, "PreconditionFailed");
+    }
+    reserved.set(request, { id, previous: current });
+    etags.set(id, "pending");
+    done();
+  });
+
+  app.addHook("onSend", (request, reply, payload, done) => {
+    const id = objectId(request);
+    const query = request.query as Record<string, unknown>;
+    if (id !== undefined && query.uploadId === undefined) {
+      const reservation = reserved.get(request);
+      const ok = reply.statusCode < 300;
+      const etag = reply.getHeader("etag");
+      if (request.method === "PUT" && ok && typeof etag === "string") etags.set(id, etag);
+      else if (request.method === "DELETE" && ok) etags.delete(id);
+      else if (reservation) {
+        if (reservation.previous === undefined) etags.delete(id);
+        else etags.set(id, reservation.previous);
+      }
+    }
+    done(null, payload);
+  });
 }

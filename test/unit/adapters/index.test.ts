@@ -1,9 +1,11 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { FsMailboxLock } from "../../../lambdas/adapters/fs-lock.ts";
 import { FsQueue } from "../../../lambdas/adapters/fs-queue.ts";
 import { FsStateStore } from "../../../lambdas/adapters/fs-state.ts";
 import { FsObjectStore } from "../../../lambdas/adapters/fs-store.ts";
 import { createAdapters } from "../../../lambdas/adapters/index.ts";
+import { S3MailboxLease } from "../../../lambdas/adapters/object-lease.ts";
 import { ObjectStateStore } from "../../../lambdas/adapters/object-state.ts";
 import { S3ObjectStore } from "../../../lambdas/adapters/s3-store.ts";
 import { SqsQueue } from "../../../lambdas/adapters/sqs-queue.ts";
@@ -18,6 +20,9 @@ describe("createAdapters", () => {
     expect(a.queue).toBeInstanceOf(FsQueue);
     expect(a.state).toBeInstanceOf(FsStateStore);
     expect(a.state instanceof FsStateStore ? a.state.dir : "").toBe(join("/data/mail", "state"));
+    expect(a.lock instanceof FsMailboxLock ? a.lock.pathOf("box") : "").toBe(
+      join("/data/mail", "state", "box.lock"),
+    );
   });
 
   it("builds S3 + SQS adapters with state kept in the bucket", async () => {
@@ -35,5 +40,9 @@ describe("createAdapters", () => {
     expect(a.queue).toBeInstanceOf(SqsQueue);
     expect(a.queue instanceof SqsQueue ? a.queue.fifo : false).toBe(true);
     expect(a.state).toBeInstanceOf(ObjectStateStore);
+    // Under the state prefix, so a DeleteObject grant limited to `state/*` covers the lease.
+    expect(a.lock instanceof S3MailboxLease ? a.lock.keyOf("box") : "").toBe(
+      "mail/state/box/lease.json",
+    );
   });
 });

@@ -17,6 +17,7 @@ import {
   classifyOutcome,
   createPoller,
   defaultPollerDeps,
+  LEASE_MARGIN_MS,
   type PollerDeps,
 } from "../../../lambdas/handlers/poller.ts";
 import { createConfigLoader } from "../../../lambdas/handlers/runtime.ts";
@@ -298,6 +299,32 @@ describe("poller", () => {
       expect(h.output.logs().some((l) => l.level === "WARN" && l.mailbox === "alpha")).toBe(true);
     },
   );
+
+  it("backs off when another run holds the mailbox lock: no batch failure, no continuation, BackOffs, no Backlog", async () => {
+    const holder = { pid: 7, host: "169.254.1.1", startedAt: "2026-11-24T07:00:00.000Z" };
+    const h = harness((m) => report(m.id, { ingested: 0, remaining: 0, lockedBy: holder }));
+    const result = await createPoller(h.deps)(
+      event(sqsRecord({ mailboxId: "alpha", tick: TICK, continuation: 2 })),
+      ctx,
+    );
+    expect(result.batchItemFailures).toEqual([]);
+    expect(h.sent).toEqual([]);
+    expect(metric(h, "alpha", "BackOffs")).toBe(1);
+    // A skipped run knows nothing of the backlog; a 0 would hide one that is not shrinking.
+    expect(metric(h, "alpha", "Backlog")).toBeUndefined();
+    expect(
+      h.output
+        .logs()
+        .some((l) => l.level === "WARN" && /locked by another run/.test(String(l.message))),
+    ).toBe(true);
+  });
+
+  it("gives the session a lock expiry of the invocation's remaining time plus a margin, so a timed-out poller's lease lapses soon after", async () => {
+    const h = harness((m) => report(m.id));
+    await createPoller(h.deps)(event(sqsRecord({ mailboxId: "alpha", tick: TICK })), ctx);
+    expect(h.sessions[0]?.options.lockExpiresAt).toBe(1_000_000 + 900_000 + LEASE_MARGIN_MS);
+    expect(LEASE_MARGIN_MS).toBeLessThanOrEqual(60_000);
+  });
 
   it("counts AUTH_FAILED in AuthFailures for the mailbox and does not fail the record", async () => {
     const h = harness((m) =>
