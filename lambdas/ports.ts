@@ -145,3 +145,41 @@ export interface MailboxLock {
   /** Takes the mailbox's lock, taking over a stale one; `held: false` names the live holder. */
   acquire(mailbox: string, options?: LockOptions): Promise<LockResult>;
 }
+
+/** One message as a mail source lists it for this session. */
+export interface SourceMessage {
+  /**
+   * The identity state is keyed by: opaque and stable across sessions. POP3: the UIDL, with a
+   * suffix on the second and later messages sharing one UIDL; IMAP: folder, UIDVALIDITY and UID.
+   */
+  readonly key: string;
+  /** The source's own name for the message, as the queue message reports it (POP3: the UIDL). */
+  readonly uidl: string;
+  /** Octets as the source lists them; advisory (servers count line endings differently). */
+  readonly size: number;
+  /** The source's handle, valid for this session only (POP3: the message number, RFC 1939 §5). */
+  readonly ref: number;
+  /** Several messages share the identity (a server bug): such a message is never marked done. */
+  readonly ambiguous: boolean;
+}
+
+/**
+ * Where mail comes from: one authenticated session with one mailbox. Requests may be pipelined:
+ * they are answered in the order made, and a fetched body must be read to its end, or destroyed,
+ * before later answers can arrive.
+ */
+export interface MailSource {
+  /** Every message in the mailbox now, in the source's order. */
+  list(): Promise<SourceMessage[]>;
+  /** The message's raw bytes, byte-exact, with backpressure. */
+  fetch(message: SourceMessage): Promise<Readable>;
+  /**
+   * Marks a fully committed message done (POP3 DELE). It takes effect only when close()
+   * succeeds; a source that applies marks at once must say so here, since callers rely on it.
+   */
+  markDone(message: SourceMessage): Promise<void>;
+  /** Ends the session and commits its marks (POP3 QUIT, RFC 1939 §6); rejects if unconfirmed. */
+  close(): Promise<void>;
+  /** Drops the connection: no mark of this session takes effect. */
+  abort(): void;
+}

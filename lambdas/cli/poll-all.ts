@@ -1,14 +1,8 @@
 /** One pass over many mailboxes, a few at a time; shared by `poll`, `demo` and the bench. */
 import { type ResolveCredentialsDeps, resolveCredentials } from "../auth/secrets.ts";
 import type { AppConfig, MailboxConfig } from "../config.ts";
-import { describeError, isMailIngestError } from "../errors.ts";
-import { emptyReport, runMailbox } from "../ingest/session.ts";
-import type {
-  MailboxReport,
-  SessionCredentials,
-  SessionDeps,
-  SessionProgress,
-} from "../ingest/types.ts";
+import { pollMailbox } from "../ingest/poll-mailbox.ts";
+import type { MailboxReport, SessionDeps, SessionProgress } from "../ingest/types.ts";
 
 export interface PollAllOptions {
   readonly deps: SessionDeps;
@@ -43,27 +37,11 @@ export async function pollAll(
 }
 
 async function pollOne(mailbox: MailboxConfig, options: PollAllOptions): Promise<MailboxReport> {
-  const started = Date.now();
-  let credentials: SessionCredentials;
-  try {
-    credentials = await resolveCredentials(mailbox, options.credentials ?? {});
-  } catch (err) {
-    return {
-      ...emptyReport(mailbox.id),
-      durationMs: Date.now() - started,
-      error: withMailbox(mailbox.id, describeError(err)),
-      errorCode: isMailIngestError(err) ? err.code : undefined,
-    };
-  }
-  return runMailbox(mailbox, options.deps, {
-    credentials,
+  const { report } = await pollMailbox(mailbox, options.deps, {
+    credentials: (m) => resolveCredentials(m, options.credentials ?? {}),
     deadline: options.deadline,
     signal: options.signal,
     onProgress: options.onProgress,
   });
-}
-
-/** Every mailbox error names its mailbox, once. */
-function withMailbox(id: string, message: string): string {
-  return message.startsWith(`mailbox ${id}:`) ? message : `mailbox ${id}: ${message}`;
+  return report;
 }

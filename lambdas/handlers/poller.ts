@@ -33,12 +33,12 @@ import type { AppConfig } from "../config.ts";
 import {
   ErrorCode as Codes,
   describeError,
-  type ErrorCode,
   isMailIngestError,
   MailIngestError,
 } from "../errors.ts";
+import { pollMailbox } from "../ingest/poll-mailbox.ts";
 import { runMailbox } from "../ingest/session.ts";
-import type { MailboxReport, SessionCredentials } from "../ingest/types.ts";
+import type { MailboxReport } from "../ingest/types.ts";
 import {
   MAX_STALLED_IDS,
   type PollJob,
@@ -85,24 +85,6 @@ export interface PollerDeps {
   readonly now?: () => number;
 }
 
-/** What a session's error code means for its job. */
-export type JobOutcome = "done" | "back-off" | "auth-failed" | "retry";
-
-const BACK_OFF_CODES: readonly ErrorCode[] = [Codes.IN_USE, Codes.LOGIN_DELAY];
-const AUTH_CODES: readonly ErrorCode[] = [
-  Codes.AUTH_FAILED,
-  Codes.OAUTH_FAILED,
-  Codes.INVALID_CREDENTIAL,
-];
-
-/** Pure decision table; see the module comment for why each row is what it is. */
-export function classifyOutcome(failed: boolean, code: ErrorCode | undefined): JobOutcome {
-  if (!failed) return "done";
-  if (code !== undefined && BACK_OFF_CODES.includes(code)) return "back-off";
-  if (code !== undefined && AUTH_CODES.includes(code)) return "auth-failed";
-  return "retry";
-}
-
 /** Correlation keys appended to every log line while a job runs. */
 const JOB_KEYS = ["mailbox", "tick", "continuation"];
 
@@ -142,7 +124,7 @@ async function processRecord(deps: PollerDeps, record: SQSRecord, context: Conte
   });
   metrics.addDimension("mailbox", job.mailboxId);
   try {
-    await pollMailbox(deps, job, context);
+    await runJob(deps, job, context);
   } catch (err) {
     metrics.addMetric("PollFailures", MetricUnit.Count, 1);
     logger.error("poll job failed; SQS will redeliver it", {
@@ -157,7 +139,7 @@ async function processRecord(deps: PollerDeps, record: SQSRecord, context: Conte
   }
 }
 
-async function pollMailbox(deps: PollerDeps, job: PollJob, context: Context): Promise<void> {
+async function runJob(deps: PollerDeps, job: PollJob, context: Context): Promise<void> {
   const { logger, metrics } = deps;
   const now = deps.now ?? Date.now;
   const config = await deps.loadConfig();
@@ -168,39 +150,23 @@ async function pollMailbox(deps: PollerDeps, job: PollJob, context: Context): Pr
     return;
   }
 
-  let credentials: SessionCredentials;
-  try {
-    credentials = await resolveCredentials(mailbox, {
-      getSecret: deps.getSecret,
-      tokenProvider: deps.tokenProvider,
-      env: deps.env,
-    });
-  } catch (err) {
-    const code = isMailIngestError(err) ? err.code : undefined;
-    if (classifyOutcome(true, code) !== "auth-failed") throw err;
-    metrics.addMetric("AuthFailures", MetricUnit.Count, 1);
-    logger.error("credentials rejected; not retrying before the next scheduled tick", {
-      code,
-      error: describeError(err),
-    });
-    return;
-  }
-
   const remainingMs = context.getRemainingTimeInMillis();
-  const deadline = now() + remainingMs - deps.safetyMarginMs;
-  const report = await deps.runMailbox(
+  const { report, outcome } = await pollMailbox(
     mailbox,
     { ...(await deps.adapters()), log: sessionLogger(logger) },
-    { credentials, deadline, lockExpiresAt: now() + remainingMs + LEASE_MARGIN_MS },
+    {
+      credentials: (m) =>
+        resolveCredentials(m, {
+          getSecret: deps.getSecret,
+          tokenProvider: deps.tokenProvider,
+          env: deps.env,
+        }),
+      deadline: now() + remainingMs - deps.safetyMarginMs,
+      lockExpiresAt: now() + remainingMs + LEASE_MARGIN_MS,
+      run: deps.runMailbox,
+    },
   );
   recordReportMetrics(metrics, report);
-  if (report.lockedBy) {
-    metrics.addMetric("BackOffs", MetricUnit.Count, 1);
-    logger.warn("mailbox is locked by another run; the next scheduled tick retries", {
-      holder: report.lockedBy,
-    });
-    return;
-  }
   const summary = {
     listed: report.listed,
     ingested: report.ingested,
@@ -212,7 +178,13 @@ async function pollMailbox(deps: PollerDeps, job: PollJob, context: Context): Pr
     durationMs: report.durationMs,
   };
 
-  switch (classifyOutcome(report.error !== undefined, report.errorCode)) {
+  switch (outcome) {
+    case "locked":
+      metrics.addMetric("BackOffs", MetricUnit.Count, 1);
+      logger.warn("mailbox is locked by another run; the next scheduled tick retries", {
+        holder: report.lockedBy,
+      });
+      return;
     case "back-off":
       metrics.addMetric("BackOffs", MetricUnit.Count, 1);
       logger.warn("server asked us to back off; the next scheduled tick retries", {

@@ -1,25 +1,9 @@
 /**
- * Pure UIDL bookkeeping: given the server's listing and what the state store remembers, decide
- * what this session fetches, deletes and forgets. No I/O here, so every rule is unit-testable.
+ * Pure bookkeeping: given the source's listing and what the state store remembers, decide what
+ * this session fetches, deletes and forgets. No I/O here, so every rule is unit-testable.
  */
 import type { DeletePolicy } from "../config.ts";
-import type { StateEntry } from "../ports.ts";
-
-export interface ListedMessage {
-  /** Message number in this session (RFC 1939 §5: only valid until QUIT). */
-  readonly msg: number;
-  /** Octets per LIST. */
-  readonly size: number;
-  /** The server's UIDL, as given. */
-  readonly uidl: string;
-  /**
-   * The identity we track in state. Equal to `uidl`, except for the second and later messages
-   * sharing one UIDL (a server bug), which get a suffix so each is ingested once.
-   */
-  readonly key: string;
-  /** True for every member of a group of messages sharing one UIDL. */
-  readonly duplicateUidl: boolean;
-}
+import type { SourceMessage, StateEntry } from "../ports.ts";
 
 export interface PlanLimits {
   readonly maxMessagesPerRun?: number;
@@ -28,15 +12,15 @@ export interface PlanLimits {
 }
 
 export interface SessionPlan {
-  readonly listed: readonly ListedMessage[];
+  readonly listed: readonly SourceMessage[];
   /** Not yet ingested, in server order, within this run's caps. */
-  readonly fetch: readonly ListedMessage[];
+  readonly fetch: readonly SourceMessage[];
   /** Not yet ingested but left for a later run by the message or byte cap. */
   readonly deferred: number;
   /** Over maxMessageBytes: reported, never fetched, never deleted. */
-  readonly tooLarge: readonly ListedMessage[];
+  readonly tooLarge: readonly SourceMessage[];
   /** Already ingested and due for deletion under the delete policy. */
-  readonly deleteKnown: readonly ListedMessage[];
+  readonly deleteKnown: readonly SourceMessage[];
   /** State keys no longer on the server. */
   readonly vanished: readonly string[];
   /** Keys with more than one message on the server. */
@@ -47,31 +31,6 @@ export interface SessionPlan {
   readonly newCount: number;
 }
 
-/**
- * Joins UIDL and LIST responses by message number. Messages missing from either (a server that
- * changed between the two commands) are dropped: they are picked up by the next session.
- */
-export function joinListing(
-  uidls: readonly { msg: number; uidl: string }[],
-  sizes: readonly { msg: number; size: number }[],
-): ListedMessage[] {
-  const sizeOf = new Map(sizes.map((s) => [s.msg, s.size]));
-  const seen = new Map<string, number>();
-  for (const { uidl } of uidls) seen.set(uidl, (seen.get(uidl) ?? 0) + 1);
-  const occurrence = new Map<string, number>();
-  const out: ListedMessage[] = [];
-  for (const { msg, uidl } of [...uidls].sort((a, b) => a.msg - b.msg)) {
-    const size = sizeOf.get(msg);
-    if (size === undefined) continue;
-    const n = (occurrence.get(uidl) ?? 0) + 1;
-    occurrence.set(uidl, n);
-    const duplicateUidl = (seen.get(uidl) ?? 0) > 1;
-    // NUL cannot occur in a UIDL (RFC 1939 §7: 0x21-0x7E), so the suffix never collides.
-    out.push({ msg, size, uidl, key: n === 1 ? uidl : `${uidl}\u0000${n}`, duplicateUidl });
-  }
-  return out;
-}
-
 const DAY_MS = 86_400_000;
 
 /** Thresholds for UIDL-reset detection; below MIN_STATE a mailbox is too small to judge. */
@@ -80,7 +39,7 @@ const RESET_MAX_KNOWN_FRACTION = 0.2;
 const RESET_MIN_COUNT_RATIO = 0.5;
 
 export function planSession(
-  listed: readonly ListedMessage[],
+  listed: readonly SourceMessage[],
   state: ReadonlyMap<string, StateEntry>,
   policy: DeletePolicy,
   limits: PlanLimits,
@@ -88,15 +47,15 @@ export function planSession(
 ): SessionPlan {
   const onServer = new Set(listed.map((m) => m.key));
   const vanished = [...state.keys()].filter((key) => !onServer.has(key));
-  const duplicateUidls = [...new Set(listed.filter((m) => m.duplicateUidl).map((m) => m.uidl))];
+  const duplicateUidls = [...new Set(listed.filter((m) => m.ambiguous).map((m) => m.uidl))];
 
-  const fresh: ListedMessage[] = [];
-  const deleteKnown: ListedMessage[] = [];
+  const fresh: SourceMessage[] = [];
+  const deleteKnown: SourceMessage[] = [];
   for (const m of listed) {
     const entry = state.get(m.key);
     if (!entry) {
       fresh.push(m);
-    } else if (!m.duplicateUidl && dueForDeletion(entry, policy, now)) {
+    } else if (!m.ambiguous && dueForDeletion(entry, policy, now)) {
       // Messages sharing a UIDL are never deleted by us: their identity is ambiguous, and a
       // wrong DELE loses mail while a kept message costs only space.
       deleteKnown.push(m);
@@ -110,7 +69,7 @@ export function planSession(
     known / listed.length < RESET_MAX_KNOWN_FRACTION;
 
   const tooLarge = fresh.filter((m) => m.size > limits.maxMessageBytes);
-  const fetch: ListedMessage[] = [];
+  const fetch: SourceMessage[] = [];
   let bytes = 0;
   let deferred = 0;
   for (const m of fresh) {

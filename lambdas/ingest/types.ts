@@ -1,9 +1,8 @@
 /** The public shape of one mailbox session: what callers (CLI, Lambda poller) pass and get back. */
-import type { Readable } from "node:stream";
 import type { ErrorCode } from "../errors.ts";
-import type { ParsedMessage } from "../mime/parse.ts";
-import type { Pop3Client, Pop3Options } from "../pop3/index.ts";
 import type { LockHolder, MailboxLock, MessageQueue, ObjectStore, StateStore } from "../ports.ts";
+
+import type { OpenSource } from "./pop3-source.ts";
 
 /** Structured log sink; the CLI prints, the Lambda forwards to Powertools Logger. */
 export interface SessionLogger {
@@ -22,17 +21,11 @@ export interface SessionDeps {
    * (the POP3 server need not lock the maildrop). Without it, nothing is locked.
    */
   readonly lock?: MailboxLock;
-  /** Opens the POP3 connection; tests inject hostile servers through the options. */
-  readonly connect?: (options: Pop3Options) => Promise<Pop3Client>;
   /**
-   * Parses one message's MIME structure and stores its parts; always consumes `source`.
-   * Defaults to {@link parseMessage} in this thread; the CLI may hand it to worker threads.
+   * Opens the mailbox's source: POP3 by default ({@link pop3Source}); tests wrap its connect to
+   * trace the protocol or reach a hostile server.
    */
-  readonly parse?: (
-    source: Readable,
-    store: ObjectStore,
-    partsPrefix: string,
-  ) => Promise<ParsedMessage>;
+  readonly openSource?: OpenSource;
   readonly now?: () => Date;
   readonly log?: SessionLogger;
 }

@@ -9,6 +9,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { pop3Source } from "../../lambdas/ingest/pop3-source.ts";
 import { Pop3Client, type Pop3Options } from "../../lambdas/pop3/index.ts";
 import {
   generateLargeMessage,
@@ -139,7 +140,10 @@ describeDovecot("pipeline against Dovecot", () => {
       // Odd rounds drain in two capped runs, as a scheduled job with maxMessagesPerRun would.
       const caps = r % 2 === 1 ? [10, undefined] : [undefined];
       for (const maxMessagesPerRun of caps) {
-        const report = await world.poll({ deps: { connect }, mailbox: { maxMessagesPerRun } });
+        const report = await world.poll({
+          deps: { openSource: pop3Source(connect) },
+          mailbox: { maxMessagesPerRun },
+        });
         polls++;
         expect(report.error).toBeUndefined();
         expect(report.warnings).toEqual([]);

@@ -7,6 +7,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { ErrorCode, MailIngestError } from "../../lambdas/errors.ts";
+import { pop3Source } from "../../lambdas/ingest/pop3-source.ts";
 import { Pop3Client, type Pop3Options } from "../../lambdas/pop3/index.ts";
 import type { MessageQueue, ObjectStore } from "../../lambdas/ports.ts";
 import { generateMessage, sampleMessages } from "../../lambdas/testing/messages.ts";
@@ -343,7 +344,7 @@ describe("mailbox session against the test server", () => {
         (await list()).map((e) => ({ ...e, size: Math.min(e.size, 1000) }))) as typeof client.list;
       return client;
     };
-    const report = await world.poll({ deps: { connect } });
+    const report = await world.poll({ deps: { openSource: pop3Source(connect) } });
     expect(report.error).toBeUndefined();
     expect(report).toMatchObject({ ingested: 2, failed: 1, deleted: 2 });
     expect(report.warnings.join("\n")).toMatch(/more than maxMessageBytes/);

@@ -14,7 +14,6 @@ import type { MailboxConfig } from "../../../lambdas/config.ts";
 import { ErrorCode as Codes, type ErrorCode } from "../../../lambdas/errors.ts";
 import type { PollJob } from "../../../lambdas/handlers/jobs.ts";
 import {
-  classifyOutcome,
   createPoller,
   defaultPollerDeps,
   LEASE_MARGIN_MS,
@@ -510,18 +509,5 @@ describe("poller", () => {
     const handler = createPoller(defaultPollerDeps(env));
     expect(typeof handler).toBe("function");
     expect(reads).toEqual([]);
-  });
-});
-
-describe("classifyOutcome", () => {
-  it("maps session error codes to job outcomes", () => {
-    expect(classifyOutcome(false, undefined)).toBe("done");
-    expect(classifyOutcome(true, Codes.IN_USE)).toBe("back-off");
-    expect(classifyOutcome(true, Codes.LOGIN_DELAY)).toBe("back-off");
-    expect(classifyOutcome(true, Codes.AUTH_FAILED)).toBe("auth-failed");
-    expect(classifyOutcome(true, Codes.OAUTH_FAILED)).toBe("auth-failed");
-    expect(classifyOutcome(true, Codes.SYS_TEMP)).toBe("retry");
-    expect(classifyOutcome(true, Codes.CONNECT_FAILED)).toBe("retry");
-    expect(classifyOutcome(true, undefined)).toBe("retry");
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { dueForDeletion, joinListing, planSession } from "../../../lambdas/ingest/plan.ts";
+import { dueForDeletion, planSession } from "../../../lambdas/ingest/plan.ts";
+import { joinListing } from "../../../lambdas/ingest/pop3-source.ts";
 import type { StateEntry } from "../../../lambdas/ports.ts";
 
 const NOW = new Date("2026-11-24T12:00:00Z");
@@ -29,7 +30,7 @@ describe("joinListing", () => {
         { msg: 2, size: 7 },
       ],
     );
-    expect(joined.map((m) => [m.msg, m.uidl, m.size])).toEqual([
+    expect(joined.map((m) => [m.ref, m.uidl, m.size])).toEqual([
       [1, "a", 5],
       [2, "b", 7],
     ]);
@@ -38,7 +39,7 @@ describe("joinListing", () => {
   it("gives each copy of a duplicated UIDL its own key and flags the whole group", () => {
     const joined = listing(["x", "y", "x", "x"]);
     expect(joined.map((m) => m.key)).toEqual(["x", "y", "x\u00002", "x\u00003"]);
-    expect(joined.map((m) => m.duplicateUidl)).toEqual([true, false, true, true]);
+    expect(joined.map((m) => m.ambiguous)).toEqual([true, false, true, true]);
   });
 });
 

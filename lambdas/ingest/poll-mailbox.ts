@@ -1,0 +1,82 @@
+/**
+ * The use case "poll one mailbox", shared by the CLI (`poll`, `demo`, the bench) and the Lambda
+ * poller: resolve the mailbox's credentials, run its session, and say what the result means.
+ * Callers differ only in what they do with the outcome: the CLI maps it to an exit code, the
+ * poller to the job's fate.
+ */
+import type { MailboxConfig } from "../config.ts";
+import { describeError, ErrorCode, isMailIngestError } from "../errors.ts";
+import { emptyReport, runMailbox } from "./session.ts";
+import type { MailboxReport, SessionCredentials, SessionDeps, SessionOptions } from "./types.ts";
+
+/**
+ * - `done`: the session completed (mail may be left over for a later run);
+ * - `locked`: another run holds the mailbox's lock; the next run polls it;
+ * - `back-off`: the server said so (`[IN-USE]`, `[LOGIN-DELAY]`, RFC 2449 §8.1, RFC 3206); the
+ *   next scheduled run retries;
+ * - `auth-failed`: credentials were rejected; retrying at once only risks a lockout, so the next
+ *   scheduled run retries and someone is told;
+ * - `retry`: anything else (connection, timeouts, `[SYS/TEMP]`, storage or queue failures).
+ */
+export type PollOutcome = "done" | "locked" | "back-off" | "auth-failed" | "retry";
+
+const BACK_OFF_CODES: readonly ErrorCode[] = [ErrorCode.IN_USE, ErrorCode.LOGIN_DELAY];
+const AUTH_CODES: readonly ErrorCode[] = [
+  ErrorCode.AUTH_FAILED,
+  ErrorCode.OAUTH_FAILED,
+  ErrorCode.INVALID_CREDENTIAL,
+];
+
+/** The one decision table from a session's report to what it means. */
+export function classifyOutcome(report: MailboxReport): PollOutcome {
+  if (report.lockedBy) return "locked";
+  if (report.error === undefined) return "done";
+  const code = report.errorCode;
+  if (code !== undefined && BACK_OFF_CODES.includes(code)) return "back-off";
+  if (code !== undefined && AUTH_CODES.includes(code)) return "auth-failed";
+  return "retry";
+}
+
+export interface PollMailboxOptions extends Omit<SessionOptions, "credentials"> {
+  /** Resolves the mailbox's secret to a password or an access token. */
+  readonly credentials: (mailbox: MailboxConfig) => Promise<SessionCredentials>;
+  /** The session runner; the Lambda's tests inject one. @default runMailbox */
+  readonly run?: typeof runMailbox;
+}
+
+export interface PollResult {
+  readonly report: MailboxReport;
+  readonly outcome: PollOutcome;
+}
+
+/**
+ * Polls one mailbox. Never throws: a secret that cannot be resolved is a report with an error,
+ * like any session failure, so one bad mailbox never stops the others.
+ */
+export async function pollMailbox(
+  mailbox: MailboxConfig,
+  deps: SessionDeps,
+  options: PollMailboxOptions,
+): Promise<PollResult> {
+  const { credentials: resolve, run = runMailbox, ...session } = options;
+  const started = Date.now();
+  let credentials: SessionCredentials;
+  try {
+    credentials = await resolve(mailbox);
+  } catch (err) {
+    const report: MailboxReport = {
+      ...emptyReport(mailbox.id),
+      durationMs: Date.now() - started,
+      error: withMailbox(mailbox.id, describeError(err)),
+      errorCode: isMailIngestError(err) ? err.code : undefined,
+    };
+    return { report, outcome: classifyOutcome(report) };
+  }
+  const report = await run(mailbox, deps, { ...session, credentials });
+  return { report, outcome: classifyOutcome(report) };
+}
+
+/** Every mailbox error names its mailbox, once. */
+function withMailbox(id: string, message: string): string {
+  return message.startsWith(`mailbox ${id}:`) ? message : `mailbox ${id}: ${message}`;
+}
