@@ -16,13 +16,8 @@ export async function stls(engine: Pop3Engine): Promise<void> {
     await engine.exec("stls", "STLS", "STLS");
   } catch (err) {
     if (err instanceof MailIngestError && err.code === ErrorCode.COMMAND_FAILED) {
-      throw new MailIngestError(
-        ErrorCode.STARTTLS_UNAVAILABLE,
-        `POP3 server ${host} refused STLS`,
-        {
-          cause: err,
-        },
-      );
+      const message = `POP3 server ${host} refused STLS`;
+      throw new MailIngestError(ErrorCode.STARTTLS_UNAVAILABLE, message, { cause: err });
     }
     throw err;
   }
