@@ -82,3 +82,13 @@ export function isTransient(err: unknown): boolean {
 export function isValidUidl(uidl: string): boolean {
   return /^[\x21-\x7e]{1,70}$/.test(uidl);
 }
+
+/** Misuse of the client API by the caller (a bad option or argument); nothing was sent. */
+export function usageError(message: string): MailIngestError {
+  return new MailIngestError(ErrorCode.CONFIG_INVALID, `POP3: ${message}`);
+}
+
+/** The server broke the protocol: a response we cannot parse or frame. */
+export function protocolError(verb: string, message: string): MailIngestError {
+  return new MailIngestError(ErrorCode.PROTOCOL, `POP3 ${verb}: ${message}`);
+}

@@ -1,6 +1,7 @@
 /** Public API of the POP3 client. */
-export { emptyCapabilities, parseCapabilities } from "./capabilities.ts";
+export { emptyCapabilities } from "./capabilities.ts";
 export { Pop3Client } from "./client.ts";
+export { parseCapabilities } from "./commands/capa.ts";
 export { isTransient, isValidUidl, Pop3ServerError, parseResponseCode } from "./errors.ts";
 export * as limits from "./limits.ts";
 export type {

@@ -1,13 +1,15 @@
 import { describe, expect, it } from "vitest";
-import { ErrorCode, MailIngestError } from "../../../lambdas/errors.ts";
+import { ErrorCode } from "../../../lambdas/errors.ts";
 import { serverError } from "../../../lambdas/pop3/errors.ts";
 import {
   isTransient,
   isValidUidl,
+  Pop3Client,
   parseCapabilities,
   parseResponseCode,
 } from "../../../lambdas/pop3/index.ts";
 import { apopDigest, authenticate, plain, type SaslIo } from "../../../lambdas/pop3/sasl.ts";
+import { startTranscriptServer } from "../../helpers/transcript-server.ts";
 
 /** A scripted SASL peer: records what the client sent and replays canned replies. */
 function peer(replies: string[]): { io: SaslIo; sent: string[] } {
@@ -83,28 +85,48 @@ describe("response codes (RFC 2449 §8, RFC 3206)", () => {
     expect(serverError("PASS", "[X-VENDOR] odd", true).code).toBe(ErrorCode.AUTH_FAILED);
     expect(serverError("PASS", "nope", true).code).toBe(ErrorCode.AUTH_FAILED);
   });
+});
 
-  it("classifies transient failures", () => {
-    for (const code of [
-      ErrorCode.IN_USE,
-      ErrorCode.LOGIN_DELAY,
-      ErrorCode.SYS_TEMP,
-      ErrorCode.TIMEOUT,
-      ErrorCode.CONNECTION_CLOSED,
-      ErrorCode.CONNECT_FAILED,
-      ErrorCode.CONNECT_TIMEOUT,
-    ]) {
-      expect(isTransient(new MailIngestError(code, "x")), code).toBe(true);
+// These start from what a server says or what the network does, never from an ErrorCode, so they
+// fail when the -ERR mapping or the retry decision changes; restating the TRANSIENT list could not.
+describe("retry decision for server replies and network failures (isTransient)", () => {
+  it("retries a locked, delayed or temporarily failing mailbox", () => {
+    const replies: Array<[string, string, boolean]> = [
+      ["PASS", "[IN-USE] mailbox locked by another session", true],
+      ["PASS", "[LOGIN-DELAY] minimum time between logins not met", true],
+      ["RETR", "[SYS/TEMP/DISK] spool full", false],
+    ];
+    for (const [verb, text, authPhase] of replies) {
+      expect(isTransient(serverError(verb, text, authPhase)), text).toBe(true);
     }
-    for (const code of [
-      ErrorCode.AUTH_FAILED,
-      ErrorCode.SYS_PERM,
-      ErrorCode.TLS_FAILED,
-      ErrorCode.PROTOCOL,
-    ]) {
-      expect(isTransient(new MailIngestError(code, "x")), code).toBe(false);
+  });
+
+  it("does not retry rejected credentials, permanent failures or plain -ERR", () => {
+    const replies: Array<[string, string, boolean]> = [
+      ["PASS", "[AUTH] invalid credentials", true],
+      ["PASS", "authentication failed", true],
+      ["PASS", "[X-VENDOR] odd", true],
+      ["RETR", "[SYS/PERM] mailbox is gone", false],
+      ["RETR", "no such message", false],
+    ];
+    for (const [verb, text, authPhase] of replies) {
+      expect(isTransient(serverError(verb, text, authPhase)), text).toBe(false);
     }
-    expect(isTransient(new Error("plain"))).toBe(false);
+  });
+
+  it("retries a connection that nobody accepts", async () => {
+    const server = await startTranscriptServer([]);
+    const { port } = server;
+    await server.close();
+    const err = await Pop3Client.connect({ host: "127.0.0.1", port, tls: "none" }).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toMatchObject({ code: ErrorCode.CONNECT_FAILED });
+    expect(isTransient(err)).toBe(true);
+  });
+
+  it("does not retry an error that did not come from the client", () => {
+    expect(isTransient(new Error("ECONNRESET"))).toBe(false);
   });
 });
 

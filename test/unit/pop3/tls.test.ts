@@ -137,6 +137,26 @@ describe("STLS (RFC 2595)", () => {
     );
   });
 
+  it("forgets the plaintext capabilities when CAPA is refused after the upgrade (RFC 2595 §4)", async () => {
+    await withSession(
+      [
+        ...opening("STLS", "USER", "PIPELINING", "SASL PLAIN"),
+        "C: STLS",
+        "S: +OK",
+        { starttls: true },
+        "C: CAPA",
+        "S: -ERR not over TLS",
+      ],
+      async ({ client }) => {
+        expect(client.secure).toBe(true);
+        // Nothing learnt before the handshake may steer the session (a MITM could forge it).
+        expect(client.capabilities).toMatchObject({ raw: [], sasl: [], pipelining: false });
+      },
+      { tls: "starttls", ca: pki.caCert, servername: "pop.test" },
+      { tls: serverTls() },
+    );
+  });
+
   it("fails with STARTTLS_UNAVAILABLE when STLS is not offered, before any credential", async () => {
     const server = await startTranscriptServer([
       ...opening("USER", "SASL PLAIN"),
