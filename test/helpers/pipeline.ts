@@ -34,6 +34,11 @@ export async function listFiles(dir: string): Promise<string[]> {
   return entries.filter((e) => e.isFile()).map((e) => path.join(e.parentPath, e.name));
 }
 
+/** Temp files anywhere under a data dir (the fs adapters keep them in `.tmp/` folders). */
+export async function tempFiles(dir: string): Promise<string[]> {
+  return (await listFiles(dir)).filter((f) => f.split(path.sep).includes(".tmp"));
+}
+
 export async function fsWorld(
   mailbox: Record<string, unknown>,
   password: string,

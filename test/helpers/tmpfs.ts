@@ -38,3 +38,17 @@ export async function mountTmpfs(bytes: number): Promise<Tmpfs | { unavailable: 
     },
   };
 }
+
+/**
+ * Whether this machine lets a test mount a tmpfs, probed once per file; when it cannot, the
+ * reason is printed so the skip is visible.
+ */
+export async function tmpfsAvailable(): Promise<boolean> {
+  const probe = await mountTmpfs(1 << 20);
+  if ("unavailable" in probe) {
+    console.warn(`[mail-ingest] tmpfs ENOSPC tests skipped: ${probe.unavailable}`);
+    return false;
+  }
+  await probe.unmount();
+  return true;
+}

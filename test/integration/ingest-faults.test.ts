@@ -17,8 +17,8 @@ import {
   startPop3TestServer,
   type TestMessage,
 } from "../../lambdas/testing/pop3-server.ts";
-import { type FsWorld, fsWorld, listFiles, sha256 } from "../helpers/pipeline.ts";
-import { mountTmpfs, type Tmpfs } from "../helpers/tmpfs.ts";
+import { type FsWorld, fsWorld, sha256, tempFiles } from "../helpers/pipeline.ts";
+import { mountTmpfs, type Tmpfs, tmpfsAvailable } from "../helpers/tmpfs.ts";
 
 const USER = "user@example.test";
 const PASSWORD = "pw";
@@ -53,11 +53,6 @@ function enospc(): NodeJS.ErrnoException {
   });
 }
 
-/** Temp files anywhere under the data dir (the adapters keep them in `.tmp/` folders). */
-async function tempFiles(dir: string): Promise<string[]> {
-  return (await listFiles(dir)).filter((f) => f.split(path.sep).includes(".tmp"));
-}
-
 /**
  * Every message gone from the server was fully committed: raw byte-exact and queued. Returns the
  * uidls of the messages still on the server.
@@ -82,6 +77,25 @@ async function expectRerunCompletes(initial: TestMessage[], w: FsWorld) {
   const queued = await w.queue();
   expect(queued).toHaveLength(initial.length);
   expect(new Set(queued.map((q) => q.sha256)).size).toBe(initial.length);
+}
+
+/** Starts the test server with `initial` and a delete-mode world on `baseDir` (or a temp dir). */
+async function deleteModeWorld(initial: TestMessage[], baseDir?: string): Promise<FsWorld> {
+  server = await startPop3TestServer({
+    users: { [USER]: { password: PASSWORD, messages: initial } },
+  });
+  return fsWorld(
+    {
+      host: server.host,
+      port: server.port,
+      tls: "none",
+      allowInsecureAuth: true,
+      username: USER,
+      delete: "after-ingest",
+    },
+    PASSWORD,
+    baseDir,
+  );
 }
 
 describe("a storage failure mid-session", () => {
@@ -128,20 +142,7 @@ describe("a storage failure mid-session", () => {
     "an ENOSPC writing %s (write #%i) fails only the session, naming the cause; committed mail is deleted, the rest kept",
     async (step, nth) => {
       const initial = messages(25, 20_000);
-      server = await startPop3TestServer({
-        users: { [USER]: { password: PASSWORD, messages: initial } },
-      });
-      world = await fsWorld(
-        {
-          host: server.host,
-          port: server.port,
-          tls: "none",
-          allowInsecureAuth: true,
-          username: USER,
-          delete: "after-ingest",
-        },
-        PASSWORD,
-      );
+      world = await deleteModeWorld(initial);
       const report = await world.poll({ deps: failing(world, step, nth) });
       expect(report.error).toMatch(/^mailbox box: .*ENOSPC: no space left on device/);
       expect([ErrorCode.STORE_FAILED, ErrorCode.QUEUE_FAILED]).toContain(report.errorCode);
@@ -155,15 +156,9 @@ describe("a storage failure mid-session", () => {
   );
 });
 
-describe("a full disk (a real 3 MB tmpfs)", async () => {
-  const probe = await mountTmpfs(1 << 20);
-  if ("unavailable" in probe) {
-    console.warn(`[mail-ingest] tmpfs ENOSPC tests skipped: ${probe.unavailable}`);
-  } else {
-    await probe.unmount();
-  }
-  const itWithTmpfs = "unavailable" in probe ? it.skip : it;
+const itWithTmpfs = (await tmpfsAvailable()) ? it : it.skip;
 
+describe("a full disk (a real 3 MB tmpfs)", () => {
   itWithTmpfs(
     "ends the session with ENOSPC named, leaves no temp file, deletes only committed mail, and completes once space is freed",
     async () => {
@@ -172,21 +167,7 @@ describe("a full disk (a real 3 MB tmpfs)", async () => {
       disk = mounted;
       // 40 messages of ~200 KB with an attachment: far more than 3 MB once stored raw + parts.
       const initial = messages(40, 150_000);
-      server = await startPop3TestServer({
-        users: { [USER]: { password: PASSWORD, messages: initial } },
-      });
-      world = await fsWorld(
-        {
-          host: server.host,
-          port: server.port,
-          tls: "none",
-          allowInsecureAuth: true,
-          username: USER,
-          delete: "after-ingest",
-        },
-        PASSWORD,
-        disk.dir,
-      );
+      world = await deleteModeWorld(initial, disk.dir);
       const report = await world.poll();
       expect(report.error).toMatch(/^mailbox box: .*ENOSPC: no space left on device/);
       expect(report.errorCode).toBe(ErrorCode.STORE_FAILED);
@@ -203,10 +184,7 @@ describe("a full disk (a real 3 MB tmpfs)", async () => {
   );
 });
 
-describe("the CLI daemon on a full disk", async () => {
-  const probe = await mountTmpfs(1 << 20);
-  if (!("unavailable" in probe)) await probe.unmount();
-  const itWithTmpfs = "unavailable" in probe ? it.skip : it;
+describe("the CLI daemon on a full disk", () => {
   const CLI = path.resolve(import.meta.dirname, "../../bin/mail-ingest.js");
 
   itWithTmpfs(

@@ -17,7 +17,7 @@ import {
   startPop3TestServer,
   type TestMessage,
 } from "../../lambdas/testing/pop3-server.ts";
-import { type FsWorld, fsWorld, listFiles, sha256 } from "../helpers/pipeline.ts";
+import { type FsWorld, fsWorld, sha256, tempFiles } from "../helpers/pipeline.ts";
 
 const USER = "user@example.test";
 const PASSWORD = "pw";
@@ -31,11 +31,6 @@ afterEach(async () => {
   server = undefined;
   world = undefined;
 });
-
-/** Temp files anywhere under the data dir (the adapters keep them in `.tmp/` folders). */
-async function tempFiles(dir: string): Promise<string[]> {
-  return (await listFiles(dir)).filter((f) => f.split(path.sep).includes(".tmp"));
-}
 
 function messages(count: number, from = 0): TestMessage[] {
   return Array.from({ length: count }, (_, i) => ({
