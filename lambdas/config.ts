@@ -8,6 +8,7 @@ import path from "node:path";
 import { ErrorCode, MailIngestError } from "./errors.ts";
 import { describePosition, parseJsonOrPosition } from "./json-position.ts";
 import type { AuthMethod, TlsMode } from "./pop3/index.ts";
+import { isRecord } from "./util/is-record.ts";
 
 export interface FsStorageConfig {
   readonly type: "fs";
@@ -107,10 +108,6 @@ export class ConfigError extends MailIngestError {
 
 type Json = Record<string, unknown>;
 
-function isObject(value: unknown): value is Json {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
 /** Reads fields of one JSON object, collecting precise errors and rejecting unknown keys. */
 class Fields {
   private readonly seen = new Set<string>();
@@ -187,7 +184,7 @@ class Fields {
 
 function parseStorage(value: unknown, dataDir: string): StorageConfig {
   if (value === undefined) return { type: "fs", dir: dataDir };
-  if (!isObject(value)) throw new ConfigError("storage", "must be an object");
+  if (!isRecord(value)) throw new ConfigError("storage", "must be an object");
   const f = new Fields(value, "storage");
   const type = f.oneOf("type", ["fs", "s3"] as const, "fs");
   let result: StorageConfig;
@@ -213,7 +210,7 @@ function parseStorage(value: unknown, dataDir: string): StorageConfig {
 
 function parseQueue(value: unknown, dataDir: string): QueueConfig {
   if (value === undefined) return { type: "fs", dir: path.join(dataDir, "queue") };
-  if (!isObject(value)) throw new ConfigError("queue", "must be an object");
+  if (!isRecord(value)) throw new ConfigError("queue", "must be an object");
   const f = new Fields(value, "queue");
   const type = f.oneOf("type", ["fs", "sqs"] as const, "fs");
   const result: QueueConfig =
@@ -234,7 +231,7 @@ function parseSecretSource(value: unknown, at: string, baseDir: string): SecretS
     if (value.length === 0) throw new ConfigError(at, "must not be empty");
     return value;
   }
-  if (!isObject(value)) {
+  if (!isRecord(value)) {
     throw new ConfigError(
       at,
       'must be a string, {"env": NAME}, {"file": PATH} or {"secretId": ID}',
@@ -256,7 +253,7 @@ function parseSecretSource(value: unknown, at: string, baseDir: string): SecretS
 function parseDelete(value: unknown, at: string): DeletePolicy {
   if (value === undefined || value === "never") return "never";
   if (value === "after-ingest") return "after-ingest";
-  if (isObject(value)) {
+  if (isRecord(value)) {
     const f = new Fields(value, at);
     const afterDays = f.integer("afterDays", { min: 0, max: 36_500 });
     f.done();
@@ -275,7 +272,7 @@ async function parseCa(value: string | undefined, baseDir: string, at: string) {
 }
 
 async function parseMailbox(value: unknown, at: string, baseDir: string): Promise<MailboxConfig> {
-  if (!isObject(value)) throw new ConfigError(at, "must be an object");
+  if (!isRecord(value)) throw new ConfigError(at, "must be an object");
   const f = new Fields(value, at);
   const tls = f.oneOf("tls", TLS_MODES, "implicit");
   const id = f.string("id", { pattern: MAILBOX_ID_PATTERN });
@@ -315,7 +312,7 @@ async function parseMailbox(value: unknown, at: string, baseDir: string): Promis
  * files) resolve against `baseDir`, normally the config file's directory.
  */
 export async function parseConfig(json: unknown, baseDir = process.cwd()): Promise<AppConfig> {
-  if (!isObject(json)) throw new ConfigError("(root)", "must be a JSON object");
+  if (!isRecord(json)) throw new ConfigError("(root)", "must be a JSON object");
   const f = new Fields(json, "");
   const dataDir = path.resolve(baseDir, DEFAULT_DATA_DIR);
   const storage = parseStorage(f.raw("storage"), dataDir);

@@ -6,6 +6,10 @@
 export const ErrorCode = {
   // Configuration and usage.
   CONFIG_INVALID: "CONFIG_INVALID",
+  /** A caller passed an argument the API does not accept (a programming error, not config). */
+  INVALID_ARGUMENT: "INVALID_ARGUMENT",
+  /** A jobs-queue message body that can never be processed (a poison message for the DLQ). */
+  JOB_INVALID: "JOB_INVALID",
   SECRET_UNRESOLVED: "SECRET_UNRESOLVED",
   // Transport.
   CONNECT_FAILED: "CONNECT_FAILED",

@@ -6,6 +6,7 @@
  */
 import { ErrorCode, MailIngestError } from "../errors.ts";
 import type { StateEntry } from "../ports.ts";
+import { isRecord } from "../util/is-record.ts";
 
 export type StateOp =
   | { readonly op: "record"; readonly entries: readonly StateEntry[] }
@@ -165,8 +166,4 @@ function readEntry(value: unknown): StateEntry | string {
     return "messageId is not a string";
   }
   return { uidl, id, ingestedAt, size, sha256, ...(messageId === undefined ? {} : { messageId }) };
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }

@@ -4,6 +4,7 @@
  */
 import { createHash } from "node:crypto";
 import { ErrorCode, MailIngestError } from "../errors.ts";
+import { isRecord } from "../util/is-record.ts";
 
 /** What a mailbox's secret holds for OAuth2 (one secret per mailbox). */
 export interface OAuthSecret {
@@ -69,10 +70,6 @@ interface CacheEntry {
 
 function fingerprint(value: string): string {
   return createHash("sha256").update(value).digest("hex");
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 export class TokenProvider {

@@ -7,6 +7,7 @@ import { resolveSecret } from "../config.ts";
 import { ErrorCode, MailIngestError } from "../errors.ts";
 import type { SessionCredentials } from "../ingest/types.ts";
 import { describePosition, parseJsonOrPosition } from "../json-position.ts";
+import { isRecord } from "../util/is-record.ts";
 import type { OAuthSecret, TokenProvider } from "./oauth.ts";
 
 /** What a secret string can hold. */
@@ -15,10 +16,6 @@ export type ParsedSecret =
   | { readonly kind: "oauth"; readonly oauth: OAuthSecret };
 
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "[::1]", "localhost"]);
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
 
 /** Field names that make a `{`-text unmistakably meant as JSON rather than a password. */
 const SECRET_JSON_FIELDS = /"(?:password|refreshToken|clientId|tokenUrl)"\s*:/;

@@ -12,6 +12,7 @@ import type {
 } from "@aws-sdk/client-sqs";
 import { MAILBOX_ID_PATTERN } from "../config.ts";
 import { ErrorCode, MailIngestError } from "../errors.ts";
+import { isRecord } from "../util/is-record.ts";
 
 /** The body of one jobs-queue message. */
 export interface PollJob {
@@ -39,10 +40,6 @@ const SEND_ATTEMPTS = 3;
 const RETRY_DELAY_MS = 100;
 
 const TICK_PATTERN = /^\d{8}T\d{4}Z$/;
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
 
 /** `2024-05-01T10:05:59.123Z` -> `20240501T1005Z`: one id per minute. */
 export function formatTick(date: Date): string {
@@ -82,7 +79,7 @@ export function jobDeduplicationId(job: PollJob): string {
 /** Validates a jobs-queue message body; a malformed one is a poison message. */
 export function parseJob(body: string): PollJob {
   const fail = (problem: string) =>
-    new MailIngestError(ErrorCode.CONFIG_INVALID, `poll job: ${problem}`);
+    new MailIngestError(ErrorCode.JOB_INVALID, `poll job: ${problem}`);
   let json: unknown;
   try {
     json = JSON.parse(body);
