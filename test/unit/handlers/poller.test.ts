@@ -144,7 +144,7 @@ function harness(
     adapters: () => adapters,
     sendMessageBatch: async (input) => {
       sent.push(input);
-      return {};
+      return { Successful: (input.Entries ?? []).map((e) => ({ Id: e.Id })) };
     },
     jobsQueueUrl: JOBS,
     getSecret: async (id) => {
