@@ -124,3 +124,11 @@ function httpStatus(err: Error): number | undefined {
   if (typeof meta !== "object" || meta === null || !("httpStatusCode" in meta)) return undefined;
   return typeof meta.httpStatusCode === "number" ? meta.httpStatusCode : undefined;
 }
+
+/**
+ * The one way a message is said to concern a mailbox: `mailbox <id>: <message>`. Credential errors
+ * ({@link resolveCredentials}) and mailbox reports use it, so a message names its mailbox once.
+ */
+export function mailboxMessage(mailboxId: string, message: string): string {
+  return `mailbox ${mailboxId}: ${message}`;
+}

@@ -4,6 +4,8 @@
  * (state files are external data): a damaged operation keeps what is valid and reports the rest,
  * so one bad line or object costs a few re-fetches instead of the mailbox (see {@link salvageOp}).
  */
+
+import { isValidMailboxId } from "../config/schema.ts";
 import { ErrorCode, MailIngestError } from "../errors.ts";
 import type { StateEntry } from "../ports.ts";
 import { isRecord } from "../util/is-record.ts";
@@ -12,14 +14,12 @@ export type StateOp =
   | { readonly op: "record"; readonly entries: readonly StateEntry[] }
   | { readonly op: "forget"; readonly uidls: readonly string[] };
 
-const MAILBOX_ID = /^[A-Za-z0-9._-]+$/;
-
-/** Mailbox ids become file and key names, so they are restricted and may not be `.`/`..`. */
+/** Mailbox ids become file and key names: the config's one rule ({@link isValidMailboxId}) guards them. */
 export function assertMailboxId(mailbox: string): void {
-  if (!MAILBOX_ID.test(mailbox) || mailbox === "." || mailbox === "..") {
+  if (!isValidMailboxId(mailbox)) {
     throw new MailIngestError(
       ErrorCode.CONFIG_INVALID,
-      `Invalid mailbox id ${JSON.stringify(mailbox)}: use letters, digits, '.', '_' or '-'`,
+      `Invalid mailbox id ${JSON.stringify(mailbox)}: use 1-64 letters, digits, '.', '_' or '-'`,
     );
   }
 }

@@ -1,6 +1,6 @@
 /** One pass over many mailboxes, a few at a time; shared by `poll`, `demo` and the bench. */
-import { type ResolveCredentialsDeps, resolveCredentials } from "../auth/secrets.ts";
-import type { AppConfig, MailboxConfig } from "../config.ts";
+
+import type { AppConfig, MailboxConfig } from "../config/index.ts";
 import { describeError, isMailIngestError } from "../errors.ts";
 import { emptyReport, runMailbox } from "../ingest/session.ts";
 import type {
@@ -9,6 +9,7 @@ import type {
   SessionDeps,
   SessionProgress,
 } from "../ingest/types.ts";
+import { type ResolveCredentialsDeps, resolveCredentials } from "../secrets/credentials.ts";
 
 export interface PollAllOptions {
   readonly deps: SessionDeps;
@@ -51,7 +52,8 @@ async function pollOne(mailbox: MailboxConfig, options: PollAllOptions): Promise
     return {
       ...emptyReport(mailbox.id),
       durationMs: Date.now() - started,
-      error: withMailbox(mailbox.id, describeError(err)),
+      // resolveCredentials names the mailbox; the session names it in its own reports.
+      error: describeError(err),
       errorCode: isMailIngestError(err) ? err.code : undefined,
     };
   }
@@ -61,9 +63,4 @@ async function pollOne(mailbox: MailboxConfig, options: PollAllOptions): Promise
     signal: options.signal,
     onProgress: options.onProgress,
   });
-}
-
-/** Every mailbox error names its mailbox, once. */
-function withMailbox(id: string, message: string): string {
-  return message.startsWith(`mailbox ${id}:`) ? message : `mailbox ${id}: ${message}`;
 }

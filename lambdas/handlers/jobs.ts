@@ -9,7 +9,7 @@ import {
   type SendMessageBatch,
   sendBatches,
 } from "../adapters/sqs-batch.ts";
-import { MAILBOX_ID_PATTERN } from "../config.ts";
+import { isValidMailboxId } from "../config/index.ts";
 import { ErrorCode, MailIngestError } from "../errors.ts";
 import { isRecord } from "../util/is-record.ts";
 
@@ -80,7 +80,7 @@ export function parseJob(body: string): PollJob {
   }
   if (!isRecord(json)) throw fail("body must be a JSON object");
   const { mailboxId, tick, continuation, stalled } = json;
-  if (typeof mailboxId !== "string" || !MAILBOX_ID_PATTERN.test(mailboxId)) {
+  if (typeof mailboxId !== "string" || !isValidMailboxId(mailboxId)) {
     throw fail("mailboxId is missing or invalid");
   }
   if (typeof tick !== "string" || !TICK_PATTERN.test(tick))

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { cliCredentials } from "../../../lambdas/cli/credentials.ts";
-import { parseConfig } from "../../../lambdas/config.ts";
+import { parseConfig } from "../../../lambdas/config/index.ts";
 
 const base = { id: "a", host: "pop.example.com", username: "u" };
 

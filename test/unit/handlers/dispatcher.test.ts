@@ -1,10 +1,10 @@
 import { Logger } from "@aws-lambda-powertools/logger";
 import type { SendMessageBatchCommandInput } from "@aws-sdk/client-sqs";
 import { afterEach, describe, expect, it } from "vitest";
+import { createConfigLoader } from "../../../lambdas/config/index.ts";
 import { ErrorCode, MailIngestError } from "../../../lambdas/errors.ts";
 import { createDispatcher, defaultDispatcherDeps } from "../../../lambdas/handlers/dispatcher.ts";
 import { type SendMessageBatch, sendJobs } from "../../../lambdas/handlers/jobs.ts";
-import { createConfigLoader } from "../../../lambdas/handlers/runtime.ts";
 import { type Captured, captureOutput, lambdaContext } from "./capture.ts";
 
 const QUEUE = "https://sqs.us-east-1.amazonaws.com/000000000000/jobs.fifo";

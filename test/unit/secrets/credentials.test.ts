@@ -2,14 +2,15 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type OAuthSecret, TokenProvider } from "../../../lambdas/auth/oauth.ts";
+import type { MailboxConfig } from "../../../lambdas/config/index.ts";
+import { ErrorCode, MailIngestError } from "../../../lambdas/errors.ts";
 import {
+  type OAuthSecret,
   parseSecretString,
   resolveCredentials,
+  TokenProvider,
   withRotatedRefreshToken,
-} from "../../../lambdas/auth/secrets.ts";
-import type { MailboxConfig } from "../../../lambdas/config.ts";
-import { ErrorCode, MailIngestError } from "../../../lambdas/errors.ts";
+} from "../../../lambdas/secrets/index.ts";
 
 const OAUTH = {
   clientId: "cid",
@@ -57,19 +58,19 @@ afterAll(async () => {
 
 describe("parseSecretString", () => {
   it("treats plain text, including text that merely starts with a brace, as the password", () => {
-    expect(parseSecretString("m", "pa ss")).toEqual({ kind: "password", password: "pa ss" });
-    expect(parseSecretString("m", "{notjson")).toEqual({ kind: "password", password: "{notjson" });
+    expect(parseSecretString("pa ss")).toEqual({ kind: "password", password: "pa ss" });
+    expect(parseSecretString("{notjson")).toEqual({ kind: "password", password: "{notjson" });
   });
 
   it("reads JSON {password}", () => {
-    expect(parseSecretString("m", '{"password":"pw"}')).toEqual({
+    expect(parseSecretString('{"password":"pw"}')).toEqual({
       kind: "password",
       password: "pw",
     });
   });
 
   it("reads OAuth2 JSON", () => {
-    expect(parseSecretString("m", JSON.stringify({ ...OAUTH, clientSecret: "cs" }))).toEqual({
+    expect(parseSecretString(JSON.stringify({ ...OAUTH, clientSecret: "cs" }))).toEqual({
       kind: "oauth",
       oauth: { ...OAUTH, clientSecret: "cs" },
     });
@@ -78,7 +79,7 @@ describe("parseSecretString", () => {
   it("rejects OAuth2 JSON with a plain-http token endpoint off loopback, without echoing the secret", () => {
     const err = (() => {
       try {
-        parseSecretString("m", JSON.stringify({ ...OAUTH, tokenUrl: "http://example.com/token" }));
+        parseSecretString(JSON.stringify({ ...OAUTH, tokenUrl: "http://example.com/token" }));
       } catch (e) {
         return e;
       }
@@ -94,19 +95,19 @@ describe("parseSecretString", () => {
     const text = `${JSON.stringify(OAUTH).slice(0, -1)},\n}`;
     const err = (() => {
       try {
-        return parseSecretString("m", text);
+        return parseSecretString(text);
       } catch (e) {
         return e;
       }
     })();
     expect(err).toBeInstanceOf(MailIngestError);
     expect((err as MailIngestError).code).toBe(ErrorCode.SECRET_UNRESOLVED);
-    expect((err as Error).message).toBe("mailbox m: secret is not valid JSON: line 2, column 1");
+    expect((err as Error).message).toBe("secret is not valid JSON: line 2, column 1");
     expect(JSON.stringify(err, Object.getOwnPropertyNames(err))).not.toContain("rt-SECRET");
   });
 
   it("rejects a JSON object that is neither shape", () => {
-    expect(() => parseSecretString("m", '{"user":"x"}')).toThrow(/password/);
+    expect(() => parseSecretString('{"user":"x"}')).toThrow(/password/);
   });
 });
 
