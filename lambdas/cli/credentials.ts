@@ -4,6 +4,7 @@
  * only when some mailbox names a secretId, so local-only configs start fast. OAuth2 secrets work
  * from any source; a rotated refresh token is written back only to Secrets Manager.
  */
+import type { SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import type { MailboxConfig } from "../config/index.ts";
 import { credentialDeps, type ResolveCredentialsDeps } from "../secrets/credentials.ts";
 
@@ -14,7 +15,11 @@ export async function cliCredentials(
   mailboxes: readonly MailboxConfig[],
   env: NodeJS.ProcessEnv,
   warn: (message: string) => void,
-  options: { readonly fetch?: typeof globalThis.fetch } = {},
+  options: {
+    readonly fetch?: typeof globalThis.fetch;
+    /** @default a client for the ambient region and credentials */
+    readonly secretsManager?: SecretsManagerClient;
+  } = {},
 ): Promise<ResolveCredentialsDeps> {
   const usesSecretsManager = mailboxes.some(
     (m) => typeof m.password === "object" && "secretId" in m.password,
@@ -22,6 +27,7 @@ export async function cliCredentials(
   const store = usesSecretsManager
     ? (await import("../secrets/secrets-manager.ts")).secretsManagerStore({
         cacheSeconds: CLI_SECRET_CACHE_SECONDS,
+        client: options.secretsManager,
       })
     : undefined;
   return credentialDeps({ env, warn, store, fetch: options.fetch });

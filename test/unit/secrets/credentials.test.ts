@@ -4,6 +4,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MailboxConfig } from "../../../lambdas/config/index.ts";
 import { ErrorCode, MailIngestError } from "../../../lambdas/errors.ts";
+import type { ResolveCredentialsDeps } from "../../../lambdas/secrets/index.ts";
 import {
   type OAuthSecret,
   parseSecretString,
@@ -159,6 +160,43 @@ describe("resolveCredentials", () => {
     }).catch((e: unknown) => e);
     expect((err as MailIngestError).code).toBe(ErrorCode.SECRET_UNRESOLVED);
     expect((err as Error).message).toContain("mail/m1");
+  });
+});
+
+describe("resolveCredentials names the mailbox once, whatever failed", () => {
+  it.each<[string, MailboxConfig, ResolveCredentialsDeps, ErrorCode]>([
+    [
+      "an unreadable source",
+      mailbox({ password: { env: "NOPE" } }),
+      {},
+      ErrorCode.SECRET_UNRESOLVED,
+    ],
+    [
+      "a secret that is neither shape",
+      mailbox(),
+      { getSecret: async () => '{"user":"x"}' },
+      ErrorCode.SECRET_UNRESOLVED,
+    ],
+    [
+      "a refused token refresh",
+      mailbox({ auth: "xoauth2" }),
+      {
+        getSecret: async () => JSON.stringify(OAUTH),
+        tokenProvider: new TokenProvider({
+          persistRefreshToken: async () => {},
+          fetch: async () =>
+            new Response(JSON.stringify({ error: "invalid_grant" }), { status: 400 }),
+        }),
+      },
+      ErrorCode.OAUTH_FAILED,
+    ],
+  ])("%s keeps its code and gets one prefix", async (_what, box, deps, code) => {
+    const err = await resolveCredentials(box, deps).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(MailIngestError);
+    expect((err as MailIngestError).code).toBe(code);
+    expect((err as Error).message).toMatch(/^mailbox m1: /);
+    expect((err as Error).message.match(/mailbox m1/g)).toHaveLength(1);
+    expect((err as Error).message).not.toContain("rt-SECRET");
   });
 });
 
