@@ -6,6 +6,10 @@
 export const ErrorCode = {
   // Configuration and usage.
   CONFIG_INVALID: "CONFIG_INVALID",
+  /** A caller passed an argument the API does not accept (a programming error, not config). */
+  INVALID_ARGUMENT: "INVALID_ARGUMENT",
+  /** A jobs-queue message body that can never be processed (a poison message for the DLQ). */
+  JOB_INVALID: "JOB_INVALID",
   SECRET_UNRESOLVED: "SECRET_UNRESOLVED",
   // Transport.
   CONNECT_FAILED: "CONNECT_FAILED",
@@ -119,4 +123,12 @@ function httpStatus(err: Error): number | undefined {
   const meta: unknown = (err as { $metadata?: unknown }).$metadata;
   if (typeof meta !== "object" || meta === null || !("httpStatusCode" in meta)) return undefined;
   return typeof meta.httpStatusCode === "number" ? meta.httpStatusCode : undefined;
+}
+
+/**
+ * The one way a message is said to concern a mailbox: `mailbox <id>: <message>`. Credential errors
+ * ({@link resolveCredentials}) and mailbox reports use it, so a message names its mailbox once.
+ */
+export function mailboxMessage(mailboxId: string, message: string): string {
+  return `mailbox ${mailboxId}: ${message}`;
 }

@@ -6,7 +6,7 @@
  */
 
 import { join } from "node:path";
-import type { QueueConfig, StorageConfig } from "../config.ts";
+import type { QueueConfig, StorageConfig } from "../config/index.ts";
 import type { MailboxLock, MessageQueue, ObjectStore, StateStore } from "../ports.ts";
 import { FsMailboxLock } from "./fs-lock.ts";
 import { FsQueue } from "./fs-queue.ts";

@@ -4,21 +4,22 @@
  * (state files are external data): a damaged operation keeps what is valid and reports the rest,
  * so one bad line or object costs a few re-fetches instead of the mailbox (see {@link salvageOp}).
  */
+
+import { isValidMailboxId } from "../config/schema.ts";
 import { ErrorCode, MailIngestError } from "../errors.ts";
 import type { StateEntry } from "../ports.ts";
+import { isRecord } from "../util/is-record.ts";
 
 export type StateOp =
   | { readonly op: "record"; readonly entries: readonly StateEntry[] }
   | { readonly op: "forget"; readonly uidls: readonly string[] };
 
-const MAILBOX_ID = /^[A-Za-z0-9._-]+$/;
-
-/** Mailbox ids become file and key names, so they are restricted and may not be `.`/`..`. */
+/** Mailbox ids become file and key names: the config's one rule ({@link isValidMailboxId}) guards them. */
 export function assertMailboxId(mailbox: string): void {
-  if (!MAILBOX_ID.test(mailbox) || mailbox === "." || mailbox === "..") {
+  if (!isValidMailboxId(mailbox)) {
     throw new MailIngestError(
       ErrorCode.CONFIG_INVALID,
-      `Invalid mailbox id ${JSON.stringify(mailbox)}: use letters, digits, '.', '_' or '-'`,
+      `Invalid mailbox id ${JSON.stringify(mailbox)}: use 1-64 letters, digits, '.', '_' or '-'`,
     );
   }
 }
@@ -165,8 +166,4 @@ function readEntry(value: unknown): StateEntry | string {
     return "messageId is not a string";
   }
   return { uidl, id, ingestedAt, size, sha256, ...(messageId === undefined ? {} : { messageId }) };
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }

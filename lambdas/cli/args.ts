@@ -1,6 +1,11 @@
 /** Argument helpers shared by the commands. */
 import { type ParseArgsConfig, parseArgs } from "node:util";
-import { type AppConfig, ConfigError, loadConfigFile, type MailboxConfig } from "../config.ts";
+import {
+  type AppConfig,
+  ConfigError,
+  loadConfigFile,
+  type MailboxConfig,
+} from "../config/index.ts";
 import { UsageError } from "./main.ts";
 
 export function parse<T extends NonNullable<ParseArgsConfig["options"]>>(

@@ -3,12 +3,12 @@
  * It sends no RETR and no DELE, so it is safe to run against a production mailbox.
  */
 import { createAdapters } from "../adapters/index.ts";
-import { type ResolveCredentialsDeps, resolveCredentials } from "../auth/secrets.ts";
-import type { MailboxConfig } from "../config.ts";
+import type { MailboxConfig } from "../config/index.ts";
 import { describeError } from "../errors.ts";
 import { planSession } from "../ingest/plan.ts";
 import { joinListing, openMailbox } from "../ingest/pop3-source.ts";
 import type { StateStore } from "../ports.ts";
+import { type ResolveCredentialsDeps, resolveCredentials } from "../secrets/credentials.ts";
 import { loadSelection, parse } from "./args.ts";
 import { cliCredentials } from "./credentials.ts";
 import { type CliIo, EXIT_MAILBOX_FAILED, EXIT_OK } from "./main.ts";

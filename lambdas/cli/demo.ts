@@ -6,7 +6,7 @@
 import { readdir } from "node:fs/promises";
 import path from "node:path";
 import { createAdapters } from "../adapters/index.ts";
-import { parseConfig } from "../config.ts";
+import { parseConfig } from "../config/index.ts";
 import { sampleMessages } from "../testing/messages.ts";
 import { startPop3TestServer } from "../testing/pop3-server.ts";
 import { parse } from "./args.ts";

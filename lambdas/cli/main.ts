@@ -3,7 +3,7 @@
  *
  * Exit codes: 0 success; 1 a mailbox failed (the others still ran); 2 usage or config error.
  */
-import { ConfigError } from "../config.ts";
+import { ConfigError } from "../config/index.ts";
 
 export const EXIT_OK = 0;
 export const EXIT_MAILBOX_FAILED = 1;

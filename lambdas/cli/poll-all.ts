@@ -1,8 +1,8 @@
 /** One pass over many mailboxes, a few at a time; shared by `poll`, `demo` and the bench. */
-import { type ResolveCredentialsDeps, resolveCredentials } from "../auth/secrets.ts";
-import type { AppConfig, MailboxConfig } from "../config.ts";
+import type { AppConfig, MailboxConfig } from "../config/index.ts";
 import { pollMailbox } from "../ingest/poll-mailbox.ts";
 import type { MailboxReport, SessionDeps, SessionProgress } from "../ingest/types.ts";
+import { type ResolveCredentialsDeps, resolveCredentials } from "../secrets/credentials.ts";
 
 export interface PollAllOptions {
   readonly deps: SessionDeps;

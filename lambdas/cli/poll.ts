@@ -1,9 +1,9 @@
 /** `mail-ingest poll`: one pass, or a polling loop with `--every`. */
 import { setTimeout as sleep } from "node:timers/promises";
 import { createAdapters } from "../adapters/index.ts";
-import type { ResolveCredentialsDeps } from "../auth/secrets.ts";
-import type { AppConfig, MailboxConfig } from "../config.ts";
+import type { AppConfig, MailboxConfig } from "../config/index.ts";
 import type { MailboxReport, SessionDeps, SessionLogger } from "../ingest/types.ts";
+import type { ResolveCredentialsDeps } from "../secrets/credentials.ts";
 import { loadSelection, parse, parseDuration } from "./args.ts";
 import { cliCredentials } from "./credentials.ts";
 import { type CliIo, EXIT_MAILBOX_FAILED, EXIT_OK } from "./main.ts";

@@ -12,9 +12,9 @@
  * resolve every secret themselves, so a daemon picks up a password file that is later replaced.
  */
 import { readFile, stat } from "node:fs/promises";
-import { parseSecretString } from "../auth/secrets.ts";
-import { type AppConfig, ConfigError, type MailboxConfig } from "../config.ts";
+import { type AppConfig, ConfigError, type MailboxConfig } from "../config/index.ts";
 import { describeError } from "../errors.ts";
+import { parseSecretString } from "../secrets/parse.ts";
 
 export async function preflight(
   config: AppConfig,
@@ -70,7 +70,7 @@ async function assertLocalSecret(
     return;
   }
   try {
-    parseSecretString(mailbox.id, value);
+    parseSecretString(value);
   } catch (err) {
     throw new ConfigError(field, describeError(err));
   }

@@ -7,9 +7,15 @@ import { Logger } from "@aws-lambda-powertools/logger";
 import { getParameter } from "@aws-lambda-powertools/parameters/ssm";
 import { SendMessageBatchCommand, SQSClient } from "@aws-sdk/client-sqs";
 import type { Context } from "aws-lambda";
-import type { AppConfig } from "../config.ts";
+import {
+  type AppConfig,
+  createConfigLoader,
+  EnvDefaults,
+  LambdaEnv,
+  requireEnv,
+} from "../config/index.ts";
 import { type PollJob, type SendMessageBatch, scheduleTick, sendJobs } from "./jobs.ts";
-import { createConfigLoader, lazy, requireEnv } from "./runtime.ts";
+import { lazy } from "./runtime.ts";
 
 export interface DispatcherDeps {
   readonly loadConfig: () => Promise<AppConfig>;
@@ -45,7 +51,10 @@ export function createDispatcher(deps: DispatcherDeps) {
 export function defaultDispatcherDeps(env: NodeJS.ProcessEnv = process.env): DispatcherDeps {
   const sqs = lazy(() => new SQSClient({}));
   const logger = lazy(
-    () => new Logger({ serviceName: env.POWERTOOLS_SERVICE_NAME ?? "mail-ingest" }),
+    () =>
+      new Logger({
+        serviceName: env[LambdaEnv.powertoolsServiceName] ?? EnvDefaults.serviceName,
+      }),
   );
   const loadConfig = lazy(() =>
     createConfigLoader(env, (name, maxAge) => getParameter(name, { maxAge })),
@@ -54,7 +63,7 @@ export function defaultDispatcherDeps(env: NodeJS.ProcessEnv = process.env): Dis
     loadConfig: () => loadConfig()(),
     sendMessageBatch: (input) => sqs().send(new SendMessageBatchCommand(input)),
     get jobsQueueUrl() {
-      return requireEnv(env, "JOBS_QUEUE_URL");
+      return requireEnv(env, LambdaEnv.jobsQueueUrl);
     },
     get logger() {
       return logger();

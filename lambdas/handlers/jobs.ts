@@ -4,14 +4,14 @@
  * schedule tick) and the poller (continuations).
  */
 
-import { setTimeout } from "node:timers/promises";
-import type {
-  BatchResultErrorEntry,
-  SendMessageBatchCommandInput,
-  SendMessageBatchRequestEntry,
-} from "@aws-sdk/client-sqs";
-import { MAILBOX_ID_PATTERN } from "../config.ts";
+import {
+  type SendBatchesOptions,
+  type SendMessageBatch,
+  sendBatches,
+} from "../adapters/sqs-batch.ts";
+import { isValidMailboxId } from "../config/index.ts";
 import { ErrorCode, MailIngestError } from "../errors.ts";
+import { isRecord } from "../util/is-record.ts";
 
 /** The body of one jobs-queue message. */
 export interface PollJob {
@@ -31,18 +31,7 @@ export interface PollJob {
 export const MAX_STALLED_IDS = 20;
 const MESSAGE_ID = /^[0-9a-f]{32}$/;
 
-/** SendMessageBatch accepts at most 10 entries. */
-export const SQS_BATCH_ENTRIES = 10;
-/** Attempts for entries SendMessageBatch reports as failed (throttling, internal errors). */
-const SEND_ATTEMPTS = 3;
-/** Linear back-off between those attempts, ms. */
-const RETRY_DELAY_MS = 100;
-
 const TICK_PATTERN = /^\d{8}T\d{4}Z$/;
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
 
 /** `2024-05-01T10:05:59.123Z` -> `20240501T1005Z`: one id per minute. */
 export function formatTick(date: Date): string {
@@ -82,7 +71,7 @@ export function jobDeduplicationId(job: PollJob): string {
 /** Validates a jobs-queue message body; a malformed one is a poison message. */
 export function parseJob(body: string): PollJob {
   const fail = (problem: string) =>
-    new MailIngestError(ErrorCode.CONFIG_INVALID, `poll job: ${problem}`);
+    new MailIngestError(ErrorCode.JOB_INVALID, `poll job: ${problem}`);
   let json: unknown;
   try {
     json = JSON.parse(body);
@@ -91,7 +80,7 @@ export function parseJob(body: string): PollJob {
   }
   if (!isRecord(json)) throw fail("body must be a JSON object");
   const { mailboxId, tick, continuation, stalled } = json;
-  if (typeof mailboxId !== "string" || !MAILBOX_ID_PATTERN.test(mailboxId)) {
+  if (typeof mailboxId !== "string" || !isValidMailboxId(mailboxId)) {
     throw fail("mailboxId is missing or invalid");
   }
   if (typeof tick !== "string" || !TICK_PATTERN.test(tick))
@@ -111,51 +100,31 @@ export function parseJob(body: string): PollJob {
   return { mailboxId, tick, continuation, stalled };
 }
 
-/** The one SQS call the handlers make; an `SQSClient` adapts with `(i) => client.send(new SendMessageBatchCommand(i))`. */
-export type SendMessageBatch = (
-  input: SendMessageBatchCommandInput,
-) => Promise<{ readonly Failed?: readonly BatchResultErrorEntry[] }>;
+export type { SendMessageBatch } from "../adapters/sqs-batch.ts";
 
 /**
- * Sends jobs to the FIFO jobs queue, 10 per request, retrying entries the batch reports as failed.
- * Retries are safe: the deduplication id makes a resend a no-op.
+ * Sends jobs to the FIFO jobs queue through the shared batch sender (its retry rule is in
+ * `sqs-batch.ts`). Retries are safe: the deduplication id makes a resend a no-op.
  */
 export async function sendJobs(
   send: SendMessageBatch,
   queueUrl: string,
   jobs: readonly PollJob[],
+  options: Omit<SendBatchesOptions, "label"> = {},
 ): Promise<void> {
-  for (let start = 0; start < jobs.length; start += SQS_BATCH_ENTRIES) {
-    let entries: SendMessageBatchRequestEntry[] = jobs
-      .slice(start, start + SQS_BATCH_ENTRIES)
-      .map((job, i) => ({
-        Id: `j${start + i}`,
+  await sendBatches(
+    send,
+    queueUrl,
+    jobs.map((job) => ({
+      key: jobDeduplicationId(job),
+      entry: {
         MessageBody: JSON.stringify(job),
         // One group per mailbox: FIFO delivers a group's next message only after the previous one
         // is deleted, so no two pollers ever hold the same maildrop (POP3 locks it, RFC 1939 §8).
         MessageGroupId: job.mailboxId,
         MessageDeduplicationId: jobDeduplicationId(job),
-      }));
-    for (let attempt = 1; entries.length > 0; attempt++) {
-      let failed: readonly BatchResultErrorEntry[];
-      try {
-        failed = (await send({ QueueUrl: queueUrl, Entries: entries })).Failed ?? [];
-      } catch (err) {
-        throw new MailIngestError(ErrorCode.QUEUE_FAILED, "jobs queue: SendMessageBatch failed", {
-          cause: err,
-        });
-      }
-      const failedIds = new Set(failed.map((f) => f.Id));
-      const retryable = failed.every((f) => !f.SenderFault);
-      entries = entries.filter((entry) => failedIds.has(entry.Id));
-      if (entries.length > 0 && (!retryable || attempt >= SEND_ATTEMPTS)) {
-        const first = failed[0];
-        throw new MailIngestError(
-          ErrorCode.QUEUE_FAILED,
-          `jobs queue: ${entries.length} job(s) not accepted (${first?.Code ?? "unknown"}: ${first?.Message ?? ""})`,
-        );
-      }
-      if (entries.length > 0) await setTimeout(RETRY_DELAY_MS * attempt);
-    }
-  }
+      },
+    })),
+    { ...options, label: "jobs queue" },
+  );
 }

@@ -26,10 +26,16 @@ import { SendMessageBatchCommand, SQSClient } from "@aws-sdk/client-sqs";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 import { EventBridgeFanout } from "../adapters/eventbridge-fanout.ts";
 import { type Adapters, createAdapters } from "../adapters/index.ts";
-import type { TokenProvider } from "../auth/oauth.ts";
-import { resolveCredentials } from "../auth/secrets.ts";
-import { secretsManagerCredentials } from "../auth/secrets-manager.ts";
-import type { AppConfig } from "../config.ts";
+import {
+  type AppConfig,
+  createConfigLoader,
+  EnvDefaults,
+  integerEnv,
+  LambdaEnv,
+  PollerMetric,
+  requireEnv,
+  storageFromEnv,
+} from "../config/index.ts";
 import {
   ErrorCode as Codes,
   describeError,
@@ -40,24 +46,20 @@ import { pollMailbox } from "../ingest/poll-mailbox.ts";
 import { runMailbox } from "../ingest/session.ts";
 import type { MailboxReport } from "../ingest/types.ts";
 import {
+  credentialDeps,
+  type ResolveCredentialsDeps,
+  resolveCredentials,
+} from "../secrets/credentials.ts";
+import { secretsManagerStore } from "../secrets/secrets-manager.ts";
+import {
   MAX_STALLED_IDS,
   type PollJob,
   parseJob,
   type SendMessageBatch,
   sendJobs,
 } from "./jobs.ts";
-import {
-  createConfigLoader,
-  DEFAULT_SECRET_CACHE_SECONDS,
-  integerEnv,
-  lazy,
-  requireEnv,
-  sessionLogger,
-} from "./runtime.ts";
+import { lazy, sessionLogger } from "./runtime.ts";
 
-/** Time kept back from the Lambda timeout for QUIT (which commits DELEs), the queue flush and metrics, ms. */
-export const DEFAULT_SAFETY_MARGIN_MS = 30_000;
-export const DEFAULT_METRICS_NAMESPACE = "MailIngest";
 /**
  * How long a poller's mailbox lease outlives the invocation's timeout, ms: the lease is never
  * renewed past it, so a timed-out poller blocks the mailbox only this long, and the margin
@@ -72,15 +74,12 @@ export interface PollerDeps {
   readonly sendMessageBatch: SendMessageBatch;
   /** Where continuation jobs go: the jobs queue this poller consumes. */
   readonly jobsQueueUrl: string;
-  /** A Secrets Manager secret's string by id or ARN. */
-  readonly getSecret: (secretId: string) => Promise<string>;
-  readonly tokenProvider: TokenProvider;
+  /** Secrets Manager lookups, the OAuth2 token provider and `{env}` sources ({@link credentialDeps}). */
+  readonly credentials: ResolveCredentialsDeps;
   readonly runMailbox: typeof runMailbox;
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly safetyMarginMs: number;
-  /** For `{env}` secret sources. @default process.env */
-  readonly env?: NodeJS.ProcessEnv;
   /** Epoch ms. */
   readonly now?: () => number;
 }
@@ -126,7 +125,7 @@ async function processRecord(deps: PollerDeps, record: SQSRecord, context: Conte
   try {
     await runJob(deps, job, context);
   } catch (err) {
-    metrics.addMetric("PollFailures", MetricUnit.Count, 1);
+    metrics.addMetric(PollerMetric.PollFailures, MetricUnit.Count, 1);
     logger.error("poll job failed; SQS will redeliver it", {
       code: isMailIngestError(err) ? err.code : undefined,
       error: describeError(err),
@@ -155,12 +154,7 @@ async function runJob(deps: PollerDeps, job: PollJob, context: Context): Promise
     mailbox,
     { ...(await deps.adapters()), log: sessionLogger(logger) },
     {
-      credentials: (m) =>
-        resolveCredentials(m, {
-          getSecret: deps.getSecret,
-          tokenProvider: deps.tokenProvider,
-          env: deps.env,
-        }),
+      credentials: (m) => resolveCredentials(m, deps.credentials),
       deadline: now() + remainingMs - deps.safetyMarginMs,
       lockExpiresAt: now() + remainingMs + LEASE_MARGIN_MS,
       run: deps.runMailbox,
@@ -180,20 +174,20 @@ async function runJob(deps: PollerDeps, job: PollJob, context: Context): Promise
 
   switch (outcome) {
     case "locked":
-      metrics.addMetric("BackOffs", MetricUnit.Count, 1);
+      metrics.addMetric(PollerMetric.BackOffs, MetricUnit.Count, 1);
       logger.warn("mailbox is locked by another run; the next scheduled tick retries", {
         holder: report.lockedBy,
       });
       return;
     case "back-off":
-      metrics.addMetric("BackOffs", MetricUnit.Count, 1);
+      metrics.addMetric(PollerMetric.BackOffs, MetricUnit.Count, 1);
       logger.warn("server asked us to back off; the next scheduled tick retries", {
         code: report.errorCode,
         error: report.error,
       });
       return;
     case "auth-failed":
-      metrics.addMetric("AuthFailures", MetricUnit.Count, 1);
+      metrics.addMetric(PollerMetric.AuthFailures, MetricUnit.Count, 1);
       logger.error("login rejected; not retrying before the next scheduled tick", {
         code: report.errorCode,
         error: report.error,
@@ -213,7 +207,7 @@ async function runJob(deps: PollerDeps, job: PollJob, context: Context): Promise
   // would restart from zero every run while the mailbox looks merely slow. Say so, once per chain.
   const stalledAgain = (report.stalled ?? []).filter((id) => job.stalled?.includes(id));
   if (stalledAgain.length > 0) {
-    metrics.addMetric("DeadlineStalls", MetricUnit.Count, stalledAgain.length);
+    metrics.addMetric(PollerMetric.DeadlineStalls, MetricUnit.Count, stalledAgain.length);
     logger.warn(
       "message(s) could not be downloaded before the deadline in two consecutive runs: raise the poller's timeout, or fetch them once with `mail-ingest poll`",
       { ids: stalledAgain },
@@ -238,7 +232,7 @@ async function runJob(deps: PollerDeps, job: PollJob, context: Context): Promise
     ...(stalled && stalled.length > 0 ? { stalled } : {}),
   };
   await sendJobs(deps.sendMessageBatch, deps.jobsQueueUrl, [next]);
-  metrics.addMetric("Continuations", MetricUnit.Count, 1);
+  metrics.addMetric(PollerMetric.Continuations, MetricUnit.Count, 1);
   logger.info("enqueued a continuation job", {
     next: next.continuation,
     remaining: report.remaining,
@@ -247,14 +241,14 @@ async function runJob(deps: PollerDeps, job: PollJob, context: Context): Promise
 
 /** Per-mailbox EMF metrics of one session (the `mailbox` dimension is already set). */
 function recordReportMetrics(metrics: Metrics, report: MailboxReport): void {
-  metrics.addMetric("MessagesIngested", MetricUnit.Count, report.ingested);
-  metrics.addMetric("BytesIngested", MetricUnit.Bytes, report.bytes);
-  metrics.addMetric("MessagesFailed", MetricUnit.Count, report.failed);
-  metrics.addMetric("SessionDuration", MetricUnit.Milliseconds, report.durationMs);
+  metrics.addMetric(PollerMetric.MessagesIngested, MetricUnit.Count, report.ingested);
+  metrics.addMetric(PollerMetric.BytesIngested, MetricUnit.Bytes, report.bytes);
+  metrics.addMetric(PollerMetric.MessagesFailed, MetricUnit.Count, report.failed);
+  metrics.addMetric(PollerMetric.SessionDuration, MetricUnit.Milliseconds, report.durationMs);
   // Only a completed session knows what is left on the server; a failed one would report a false 0
   // and hide a backlog that is not shrinking.
   if (report.error === undefined && report.lockedBy === undefined) {
-    metrics.addMetric("Backlog", MetricUnit.Count, report.remaining + report.failed);
+    metrics.addMetric(PollerMetric.Backlog, MetricUnit.Count, report.remaining + report.failed);
   }
 }
 
@@ -264,20 +258,26 @@ function recordReportMetrics(metrics: Metrics, report: MailboxReport): void {
  */
 export function defaultPollerDeps(env: NodeJS.ProcessEnv = process.env): PollerDeps {
   const logger = lazy(
-    () => new Logger({ serviceName: env.POWERTOOLS_SERVICE_NAME ?? "mail-ingest" }),
+    () =>
+      new Logger({
+        serviceName: env[LambdaEnv.powertoolsServiceName] ?? EnvDefaults.serviceName,
+      }),
   );
   const metrics = lazy(
     () =>
       new Metrics({
-        namespace: env.POWERTOOLS_METRICS_NAMESPACE ?? DEFAULT_METRICS_NAMESPACE,
-        serviceName: env.POWERTOOLS_SERVICE_NAME ?? "mail-ingest",
+        namespace: env[LambdaEnv.powertoolsMetricsNamespace] ?? EnvDefaults.metricsNamespace,
+        serviceName: env[LambdaEnv.powertoolsServiceName] ?? EnvDefaults.serviceName,
       }),
   );
   const sqs = lazy(() => new SQSClient({}));
   const credentials = lazy(() =>
-    secretsManagerCredentials({
-      cacheSeconds: integerEnv(env, "SECRET_CACHE_SECONDS", DEFAULT_SECRET_CACHE_SECONDS),
+    credentialDeps({
+      env,
       warn: (message) => logger().warn(message),
+      store: secretsManagerStore({
+        cacheSeconds: integerEnv(env, LambdaEnv.secretCacheSeconds, EnvDefaults.secretCacheSeconds),
+      }),
     }),
   );
   const loadConfig = lazy(() =>
@@ -285,13 +285,12 @@ export function defaultPollerDeps(env: NodeJS.ProcessEnv = process.env): PollerD
   );
   // Not async: a missing variable throws here, uncached, rather than as a cached rejection.
   const adapters = lazy((): Promise<Adapters> => {
-    const storage = {
-      type: "s3",
-      bucket: requireEnv(env, "BUCKET_NAME"),
-      prefix: env.BUCKET_PREFIX || undefined,
+    const storage = storageFromEnv(env);
+    const output = {
+      type: "sqs",
+      queueUrl: requireEnv(env, LambdaEnv.outputQueueUrl),
     } as const;
-    const output = { type: "sqs", queueUrl: requireEnv(env, "OUTPUT_QUEUE_URL") } as const;
-    const eventBusName = env.EVENT_BUS_NAME;
+    const eventBusName = env[LambdaEnv.eventBusName];
     return createAdapters(storage, output).then((base) => {
       if (!eventBusName) return base;
       // Optional: every queue message is also published to the bus the construct was given.
@@ -303,17 +302,18 @@ export function defaultPollerDeps(env: NodeJS.ProcessEnv = process.env): PollerD
       return { ...base, queue };
     });
   });
-  const safetyMarginMs = lazy(() => integerEnv(env, "SAFETY_MARGIN_MS", DEFAULT_SAFETY_MARGIN_MS));
+  const safetyMarginMs = lazy(() =>
+    integerEnv(env, LambdaEnv.safetyMarginMs, EnvDefaults.safetyMarginMs),
+  );
   return {
     loadConfig: () => loadConfig()(),
     adapters,
     sendMessageBatch: (input) => sqs().send(new SendMessageBatchCommand(input)),
     get jobsQueueUrl() {
-      return requireEnv(env, "JOBS_QUEUE_URL");
+      return requireEnv(env, LambdaEnv.jobsQueueUrl);
     },
-    getSecret: (secretId) => credentials().getSecret(secretId),
-    get tokenProvider() {
-      return credentials().tokenProvider;
+    get credentials() {
+      return credentials();
     },
     runMailbox,
     get logger() {
@@ -325,7 +325,6 @@ export function defaultPollerDeps(env: NodeJS.ProcessEnv = process.env): PollerD
     get safetyMarginMs() {
       return safetyMarginMs();
     },
-    env,
   };
 }
 

@@ -11,7 +11,7 @@
 import { createHash } from "node:crypto";
 import { PassThrough, type Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import type { MailboxConfig } from "../config.ts";
+import type { MailboxConfig } from "../config/index.ts";
 import { ErrorCode, isMailIngestError, MailIngestError } from "../errors.ts";
 import { type ParsedMessage, parseMessage } from "../mime/parse.ts";
 import { buildQueueMessage, queueBodies } from "../mime/schema.ts";

@@ -2,7 +2,7 @@
  * Pure bookkeeping: given the source's listing and what the state store remembers, decide what
  * this session fetches, deletes and forgets. No I/O here, so every rule is unit-testable.
  */
-import type { DeletePolicy } from "../config.ts";
+import type { DeletePolicy } from "../config/index.ts";
 import type { SourceMessage, StateEntry } from "../ports.ts";
 
 export interface PlanLimits {

@@ -4,7 +4,7 @@
  * Callers differ only in what they do with the outcome: the CLI maps it to an exit code, the
  * poller to the job's fate.
  */
-import type { MailboxConfig } from "../config.ts";
+import type { MailboxConfig } from "../config/index.ts";
 import { describeError, ErrorCode, isMailIngestError } from "../errors.ts";
 import { emptyReport, runMailbox } from "./session.ts";
 import type { MailboxReport, SessionCredentials, SessionDeps, SessionOptions } from "./types.ts";
@@ -38,7 +38,7 @@ export function classifyOutcome(report: MailboxReport): PollOutcome {
 }
 
 export interface PollMailboxOptions extends Omit<SessionOptions, "credentials"> {
-  /** Resolves the mailbox's secret to a password or an access token. */
+  /** Resolves the mailbox's secret to a password or an access token; its errors name the mailbox. */
   readonly credentials: (mailbox: MailboxConfig) => Promise<SessionCredentials>;
   /** The session runner; the Lambda's tests inject one. @default runMailbox */
   readonly run?: typeof runMailbox;
@@ -67,16 +67,12 @@ export async function pollMailbox(
     const report: MailboxReport = {
       ...emptyReport(mailbox.id),
       durationMs: Date.now() - started,
-      error: withMailbox(mailbox.id, describeError(err)),
+      // The resolver names the mailbox (resolveCredentials does, through mailboxMessage).
+      error: describeError(err),
       errorCode: isMailIngestError(err) ? err.code : undefined,
     };
     return { report, outcome: classifyOutcome(report) };
   }
   const report = await run(mailbox, deps, { ...session, credentials });
   return { report, outcome: classifyOutcome(report) };
-}
-
-/** Every mailbox error names its mailbox, once. */
-function withMailbox(id: string, message: string): string {
-  return message.startsWith(`mailbox ${id}:`) ? message : `mailbox ${id}: ${message}`;
 }

@@ -3,7 +3,7 @@
  * DELE marks a message done, and QUIT commits the DELEs (RFC 1939 §6). Also used by `check`.
  */
 import type { Readable } from "node:stream";
-import type { MailboxConfig } from "../config.ts";
+import type { MailboxConfig } from "../config/index.ts";
 import { Pop3Client, type Pop3Options } from "../pop3/index.ts";
 import type { MailSource, SourceMessage } from "../ports.ts";
 import type { SessionCredentials } from "./types.ts";

@@ -14,8 +14,14 @@
  */
 import { hostname } from "node:os";
 import type { Readable } from "node:stream";
-import type { MailboxConfig } from "../config.ts";
-import { describeError, ErrorCode, isMailIngestError, MailIngestError } from "../errors.ts";
+import type { MailboxConfig } from "../config/index.ts";
+import {
+  describeError,
+  ErrorCode,
+  isMailIngestError,
+  MailIngestError,
+  mailboxMessage,
+} from "../errors.ts";
 import type { HeldLock, LockHolder, MailSource, SourceMessage, StateEntry } from "../ports.ts";
 import { CommitSequence, storageError } from "./commit.ts";
 import { messageId } from "./keys.ts";
@@ -124,7 +130,7 @@ class MailboxSession {
         await this.session();
       }
     } catch (err) {
-      this.report.error = `mailbox ${this.mailbox.id}: ${describeError(err)}`;
+      this.report.error = mailboxMessage(this.mailbox.id, describeError(err));
       this.report.errorCode = isMailIngestError(err) ? err.code : undefined;
       this.log.error("mailbox session failed", {
         mailbox: this.mailbox.id,
@@ -141,7 +147,10 @@ class MailboxSession {
     }
     if (this.warningsDropped > 0) {
       this.report.warnings.push(
-        `mailbox ${this.mailbox.id}: ${this.warningsDropped} more warning(s) not shown (see the log)`,
+        mailboxMessage(
+          this.mailbox.id,
+          `${this.warningsDropped} more warning(s) not shown (see the log)`,
+        ),
       );
     }
     this.report.durationMs = Date.now() - this.started;
@@ -504,7 +513,7 @@ class MailboxSession {
       this.warningsDropped++;
       return;
     }
-    this.report.warnings.push(`mailbox ${this.mailbox.id}: ${message}`);
+    this.report.warnings.push(mailboxMessage(this.mailbox.id, message));
   }
 
   private progress(phase: SessionProgress["phase"]): void {

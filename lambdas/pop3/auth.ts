@@ -36,7 +36,7 @@ export interface AuthContext {
 export async function login(engine: Pop3Engine, credentials: Pop3Credentials): Promise<void> {
   engine.assertOpen();
   if (engine.authenticated) {
-    throw new MailIngestError(ErrorCode.CONFIG_INVALID, "POP3 session is already authenticated");
+    throw new MailIngestError(ErrorCode.INVALID_ARGUMENT, "POP3 session is already authenticated");
   }
   validateCredentials(credentials);
   const method = chooseMethod(engine, credentials);

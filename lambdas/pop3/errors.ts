@@ -85,7 +85,7 @@ export function isValidUidl(uidl: string): boolean {
 
 /** Misuse of the client API by the caller (a bad option or argument); nothing was sent. */
 export function usageError(message: string): MailIngestError {
-  return new MailIngestError(ErrorCode.CONFIG_INVALID, `POP3: ${message}`);
+  return new MailIngestError(ErrorCode.INVALID_ARGUMENT, `POP3: ${message}`);
 }
 
 /** The server broke the protocol: a response we cannot parse or frame. */

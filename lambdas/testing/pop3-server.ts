@@ -95,7 +95,7 @@ function toStored(maildrop: Maildrop, message: TestMessage): StoredMessage {
     for (let n = 2; maildrop.uidls.has(uidl); n++) uidl = `${base}-${n}`;
   }
   if (!/^[\x21-\x7e]{1,70}$/.test(uidl)) {
-    throw new MailIngestError(ErrorCode.CONFIG_INVALID, "UIDL must be 1-70 printable characters");
+    throw new MailIngestError(ErrorCode.INVALID_ARGUMENT, "UIDL must be 1-70 printable characters");
   }
   maildrop.uidls.add(uidl);
   return { uidl, data };
@@ -544,7 +544,7 @@ export async function startPop3TestServer(options: Pop3TestServerOptions): Promi
   const sasl = (options.sasl ?? ["PLAIN"]).map((m) => m.toUpperCase());
   for (const mechanism of sasl) {
     if (!IMPLEMENTED_SASL.has(mechanism)) {
-      throw new MailIngestError(ErrorCode.CONFIG_INVALID, `SASL ${mechanism} is not implemented`);
+      throw new MailIngestError(ErrorCode.INVALID_ARGUMENT, `SASL ${mechanism} is not implemented`);
     }
   }
   const maildrops = new Map<string, Maildrop>();
@@ -582,7 +582,7 @@ export async function startPop3TestServer(options: Pop3TestServerOptions): Promi
 
   const drop = (user: string): Maildrop => {
     const found = maildrops.get(user);
-    if (!found) throw new MailIngestError(ErrorCode.CONFIG_INVALID, `unknown test user ${user}`);
+    if (!found) throw new MailIngestError(ErrorCode.INVALID_ARGUMENT, `unknown test user ${user}`);
     return found;
   };
 

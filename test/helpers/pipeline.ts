@@ -4,7 +4,7 @@ import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { createAdapters } from "../../lambdas/adapters/index.ts";
-import { type AppConfig, type MailboxConfig, parseConfig } from "../../lambdas/config.ts";
+import { type AppConfig, type MailboxConfig, parseConfig } from "../../lambdas/config/index.ts";
 import { runMailbox } from "../../lambdas/ingest/session.ts";
 import type { MailboxReport, SessionDeps, SessionOptions } from "../../lambdas/ingest/types.ts";
 

@@ -13,7 +13,7 @@ import type { CloudAssembly } from "aws-cdk-lib/cx-api";
 import { AwsSolutionsChecks } from "cdk-nag";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildApp, type MailIngestStack, parseDeployConfig } from "../../infra/stack.ts";
-import { parseConfig } from "../../lambdas/config.ts";
+import { parseConfig } from "../../lambdas/config/index.ts";
 import { actionsOf, cdkJsonContext, identityStatements, repoRoot } from "./helpers.ts";
 
 const TOPIC_ARN = "arn:aws:sns:eu-west-1:123456789012:pager";

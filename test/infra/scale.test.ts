@@ -13,7 +13,7 @@ import type { CloudAssembly } from "aws-cdk-lib/cx-api";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MailboxDefinition } from "../../infra/mail-ingestion.ts";
 import { buildApp, type MailIngestStack } from "../../infra/stack.ts";
-import { parseConfig } from "../../lambdas/config.ts";
+import { parseConfig } from "../../lambdas/config/index.ts";
 import { actionsOf, cdkJsonContext, identityStatements } from "./helpers.ts";
 
 const COUNT = 2000;

@@ -16,11 +16,11 @@ import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
 import { ObjectStateStore } from "../../lambdas/adapters/object-state.ts";
 import { S3ObjectStore } from "../../lambdas/adapters/s3-store.ts";
 import { SqsQueue } from "../../lambdas/adapters/sqs-queue.ts";
-import { TokenProvider } from "../../lambdas/auth/oauth.ts";
+import { createConfigLoader } from "../../lambdas/config/index.ts";
 import { createDispatcher } from "../../lambdas/handlers/dispatcher.ts";
 import { createPoller, type PollerDeps } from "../../lambdas/handlers/poller.ts";
-import { createConfigLoader } from "../../lambdas/handlers/runtime.ts";
 import { runMailbox } from "../../lambdas/ingest/session.ts";
+import { TokenProvider } from "../../lambdas/secrets/oauth.ts";
 import { type DovecotHandle, describeDovecot, startDovecot } from "../helpers/dovecot.ts";
 import { type Fauxqs, startFauxqs } from "../helpers/fauxqs.ts";
 import { type Captured, captureOutput, lambdaContext } from "../unit/handlers/capture.ts";
@@ -171,16 +171,18 @@ describeDovecot("Lambda handlers against Dovecot and fauxqs", () => {
       }),
       sendMessageBatch: sendToJobs,
       jobsQueueUrl: jobsQueue,
-      getSecret: async (id) => {
-        const value = secrets[id];
-        if (value === undefined) throw new Error(`ResourceNotFoundException: ${id}`);
-        return value;
-      },
-      tokenProvider: new TokenProvider({
-        persistRefreshToken: async () => {
-          throw new Error("no OAuth mailbox in this test");
+      credentials: {
+        getSecret: async (id) => {
+          const value = secrets[id];
+          if (value === undefined) throw new Error(`ResourceNotFoundException: ${id}`);
+          return value;
         },
-      }),
+        tokenProvider: new TokenProvider({
+          persistRefreshToken: async () => {
+            throw new Error("no OAuth mailbox in this test");
+          },
+        }),
+      },
       runMailbox,
       logger: new Logger({ serviceName: "test" }),
       metrics: new Metrics({ namespace: "MailIngest", serviceName: "test" }),

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ObjectStateStore } from "../../lambdas/adapters/object-state.ts";
 import { S3ObjectStore } from "../../lambdas/adapters/s3-store.ts";
 import { SqsQueue } from "../../lambdas/adapters/sqs-queue.ts";
-import { parseConfig } from "../../lambdas/config.ts";
+import { parseConfig } from "../../lambdas/config/index.ts";
 import { runMailbox } from "../../lambdas/ingest/session.ts";
 import type { SessionDeps } from "../../lambdas/ingest/types.ts";
 import { generateMessage } from "../../lambdas/testing/messages.ts";

@@ -13,7 +13,7 @@ import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from "@aws-sdk/
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { createAdapters } from "../../lambdas/adapters/index.ts";
 import { summaryLine } from "../../lambdas/cli/poll.ts";
-import { type MailboxConfig, parseConfig } from "../../lambdas/config.ts";
+import { type MailboxConfig, parseConfig } from "../../lambdas/config/index.ts";
 import { runMailbox } from "../../lambdas/ingest/session.ts";
 import type { SessionDeps } from "../../lambdas/ingest/types.ts";
 import type { MailboxLock } from "../../lambdas/ports.ts";

@@ -5,6 +5,7 @@
  */
 import { EventBridgeClient } from "@aws-sdk/client-eventbridge";
 import { S3Client, S3ServiceException } from "@aws-sdk/client-s3";
+import { SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { SQSClient } from "@aws-sdk/client-sqs";
 
 export interface Call {
@@ -36,13 +37,13 @@ function responder(calls: Call[], respond: Responder) {
 const placement = { step: "initialize", priority: "high", name: "scriptedResponder" } as const;
 
 /** Puts the scripted responder first in line on any SDK v3 client. */
-function intercept<C extends S3Client | SQSClient | EventBridgeClient>(
+function intercept<C extends S3Client | SQSClient | EventBridgeClient | SecretsManagerClient>(
   client: C,
   respond: Responder,
 ): { client: C; calls: Call[] } {
   const calls: Call[] = [];
   const answer = responder(calls, respond);
-  // The three clients share the middleware stack API; their generic types differ only in names.
+  // The clients share the middleware stack API; their generic types differ only in names.
   (client.middlewareStack as S3Client["middlewareStack"]).add(
     (_next, context) => (args) => answer(context.commandName, args.input) as never,
     placement,
@@ -60,6 +61,13 @@ export function mockSqs(respond: Responder): { client: SQSClient; calls: Call[] 
 
 export function mockEventBridge(respond: Responder): { client: EventBridgeClient; calls: Call[] } {
   return intercept(new EventBridgeClient(base), respond);
+}
+
+export function mockSecretsManager(respond: Responder): {
+  client: SecretsManagerClient;
+  calls: Call[];
+} {
+  return intercept(new SecretsManagerClient(base), respond);
 }
 
 /** An S3 service error as the SDK would deserialize it. */

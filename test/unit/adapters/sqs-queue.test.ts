@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { batches, SqsQueue } from "../../../lambdas/adapters/sqs-queue.ts";
+import { SqsQueue } from "../../../lambdas/adapters/sqs-queue.ts";
 import { ErrorCode, isMailIngestError } from "../../../lambdas/errors.ts";
 import type { QueueEntry } from "../../../lambdas/ports.ts";
 import { type Call, mockSqs } from "./mock-aws.ts";
@@ -109,17 +109,5 @@ describe("SqsQueue against scripted SQS responses", () => {
     await new SqsQueue({ client, queueUrl: URL }).send(entries(1));
     expect(entriesOf(calls[0])[0]).not.toHaveProperty("MessageGroupId");
     expect(entriesOf(calls[0])[0]).not.toHaveProperty("MessageDeduplicationId");
-  });
-});
-
-describe("batches", () => {
-  it("groups 25 entries as 10, 10, 5", () => {
-    expect(batches(entries(25)).map((b) => b.length)).toEqual([10, 10, 5]);
-  });
-
-  it("starts a new batch before the bodies would exceed 1 MiB", () => {
-    const big = (id: string, bytes: number) => ({ id, body: "x".repeat(bytes) });
-    const sizes = batches([big("a", 600_000), big("b", 448_576), big("c", 1), big("d", 1_048_576)]);
-    expect(sizes.map((b) => b.map((e) => e.id))).toEqual([["a", "b"], ["c"], ["d"]]);
   });
 });

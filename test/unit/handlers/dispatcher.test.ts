@@ -1,10 +1,10 @@
 import { Logger } from "@aws-lambda-powertools/logger";
 import type { SendMessageBatchCommandInput } from "@aws-sdk/client-sqs";
 import { afterEach, describe, expect, it } from "vitest";
+import { createConfigLoader } from "../../../lambdas/config/index.ts";
 import { ErrorCode, MailIngestError } from "../../../lambdas/errors.ts";
 import { createDispatcher, defaultDispatcherDeps } from "../../../lambdas/handlers/dispatcher.ts";
 import { type SendMessageBatch, sendJobs } from "../../../lambdas/handlers/jobs.ts";
-import { createConfigLoader } from "../../../lambdas/handlers/runtime.ts";
 import { type Captured, captureOutput, lambdaContext } from "./capture.ts";
 
 const QUEUE = "https://sqs.us-east-1.amazonaws.com/000000000000/jobs.fifo";
@@ -26,7 +26,7 @@ function recordingSender(): { calls: SendMessageBatchCommandInput[]; send: SendM
     calls,
     send: async (input) => {
       calls.push(input);
-      return {};
+      return { Successful: (input.Entries ?? []).map((e) => ({ Id: e.Id })) };
     },
   };
 }
@@ -163,8 +163,11 @@ describe("sendJobs", () => {
     const send: SendMessageBatch = async (input) => {
       calls.push(input);
       return calls.length === 1
-        ? { Failed: [{ Id: "j1", Code: "InternalError", SenderFault: false }] }
-        : {};
+        ? {
+            Successful: [{ Id: "0" }],
+            Failed: [{ Id: "1", Code: "InternalError", SenderFault: false }],
+          }
+        : { Successful: [{ Id: "0" }] };
     };
     await sendJobs(send, QUEUE, [
       { mailboxId: "a", tick: "20240501T1005Z" },
@@ -175,7 +178,7 @@ describe("sendJobs", () => {
 
   it("fails with QUEUE_FAILED when SQS rejects an entry as the sender's fault", async () => {
     const send: SendMessageBatch = async () => ({
-      Failed: [{ Id: "j0", Code: "InvalidParameterValue", SenderFault: true, Message: "bad" }],
+      Failed: [{ Id: "0", Code: "InvalidParameterValue", SenderFault: true, Message: "bad" }],
     });
     const err = await sendJobs(send, QUEUE, [{ mailboxId: "a", tick: "20240501T1005Z" }]).catch(
       (e: unknown) => e,

@@ -9,8 +9,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { FsQueue } from "../../../lambdas/adapters/fs-queue.ts";
 import { FsStateStore } from "../../../lambdas/adapters/fs-state.ts";
 import { FsObjectStore } from "../../../lambdas/adapters/fs-store.ts";
-import { TokenProvider } from "../../../lambdas/auth/oauth.ts";
-import type { MailboxConfig } from "../../../lambdas/config.ts";
+import type { MailboxConfig } from "../../../lambdas/config/index.ts";
+import { createConfigLoader } from "../../../lambdas/config/index.ts";
 import { ErrorCode as Codes, type ErrorCode } from "../../../lambdas/errors.ts";
 import type { PollJob } from "../../../lambdas/handlers/jobs.ts";
 import {
@@ -19,8 +19,8 @@ import {
   LEASE_MARGIN_MS,
   type PollerDeps,
 } from "../../../lambdas/handlers/poller.ts";
-import { createConfigLoader } from "../../../lambdas/handlers/runtime.ts";
 import type { MailboxReport, SessionDeps, SessionOptions } from "../../../lambdas/ingest/types.ts";
+import { type ResolveCredentialsDeps, TokenProvider } from "../../../lambdas/secrets/index.ts";
 import { type Captured, captureOutput, lambdaContext } from "./capture.ts";
 
 const PASSWORD = "hunter2-SECRET-pw";
@@ -128,8 +128,9 @@ afterEach(() => {
  */
 function harness(
   script: (mailbox: MailboxConfig, deps: SessionDeps) => MailboxReport | Promise<MailboxReport>,
-  overrides: Partial<PollerDeps> = {},
+  overrides: Partial<PollerDeps> & Pick<ResolveCredentialsDeps, "getSecret" | "tokenProvider"> = {},
 ): Harness {
+  const { getSecret, tokenProvider, ...rest } = overrides;
   output = captureOutput();
   const sessions: Harness["sessions"] = [];
   const sent: SendMessageBatchCommandInput[] = [];
@@ -143,20 +144,28 @@ function harness(
     adapters: () => adapters,
     sendMessageBatch: async (input) => {
       sent.push(input);
-      return {};
+      return { Successful: (input.Entries ?? []).map((e) => ({ Id: e.Id })) };
     },
     jobsQueueUrl: JOBS,
-    getSecret: async (id) => {
-      const value = SECRETS[id];
-      if (value === undefined) throw new Error(`no secret ${id}`);
-      return value;
+    credentials: {
+      getSecret:
+        getSecret ??
+        (async (id) => {
+          const value = SECRETS[id];
+          if (value === undefined) throw new Error(`no secret ${id}`);
+          return value;
+        }),
+      tokenProvider:
+        tokenProvider ??
+        new TokenProvider({
+          // The token endpoint itself is exercised over real HTTP in test/unit/secrets/oauth.test.ts.
+          fetch: async () =>
+            new Response(JSON.stringify({ access_token: ACCESS, expires_in: 3600 }), {
+              status: 200,
+            }),
+          persistRefreshToken: async () => {},
+        }),
     },
-    tokenProvider: new TokenProvider({
-      // The token endpoint itself is exercised over real HTTP in test/unit/auth/oauth.test.ts.
-      fetch: async () =>
-        new Response(JSON.stringify({ access_token: ACCESS, expires_in: 3600 }), { status: 200 }),
-      persistRefreshToken: async () => {},
-    }),
     runMailbox: async (mailbox, sessionDeps, options) => {
       sessions.push({ mailbox, deps: sessionDeps, options });
       return script(mailbox, sessionDeps);
@@ -165,7 +174,7 @@ function harness(
     metrics: new Metrics({ namespace: "MailIngest", serviceName: "test" }),
     safetyMarginMs: 30_000,
     now: () => 1_000_000,
-    ...overrides,
+    ...rest,
   };
   return { deps, sessions, sent, output };
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type MailboxConfig, parseConfig } from "../../../lambdas/config.ts";
+import { type MailboxConfig, parseConfig } from "../../../lambdas/config/index.ts";
 import { ErrorCode, MailIngestError } from "../../../lambdas/errors.ts";
 import { pollMailbox } from "../../../lambdas/ingest/poll-mailbox.ts";
 import { emptyReport } from "../../../lambdas/ingest/session.ts";

@@ -618,9 +618,9 @@ describe("Pop3Client commands (RFC 1939 §5, §7)", () => {
 
   it("rejects invalid message numbers without sending a command", async () => {
     const server = await withSession([...opening()], async ({ client }) => {
-      await expect(client.retr(0)).rejects.toMatchObject({ code: ErrorCode.CONFIG_INVALID });
-      await expect(client.dele(1.5)).rejects.toMatchObject({ code: ErrorCode.CONFIG_INVALID });
-      await expect(client.top(1, -1)).rejects.toMatchObject({ code: ErrorCode.CONFIG_INVALID });
+      await expect(client.retr(0)).rejects.toMatchObject({ code: ErrorCode.INVALID_ARGUMENT });
+      await expect(client.dele(1.5)).rejects.toMatchObject({ code: ErrorCode.INVALID_ARGUMENT });
+      await expect(client.top(1, -1)).rejects.toMatchObject({ code: ErrorCode.INVALID_ARGUMENT });
     });
     expect(server.received).toEqual(["CAPA"]);
   });

@@ -2,14 +2,16 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type OAuthSecret, TokenProvider } from "../../../lambdas/auth/oauth.ts";
+import type { MailboxConfig } from "../../../lambdas/config/index.ts";
+import { ErrorCode, MailIngestError } from "../../../lambdas/errors.ts";
+import type { ResolveCredentialsDeps } from "../../../lambdas/secrets/index.ts";
 import {
+  type OAuthSecret,
   parseSecretString,
   resolveCredentials,
+  TokenProvider,
   withRotatedRefreshToken,
-} from "../../../lambdas/auth/secrets.ts";
-import type { MailboxConfig } from "../../../lambdas/config.ts";
-import { ErrorCode, MailIngestError } from "../../../lambdas/errors.ts";
+} from "../../../lambdas/secrets/index.ts";
 
 const OAUTH = {
   clientId: "cid",
@@ -57,19 +59,19 @@ afterAll(async () => {
 
 describe("parseSecretString", () => {
   it("treats plain text, including text that merely starts with a brace, as the password", () => {
-    expect(parseSecretString("m", "pa ss")).toEqual({ kind: "password", password: "pa ss" });
-    expect(parseSecretString("m", "{notjson")).toEqual({ kind: "password", password: "{notjson" });
+    expect(parseSecretString("pa ss")).toEqual({ kind: "password", password: "pa ss" });
+    expect(parseSecretString("{notjson")).toEqual({ kind: "password", password: "{notjson" });
   });
 
   it("reads JSON {password}", () => {
-    expect(parseSecretString("m", '{"password":"pw"}')).toEqual({
+    expect(parseSecretString('{"password":"pw"}')).toEqual({
       kind: "password",
       password: "pw",
     });
   });
 
   it("reads OAuth2 JSON", () => {
-    expect(parseSecretString("m", JSON.stringify({ ...OAUTH, clientSecret: "cs" }))).toEqual({
+    expect(parseSecretString(JSON.stringify({ ...OAUTH, clientSecret: "cs" }))).toEqual({
       kind: "oauth",
       oauth: { ...OAUTH, clientSecret: "cs" },
     });
@@ -78,7 +80,7 @@ describe("parseSecretString", () => {
   it("rejects OAuth2 JSON with a plain-http token endpoint off loopback, without echoing the secret", () => {
     const err = (() => {
       try {
-        parseSecretString("m", JSON.stringify({ ...OAUTH, tokenUrl: "http://example.com/token" }));
+        parseSecretString(JSON.stringify({ ...OAUTH, tokenUrl: "http://example.com/token" }));
       } catch (e) {
         return e;
       }
@@ -94,19 +96,19 @@ describe("parseSecretString", () => {
     const text = `${JSON.stringify(OAUTH).slice(0, -1)},\n}`;
     const err = (() => {
       try {
-        return parseSecretString("m", text);
+        return parseSecretString(text);
       } catch (e) {
         return e;
       }
     })();
     expect(err).toBeInstanceOf(MailIngestError);
     expect((err as MailIngestError).code).toBe(ErrorCode.SECRET_UNRESOLVED);
-    expect((err as Error).message).toBe("mailbox m: secret is not valid JSON: line 2, column 1");
+    expect((err as Error).message).toBe("secret is not valid JSON: line 2, column 1");
     expect(JSON.stringify(err, Object.getOwnPropertyNames(err))).not.toContain("rt-SECRET");
   });
 
   it("rejects a JSON object that is neither shape", () => {
-    expect(() => parseSecretString("m", '{"user":"x"}')).toThrow(/password/);
+    expect(() => parseSecretString('{"user":"x"}')).toThrow(/password/);
   });
 });
 
@@ -158,6 +160,43 @@ describe("resolveCredentials", () => {
     }).catch((e: unknown) => e);
     expect((err as MailIngestError).code).toBe(ErrorCode.SECRET_UNRESOLVED);
     expect((err as Error).message).toContain("mail/m1");
+  });
+});
+
+describe("resolveCredentials names the mailbox once, whatever failed", () => {
+  it.each<[string, MailboxConfig, ResolveCredentialsDeps, ErrorCode]>([
+    [
+      "an unreadable source",
+      mailbox({ password: { env: "NOPE" } }),
+      {},
+      ErrorCode.SECRET_UNRESOLVED,
+    ],
+    [
+      "a secret that is neither shape",
+      mailbox(),
+      { getSecret: async () => '{"user":"x"}' },
+      ErrorCode.SECRET_UNRESOLVED,
+    ],
+    [
+      "a refused token refresh",
+      mailbox({ auth: "xoauth2" }),
+      {
+        getSecret: async () => JSON.stringify(OAUTH),
+        tokenProvider: new TokenProvider({
+          persistRefreshToken: async () => {},
+          fetch: async () =>
+            new Response(JSON.stringify({ error: "invalid_grant" }), { status: 400 }),
+        }),
+      },
+      ErrorCode.OAUTH_FAILED,
+    ],
+  ])("%s keeps its code and gets one prefix", async (_what, box, deps, code) => {
+    const err = await resolveCredentials(box, deps).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(MailIngestError);
+    expect((err as MailIngestError).code).toBe(code);
+    expect((err as Error).message).toMatch(/^mailbox m1: /);
+    expect((err as Error).message.match(/mailbox m1/g)).toHaveLength(1);
+    expect((err as Error).message).not.toContain("rt-SECRET");
   });
 });
 

@@ -7,8 +7,8 @@ import { readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { createConfigLoader, type ReadConfigFile } from "../../../lambdas/config/index.ts";
 import { ErrorCode } from "../../../lambdas/errors.ts";
-import { createConfigLoader, type ReadConfigFile } from "../../../lambdas/handlers/runtime.ts";
 
 const taskRoot = mkdtempSync(path.join(tmpdir(), "mail-ingest-runtime-"));
 afterAll(() => rmSync(taskRoot, { recursive: true, force: true }));

@@ -1,13 +1,11 @@
 /**
- * Turns a mailbox's secret into session credentials: a password, or an OAuth2 access token
- * obtained with the refresh token the secret holds.
+ * What a secret string holds (a password or OAuth2 fields), and the updated string after an
+ * OAuth2 refresh token rotated.
  */
-import type { MailboxConfig, SecretIdResolver } from "../config.ts";
-import { resolveSecret } from "../config.ts";
 import { ErrorCode, MailIngestError } from "../errors.ts";
-import type { SessionCredentials } from "../ingest/types.ts";
 import { describePosition, parseJsonOrPosition } from "../json-position.ts";
-import type { OAuthSecret, TokenProvider } from "./oauth.ts";
+import { isRecord } from "../util/is-record.ts";
+import type { OAuthSecret } from "./oauth.ts";
 
 /** What a secret string can hold. */
 export type ParsedSecret =
@@ -15,10 +13,6 @@ export type ParsedSecret =
   | { readonly kind: "oauth"; readonly oauth: OAuthSecret };
 
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "[::1]", "localhost"]);
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
 
 /** Field names that make a `{`-text unmistakably meant as JSON rather than a password. */
 const SECRET_JSON_FIELDS = /"(?:password|refreshToken|clientId|tokenUrl)"\s*:/;
@@ -29,11 +23,12 @@ const SECRET_JSON_FIELDS = /"(?:password|refreshToken|clientId|tokenUrl)"\s*:/;
  * `{x`) stays a password; a JSON object with neither shape is an error rather than a password,
  * because it is almost certainly a malformed OAuth secret. So is broken JSON that names one of
  * those fields: sent as a password it would hand a refresh token to the POP3 server. Its error
- * gives the line and column, never the parser's message, which quotes the secret.
+ * gives the line and column, never the parser's message, which quotes the secret. Errors do not
+ * name the mailbox: callers that know it add it (see {@link resolveCredentials}).
  */
-export function parseSecretString(mailboxId: string, text: string): ParsedSecret {
+export function parseSecretString(text: string): ParsedSecret {
   const fail = (problem: string) =>
-    new MailIngestError(ErrorCode.SECRET_UNRESOLVED, `mailbox ${mailboxId}: secret ${problem}`);
+    new MailIngestError(ErrorCode.SECRET_UNRESOLVED, `secret ${problem}`);
   let json: unknown;
   if (text.trimStart().startsWith("{")) {
     const parsed = parseJsonOrPosition(text);
@@ -94,7 +89,7 @@ export function withRotatedRefreshToken(
   refreshToken: string,
 ): string {
   // parseSecretString first: JSON.parse errors quote their input, which may be a password.
-  const isOAuth = parseSecretString(secretId, current).kind === "oauth";
+  const isOAuth = parseSecretString(current).kind === "oauth";
   const json: unknown = isOAuth ? JSON.parse(current) : undefined;
   if (!isRecord(json)) {
     throw new MailIngestError(
@@ -103,46 +98,4 @@ export function withRotatedRefreshToken(
     );
   }
   return JSON.stringify({ ...json, refreshToken });
-}
-
-export interface ResolveCredentialsDeps {
-  /** Secret string by id (Secrets Manager via Powertools in the Lambda). */
-  readonly getSecret?: SecretIdResolver;
-  /** Needed only for OAuth2 secrets. */
-  readonly tokenProvider?: TokenProvider;
-  /** For `{env}` sources. @default process.env */
-  readonly env?: NodeJS.ProcessEnv;
-}
-
-/** Resolves `mailbox.password` (any source) to what the POP3 login needs. */
-export async function resolveCredentials(
-  mailbox: MailboxConfig,
-  deps: ResolveCredentialsDeps,
-): Promise<SessionCredentials> {
-  const text = await resolveSecret(mailbox.id, mailbox.password, {
-    env: deps.env,
-    secretId: deps.getSecret,
-  });
-  const parsed = parseSecretString(mailbox.id, text);
-  if (parsed.kind === "password") return { password: parsed.password };
-
-  if (mailbox.auth !== "auto" && mailbox.auth !== "xoauth2" && mailbox.auth !== "oauthbearer") {
-    throw new MailIngestError(
-      ErrorCode.CONFIG_INVALID,
-      `mailbox ${mailbox.id}: the secret holds OAuth2 credentials but auth is "${mailbox.auth}"; use "xoauth2"`,
-    );
-  }
-  if (!deps.tokenProvider) {
-    throw new MailIngestError(
-      ErrorCode.SECRET_UNRESOLVED,
-      `mailbox ${mailbox.id}: OAuth2 secret needs a token provider`,
-    );
-  }
-  // One secret per mailbox, so the secret id (when there is one) names the credential: a rotated
-  // refresh token is written back to exactly that secret.
-  const key =
-    typeof mailbox.password === "object" && "secretId" in mailbox.password
-      ? mailbox.password.secretId
-      : `mailbox:${mailbox.id}`;
-  return { accessToken: await deps.tokenProvider.getAccessToken(parsed.oauth, { key }) };
 }

@@ -2,12 +2,12 @@ import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describeError, ErrorCode, MailIngestError } from "../../../lambdas/errors.ts";
 import {
   type OAuthSecret,
   type RefreshTokenRotation,
   TokenProvider,
-} from "../../../lambdas/auth/oauth.ts";
-import { describeError, ErrorCode, MailIngestError } from "../../../lambdas/errors.ts";
+} from "../../../lambdas/secrets/oauth.ts";
 
 /** What the token endpoint received, per request. */
 interface TokenRequest {

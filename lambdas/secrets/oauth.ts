@@ -4,6 +4,8 @@
  */
 import { createHash } from "node:crypto";
 import { ErrorCode, MailIngestError } from "../errors.ts";
+import { isRecord } from "../util/is-record.ts";
+import type { SecretWriteBack } from "./source.ts";
 
 /** What a mailbox's secret holds for OAuth2 (one secret per mailbox). */
 export interface OAuthSecret {
@@ -19,9 +21,11 @@ export interface OAuthSecret {
 
 /** A refresh token the endpoint issued in place of the one we sent (RFC 6749 §6, last paragraph). */
 export interface RefreshTokenRotation {
-  /** The cache key the token was requested under (the poller uses the secret id). */
+  /** The cache key the token was requested under (the secret id, or the mailbox). */
   readonly key: string;
   readonly refreshToken: string;
+  /** Whether, and how, the secret the token came from can be updated (absent: not said). */
+  readonly writeBack?: SecretWriteBack;
 }
 
 export interface TokenProviderOptions {
@@ -43,6 +47,8 @@ export interface TokenProviderOptions {
 export interface GetAccessTokenOptions {
   /** Cache key; one per credential. @default derived from tokenUrl, clientId and the refresh token */
   readonly key?: string;
+  /** Where a rotated refresh token can be stored; handed to `persistRefreshToken`. */
+  readonly writeBack?: SecretWriteBack;
 }
 
 /** Lifetime assumed when the endpoint omits `expires_in` (it is only RECOMMENDED, §5.1), s. */
@@ -65,14 +71,12 @@ interface CacheEntry {
   usableUntil: number;
   /** A rotated refresh token that has not been stored yet: retried before any token is handed out. */
   pendingPersist: boolean;
+  /** Where the credential's secret can be updated, as the latest caller said. */
+  writeBack?: SecretWriteBack;
 }
 
 function fingerprint(value: string): string {
   return createHash("sha256").update(value).digest("hex");
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 export class TokenProvider {
@@ -100,7 +104,9 @@ export class TokenProvider {
       options.key ?? fingerprint(`${secret.tokenUrl}\n${secret.clientId}\n${secret.refreshToken}`);
     const pending = this.inFlight.get(key);
     if (pending) return pending;
-    const work = this.resolve(key, secret).finally(() => this.inFlight.delete(key));
+    const work = this.resolve(key, secret, options.writeBack).finally(() =>
+      this.inFlight.delete(key),
+    );
     this.inFlight.set(key, work);
     return work;
   }
@@ -127,8 +133,13 @@ export class TokenProvider {
     return fresh;
   }
 
-  private async resolve(key: string, secret: OAuthSecret): Promise<string> {
+  private async resolve(
+    key: string,
+    secret: OAuthSecret,
+    writeBack: SecretWriteBack | undefined,
+  ): Promise<string> {
     const entry = this.entryFor(key, secret);
+    entry.writeBack = writeBack;
     if (entry.pendingPersist) await this.persist(key, entry);
     if (entry.accessToken && this.now() < entry.usableUntil) return entry.accessToken;
 
@@ -151,7 +162,11 @@ export class TokenProvider {
 
   private async persist(key: string, entry: CacheEntry): Promise<void> {
     try {
-      await this.persistRefreshToken({ key, refreshToken: entry.refreshToken });
+      await this.persistRefreshToken({
+        key,
+        refreshToken: entry.refreshToken,
+        ...(entry.writeBack ? { writeBack: entry.writeBack } : {}),
+      });
     } catch (err) {
       // The new token stays in memory (pendingPersist), so the next call in this container
       // retries the write before using any access token.

@@ -7,9 +7,7 @@ import {
   DEFAULT_MAX_MESSAGE_BYTES,
   loadConfigFile,
   parseConfig,
-  resolveSecret,
-} from "../../lambdas/config.ts";
-import { describeError, ErrorCode } from "../../lambdas/errors.ts";
+} from "../../../lambdas/config/index.ts";
 
 const mailbox = {
   id: "support",
@@ -101,44 +99,5 @@ describe("parseConfig", () => {
       `config: (file): ${file} is not valid JSON: line 3, column 28`,
     );
     expect(JSON.stringify(err, Object.getOwnPropertyNames(err))).not.toContain("Hunter2");
-  });
-});
-
-describe("resolveSecret", () => {
-  it("reads env and file sources, trimming one trailing newline from files", async () => {
-    const dir = await mkdtemp(path.join(tmpdir(), "mi-secret-"));
-    await writeFile(path.join(dir, "pw"), "s3cret\n");
-    const config = await parseConfig(
-      { mailboxes: [{ ...mailbox, password: { file: "pw" } }] },
-      dir,
-    );
-    const source = config.mailboxes[0]?.password;
-    expect(await resolveSecret("support", source ?? "", {})).toBe("s3cret");
-    expect(await resolveSecret("support", { env: "X" }, { env: { X: "from-env" } })).toBe(
-      "from-env",
-    );
-  });
-
-  it("names the mailbox and the variable, never a value, when a secret is missing", async () => {
-    const err = await resolveSecret("support", { env: "NOPE" }, { env: {} }).catch((e) => e);
-    expect(err.code).toBe(ErrorCode.SECRET_UNRESOLVED);
-    expect(err.message).toBe("mailbox support: environment variable NOPE is not set");
-  });
-
-  it("names the mailbox, the secret id and the lookup's cause when a secretId fails", async () => {
-    const lookup = async () => {
-      throw new Error(
-        "ResourceNotFoundException: Secrets Manager can't find the specified secret.",
-      );
-    };
-    const err = await resolveSecret(
-      "support",
-      { secretId: "mail/support" },
-      { secretId: lookup },
-    ).catch((e) => e);
-    expect(err.code).toBe(ErrorCode.SECRET_UNRESOLVED);
-    expect(describeError(err)).toBe(
-      "mailbox support: cannot read secret mail/support: ResourceNotFoundException: Secrets Manager can't find the specified secret.",
-    );
   });
 });

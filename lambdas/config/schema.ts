@@ -1,0 +1,356 @@
+/**
+ * The config schema: its types, defaults and the one validator ({@link parseConfig}). Every loader
+ * (CLI file, Lambda file, SSM parameter, inline JSON) and the CDK synth go through it, so a rule
+ * lives here once; downstream code receives the typed, defaulted {@link AppConfig}.
+ */
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { ErrorCode, MailIngestError } from "../errors.ts";
+import type { AuthMethod, TlsMode } from "../pop3/index.ts";
+import { isRecord } from "../util/is-record.ts";
+
+export interface FsStorageConfig {
+  readonly type: "fs";
+  readonly dir: string;
+}
+export interface S3StorageConfig {
+  readonly type: "s3";
+  readonly bucket: string;
+  readonly prefix?: string;
+  readonly region?: string;
+  readonly endpoint?: string;
+  readonly forcePathStyle?: boolean;
+}
+export type StorageConfig = FsStorageConfig | S3StorageConfig;
+
+export interface FsQueueConfig {
+  readonly type: "fs";
+  readonly dir: string;
+}
+export interface SqsQueueConfig {
+  readonly type: "sqs";
+  readonly queueUrl: string;
+  readonly region?: string;
+  readonly endpoint?: string;
+}
+export type QueueConfig = FsQueueConfig | SqsQueueConfig;
+
+/** Where a mailbox's secret comes from. A bare string is the password itself. */
+export type SecretSource =
+  | string
+  | { readonly env: string }
+  | { readonly file: string }
+  | { readonly secretId: string };
+
+/** RFC 1939 §6: DELE is committed at QUIT; these say when we issue it. */
+export type DeletePolicy = "never" | "after-ingest" | { readonly afterDays: number };
+
+export interface MailboxConfig {
+  /** `[A-Za-z0-9._-]+`; used in storage keys and as the SQS FIFO group id. */
+  readonly id: string;
+  readonly host: string;
+  readonly port: number;
+  readonly tls: TlsMode;
+  /** PEM of a private CA (read from a file path, or given inline). */
+  readonly ca?: string;
+  /** TLS SNI / certificate name override for IP-address hosts. */
+  readonly servername?: string;
+  readonly username: string;
+  readonly password: SecretSource;
+  readonly auth: AuthMethod;
+  readonly allowInsecureAuth: boolean;
+  /** Per-command idle timeout, ms. */
+  readonly timeoutMs: number;
+  readonly delete: DeletePolicy;
+  readonly maxMessagesPerRun?: number;
+  readonly maxBytesPerRun?: number;
+  /** Messages larger than this (LIST size, bytes) are skipped and reported, never deleted. */
+  readonly maxMessageBytes: number;
+}
+
+export interface AppConfig {
+  readonly storage: StorageConfig;
+  readonly queue: QueueConfig;
+  readonly mailboxes: readonly MailboxConfig[];
+  /** How many mailboxes are polled at once. */
+  readonly concurrency: number;
+}
+
+export const DEFAULT_DATA_DIR = "./mail-ingest-data";
+export const DEFAULT_MAX_MESSAGE_BYTES = 150 * 1024 * 1024;
+export const DEFAULT_TIMEOUT_MS = 30_000;
+export const DEFAULT_CONCURRENCY = 4;
+export const MAILBOX_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+
+/**
+ * The one mailbox-id rule: {@link MAILBOX_ID_PATTERN}, and not `.` or `..`. The id is a path
+ * segment of fs storage and state keys (where those two would name a directory), an S3 key
+ * segment and the SQS FIFO group id (at most 128 characters).
+ */
+export function isValidMailboxId(id: string): boolean {
+  return MAILBOX_ID_PATTERN.test(id) && id !== "." && id !== "..";
+}
+
+const TLS_MODES: readonly TlsMode[] = ["implicit", "starttls", "none"];
+const AUTH_METHODS: readonly AuthMethod[] = [
+  "auto",
+  "plain",
+  "login",
+  "cram-md5",
+  "user",
+  "apop",
+  "xoauth2",
+  "oauthbearer",
+];
+
+/** Thrown for any invalid config; the message always names the offending field. */
+export class ConfigError extends MailIngestError {
+  override readonly name = "ConfigError";
+  readonly field: string;
+  /** The message without the field, e.g. `must be a non-empty string`. */
+  readonly problem: string;
+
+  constructor(field: string, problem: string) {
+    super(ErrorCode.CONFIG_INVALID, `config: ${field}: ${problem}`);
+    this.field = field;
+    this.problem = problem;
+  }
+}
+
+type Json = Record<string, unknown>;
+
+/** Reads fields of one JSON object, collecting precise errors and rejecting unknown keys. */
+class Fields {
+  private readonly seen = new Set<string>();
+
+  constructor(
+    private readonly obj: Json,
+    private readonly at: string,
+  ) {}
+
+  private where(key: string): string {
+    return this.at ? `${this.at}.${key}` : key;
+  }
+
+  string(key: string, options: { optional: true; pattern?: RegExp }): string | undefined;
+  string(key: string, options?: { optional?: false; pattern?: RegExp }): string;
+  string(key: string, options: { optional?: boolean; pattern?: RegExp } = {}): string | undefined {
+    this.seen.add(key);
+    const value = this.obj[key];
+    if (value === undefined && options.optional) return undefined;
+    if (typeof value !== "string" || value.length === 0) {
+      throw new ConfigError(this.where(key), "must be a non-empty string");
+    }
+    if (options.pattern && !options.pattern.test(value)) {
+      throw new ConfigError(this.where(key), `must match ${options.pattern}`);
+    }
+    return value;
+  }
+
+  integer(key: string, options: { min: number; max: number; fallback: number }): number;
+  integer(key: string, options: { min: number; max: number }): number | undefined;
+  integer(key: string, options: { min: number; max: number; fallback?: number }) {
+    this.seen.add(key);
+    const value = this.obj[key];
+    if (value === undefined) return options.fallback;
+    if (typeof value !== "number" || !Number.isInteger(value)) {
+      throw new ConfigError(this.where(key), "must be an integer");
+    }
+    if (value < options.min || value > options.max) {
+      throw new ConfigError(this.where(key), `must be between ${options.min} and ${options.max}`);
+    }
+    return value;
+  }
+
+  boolean(key: string, fallback: boolean): boolean {
+    this.seen.add(key);
+    const value = this.obj[key];
+    if (value === undefined) return fallback;
+    if (typeof value !== "boolean") throw new ConfigError(this.where(key), "must be true or false");
+    return value;
+  }
+
+  oneOf<T extends string>(key: string, allowed: readonly T[], fallback: T): T {
+    this.seen.add(key);
+    const value = this.obj[key];
+    if (value === undefined) return fallback;
+    if (typeof value !== "string" || !(allowed as readonly string[]).includes(value)) {
+      throw new ConfigError(this.where(key), `must be one of ${allowed.join(", ")}`);
+    }
+    return value as T;
+  }
+
+  raw(key: string): unknown {
+    this.seen.add(key);
+    return this.obj[key];
+  }
+
+  /** Call last: unknown keys are almost always typos, so they are errors, not ignored. */
+  done(): void {
+    for (const key of Object.keys(this.obj)) {
+      if (!this.seen.has(key)) throw new ConfigError(this.where(key), "unknown field");
+    }
+  }
+}
+
+/**
+ * Validates a `storage` object. Exported for the poller, which builds its storage from
+ * `BUCKET_NAME`/`BUCKET_PREFIX`: the same `storage.prefix` rules apply there.
+ */
+export function parseStorage(value: unknown, dataDir: string): StorageConfig {
+  if (value === undefined) return { type: "fs", dir: dataDir };
+  if (!isRecord(value)) throw new ConfigError("storage", "must be an object");
+  const f = new Fields(value, "storage");
+  const type = f.oneOf("type", ["fs", "s3"] as const, "fs");
+  let result: StorageConfig;
+  if (type === "fs") {
+    result = { type, dir: f.string("dir", { optional: true }) ?? dataDir };
+  } else {
+    const prefix = f.string("prefix", { optional: true });
+    if (prefix !== undefined && (prefix.startsWith("/") || prefix.split("/").includes(".."))) {
+      throw new ConfigError("storage.prefix", "must be a relative key prefix without '..'");
+    }
+    result = {
+      type,
+      bucket: f.string("bucket"),
+      prefix,
+      region: f.string("region", { optional: true }),
+      endpoint: f.string("endpoint", { optional: true }),
+      forcePathStyle: f.boolean("forcePathStyle", false),
+    };
+  }
+  f.done();
+  return result;
+}
+
+function parseQueue(value: unknown, dataDir: string): QueueConfig {
+  if (value === undefined) return { type: "fs", dir: path.join(dataDir, "queue") };
+  if (!isRecord(value)) throw new ConfigError("queue", "must be an object");
+  const f = new Fields(value, "queue");
+  const type = f.oneOf("type", ["fs", "sqs"] as const, "fs");
+  const result: QueueConfig =
+    type === "fs"
+      ? { type, dir: f.string("dir", { optional: true }) ?? path.join(dataDir, "queue") }
+      : {
+          type,
+          queueUrl: f.string("queueUrl", { pattern: /^https?:\/\// }),
+          region: f.string("region", { optional: true }),
+          endpoint: f.string("endpoint", { optional: true }),
+        };
+  f.done();
+  return result;
+}
+
+function parseSecretSource(value: unknown, at: string, baseDir: string): SecretSource {
+  if (typeof value === "string") {
+    if (value.length === 0) throw new ConfigError(at, "must not be empty");
+    return value;
+  }
+  if (!isRecord(value)) {
+    throw new ConfigError(
+      at,
+      'must be a string, {"env": NAME}, {"file": PATH} or {"secretId": ID}',
+    );
+  }
+  const keys = Object.keys(value);
+  const key = keys[0];
+  if (keys.length !== 1 || (key !== "env" && key !== "file" && key !== "secretId")) {
+    throw new ConfigError(at, 'must have exactly one of "env", "file" or "secretId"');
+  }
+  const f = new Fields(value, at);
+  const source = f.string(key);
+  f.done();
+  if (key === "env") return { env: source };
+  if (key === "file") return { file: path.resolve(baseDir, source) };
+  return { secretId: source };
+}
+
+function parseDelete(value: unknown, at: string): DeletePolicy {
+  if (value === undefined || value === "never") return "never";
+  if (value === "after-ingest") return "after-ingest";
+  if (isRecord(value)) {
+    const f = new Fields(value, at);
+    const afterDays = f.integer("afterDays", { min: 0, max: 36_500 });
+    f.done();
+    if (afterDays !== undefined) return { afterDays };
+  }
+  throw new ConfigError(at, 'must be "never", "after-ingest" or {"afterDays": N}');
+}
+
+async function parseCa(value: string | undefined, baseDir: string, at: string) {
+  if (value === undefined || value.includes("-----BEGIN")) return value;
+  try {
+    return await readFile(path.resolve(baseDir, value), "utf8");
+  } catch (err) {
+    throw new ConfigError(at, `cannot read CA file ${value}: ${(err as Error).message}`);
+  }
+}
+
+async function parseMailbox(value: unknown, at: string, baseDir: string): Promise<MailboxConfig> {
+  if (!isRecord(value)) throw new ConfigError(at, "must be an object");
+  const f = new Fields(value, at);
+  const tls = f.oneOf("tls", TLS_MODES, "implicit");
+  const id = f.string("id", { pattern: MAILBOX_ID_PATTERN });
+  if (!isValidMailboxId(id)) throw new ConfigError(`${at}.id`, 'must not be "." or ".."');
+  const mailbox: MailboxConfig = {
+    id,
+    host: f.string("host"),
+    tls,
+    port: f.integer("port", { min: 1, max: 65_535, fallback: tls === "implicit" ? 995 : 110 }),
+    ca: await parseCa(f.string("ca", { optional: true }), baseDir, `${at}.ca`),
+    servername: f.string("servername", { optional: true }),
+    username: f.string("username"),
+    password: parseSecretSource(f.raw("password"), `${at}.password`, baseDir),
+    auth: f.oneOf("auth", AUTH_METHODS, "auto"),
+    allowInsecureAuth: f.boolean("allowInsecureAuth", false),
+    timeoutMs: f.integer("timeoutMs", {
+      min: 100,
+      max: 15 * 60_000,
+      fallback: DEFAULT_TIMEOUT_MS,
+    }),
+    delete: parseDelete(f.raw("delete"), `${at}.delete`),
+    maxMessagesPerRun: f.integer("maxMessagesPerRun", { min: 1, max: 10_000_000 }),
+    maxBytesPerRun: f.integer("maxBytesPerRun", { min: 1, max: Number.MAX_SAFE_INTEGER }),
+    maxMessageBytes: f.integer("maxMessageBytes", {
+      min: 1,
+      max: Number.MAX_SAFE_INTEGER,
+      fallback: DEFAULT_MAX_MESSAGE_BYTES,
+    }),
+  };
+  f.done();
+  return mailbox;
+}
+
+/**
+ * Validates a parsed JSON config and fills in defaults. Relative paths (fs dirs, CA and password
+ * files) resolve against `baseDir`, normally the config file's directory.
+ */
+export async function parseConfig(json: unknown, baseDir = process.cwd()): Promise<AppConfig> {
+  if (!isRecord(json)) throw new ConfigError("(root)", "must be a JSON object");
+  const f = new Fields(json, "");
+  const dataDir = path.resolve(baseDir, DEFAULT_DATA_DIR);
+  const storage = parseStorage(f.raw("storage"), dataDir);
+  const queue = parseQueue(f.raw("queue"), dataDir);
+  const concurrency = f.integer("concurrency", { min: 1, max: 64, fallback: DEFAULT_CONCURRENCY });
+  const rawMailboxes = f.raw("mailboxes");
+  f.done();
+  if (!Array.isArray(rawMailboxes) || rawMailboxes.length === 0) {
+    throw new ConfigError("mailboxes", "must be a non-empty array");
+  }
+  const mailboxes: MailboxConfig[] = [];
+  const ids = new Set<string>();
+  for (const [i, raw] of rawMailboxes.entries()) {
+    const mailbox = await parseMailbox(raw, `mailboxes[${i}]`, baseDir);
+    if (ids.has(mailbox.id))
+      throw new ConfigError(`mailboxes[${i}].id`, `duplicate id "${mailbox.id}"`);
+    ids.add(mailbox.id);
+    mailboxes.push(mailbox);
+  }
+  return {
+    storage:
+      storage.type === "fs" ? { ...storage, dir: path.resolve(baseDir, storage.dir) } : storage,
+    queue: queue.type === "fs" ? { ...queue, dir: path.resolve(baseDir, queue.dir) } : queue,
+    mailboxes,
+    concurrency,
+  };
+}

@@ -1,0 +1,125 @@
+/**
+ * Turns a mailbox's secret into session credentials (a password, or an OAuth2 access token
+ * obtained with the refresh token the secret holds), and the one wiring of that for the CLI and
+ * the poller Lambda ({@link credentialDeps}).
+ */
+import type { MailboxConfig } from "../config/schema.ts";
+import {
+  describeError,
+  ErrorCode,
+  isMailIngestError,
+  MailIngestError,
+  mailboxMessage,
+} from "../errors.ts";
+import type { SessionCredentials } from "../ingest/types.ts";
+import { TokenProvider } from "./oauth.ts";
+import { parseSecretString } from "./parse.ts";
+import {
+  type RefreshTokenWriter,
+  resolveSecret,
+  type SecretIdResolver,
+  writeBackFor,
+} from "./source.ts";
+
+export interface ResolveCredentialsDeps {
+  /** Secret string by id (Secrets Manager via Powertools). */
+  readonly getSecret?: SecretIdResolver;
+  /** Stores a rotated refresh token into a `{secretId}` secret; without it none is writable. */
+  readonly writeRefreshToken?: RefreshTokenWriter;
+  /** Needed only for OAuth2 secrets. */
+  readonly tokenProvider?: TokenProvider;
+  /** For `{env}` sources. @default process.env */
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * Resolves `mailbox.password` (any source) to what the POP3 login needs. Every error it throws
+ * names the mailbox once (this is the one place that adds it) and keeps the cause's code.
+ */
+export async function resolveCredentials(
+  mailbox: MailboxConfig,
+  deps: ResolveCredentialsDeps,
+): Promise<SessionCredentials> {
+  try {
+    return await credentialsFor(mailbox, deps);
+  } catch (err) {
+    const code = isMailIngestError(err) ? err.code : ErrorCode.SECRET_UNRESOLVED;
+    // describeError skips the cause's own message, which this one already quotes, so a report
+    // reads `mailbox a: cannot read secret s: <the lookup's error>`.
+    throw new MailIngestError(code, mailboxMessage(mailbox.id, describeError(err)), {
+      cause: err,
+    });
+  }
+}
+
+async function credentialsFor(
+  mailbox: MailboxConfig,
+  deps: ResolveCredentialsDeps,
+): Promise<SessionCredentials> {
+  const text = await resolveSecret(mailbox.password, { env: deps.env, secretId: deps.getSecret });
+  const parsed = parseSecretString(text);
+  if (parsed.kind === "password") return { password: parsed.password };
+
+  if (mailbox.auth !== "auto" && mailbox.auth !== "xoauth2" && mailbox.auth !== "oauthbearer") {
+    throw new MailIngestError(
+      ErrorCode.CONFIG_INVALID,
+      `the secret holds OAuth2 credentials but auth is "${mailbox.auth}"; use "xoauth2"`,
+    );
+  }
+  if (!deps.tokenProvider) {
+    throw new MailIngestError(ErrorCode.SECRET_UNRESOLVED, "OAuth2 secret needs a token provider");
+  }
+  // One secret per mailbox, so the secret id (when there is one) names the credential.
+  const key =
+    typeof mailbox.password === "object" && "secretId" in mailbox.password
+      ? mailbox.password.secretId
+      : `mailbox ${mailbox.id}`;
+  return {
+    accessToken: await deps.tokenProvider.getAccessToken(parsed.oauth, {
+      key,
+      writeBack: writeBackFor(mailbox.password, deps.writeRefreshToken),
+    }),
+  };
+}
+
+export interface CredentialDepsOptions {
+  /** For `{env}` sources. @default process.env */
+  readonly env?: NodeJS.ProcessEnv;
+  /** Told when a rotated refresh token can only be kept in memory. */
+  readonly warn: (message: string) => void;
+  /** Secrets Manager (or a stand-in); without it `{secretId}` sources cannot be resolved. */
+  readonly store?: {
+    readonly getSecret: SecretIdResolver;
+    readonly writeRefreshToken: RefreshTokenWriter;
+  };
+  /** For the token endpoint. @default globalThis.fetch */
+  readonly fetch?: typeof globalThis.fetch;
+}
+
+/**
+ * The one wiring of credentials, used by the CLI and the poller: secrets from the store (if any),
+ * and a token provider that writes a rotated refresh token back where the secret's source is
+ * writable and warns, naming what to update, where it is not.
+ */
+export function credentialDeps(options: CredentialDepsOptions): ResolveCredentialsDeps {
+  const tokenProvider = new TokenProvider({
+    fetch: options.fetch,
+    persistRefreshToken: async ({ key, refreshToken, writeBack }) => {
+      if (writeBack?.writable) return writeBack.write(refreshToken);
+      options.warn(
+        `rotated OAuth2 refresh token for ${key} kept in memory only: ${writeBack?.reason ?? "its secret is not writable"}`,
+      );
+    },
+  });
+  const { store } = options;
+  return {
+    tokenProvider,
+    env: options.env,
+    ...(store
+      ? {
+          getSecret: (id: string) => store.getSecret(id),
+          writeRefreshToken: store.writeRefreshToken,
+        }
+      : {}),
+  };
+}
