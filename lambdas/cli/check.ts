@@ -3,10 +3,10 @@
  * It sends no RETR and no DELE, so it is safe to run against a production mailbox.
  */
 import { createAdapters } from "../adapters/index.ts";
+import { joinListing, openMailbox } from "../adapters/pop3-source.ts";
 import type { MailboxConfig } from "../config/index.ts";
 import { describeError } from "../errors.ts";
 import { planSession } from "../ingest/plan.ts";
-import { joinListing, openMailbox } from "../ingest/pop3-source.ts";
 import type { StateStore } from "../ports.ts";
 import { type ResolveCredentialsDeps, resolveCredentials } from "../secrets/credentials.ts";
 import { loadSelection, parse } from "./args.ts";

@@ -14,6 +14,7 @@
  */
 import { hostname } from "node:os";
 import type { Readable } from "node:stream";
+import { pop3Source } from "../adapters/pop3-source.ts";
 import type { MailboxConfig } from "../config/index.ts";
 import {
   describeError,
@@ -27,7 +28,6 @@ import { CommitSequence, storageError } from "./commit.ts";
 import { messageId } from "./keys.ts";
 import { describeStored, discardStored, type FetchOutcome, fetchAndStore } from "./message.ts";
 import { planSession, type SessionPlan } from "./plan.ts";
-import { pop3Source } from "./pop3-source.ts";
 import type {
   MailboxReport,
   SessionDeps,

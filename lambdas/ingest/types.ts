@@ -1,8 +1,20 @@
 /** The public shape of one mailbox session: what callers (CLI, Lambda poller) pass and get back. */
+import type { MailboxConfig } from "../config/index.ts";
 import type { ErrorCode } from "../errors.ts";
-import type { LockHolder, MailboxLock, MessageQueue, ObjectStore, StateStore } from "../ports.ts";
+import type {
+  LockHolder,
+  MailboxLock,
+  MailSource,
+  MessageQueue,
+  ObjectStore,
+  StateStore,
+} from "../ports.ts";
 
-import type { OpenSource } from "./pop3-source.ts";
+/** Opens an authenticated source for a mailbox: the session's only way to reach a server. */
+export type OpenSource = (
+  mailbox: MailboxConfig,
+  credentials: SessionCredentials,
+) => Promise<MailSource>;
 
 /** Structured log sink; the CLI prints, the Lambda forwards to Powertools Logger. */
 export interface SessionLogger {

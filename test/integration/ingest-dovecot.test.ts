@@ -9,7 +9,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { pop3Source } from "../../lambdas/ingest/pop3-source.ts";
+import { pop3Source } from "../../lambdas/adapters/pop3-source.ts";
 import { Pop3Client, type Pop3Options } from "../../lambdas/pop3/index.ts";
 import {
   generateLargeMessage,

@@ -4,17 +4,11 @@
  */
 import type { Readable } from "node:stream";
 import type { MailboxConfig } from "../config/index.ts";
+import type { OpenSource, SessionCredentials } from "../ingest/types.ts";
 import { Pop3Client, type Pop3Options } from "../pop3/index.ts";
 import type { MailSource, SourceMessage } from "../ports.ts";
-import type { SessionCredentials } from "./types.ts";
 
 export type Connect = (options: Pop3Options) => Promise<Pop3Client>;
-
-/** Opens an authenticated source for a mailbox; the session's only way to reach a server. */
-export type OpenSource = (
-  mailbox: MailboxConfig,
-  credentials: SessionCredentials,
-) => Promise<MailSource>;
 
 /** Connects and logs in; on a failed login the connection is closed before the error is thrown. */
 export async function openMailbox(
