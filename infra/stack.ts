@@ -6,8 +6,9 @@ import { App, Duration, Stack, type StackProps, Validations } from "aws-cdk-lib"
 import { Topic } from "aws-cdk-lib/aws-sns";
 import { AwsSolutionsChecks } from "cdk-nag";
 import type { Construct } from "constructs";
-import { ConfigError, parseConfig } from "../lambdas/config.ts";
-import { type MailboxDefinition, MailIngestion } from "./mail-ingestion.ts";
+import { ConfigError } from "../lambdas/config.ts";
+import { MailIngestion } from "./mail-ingestion.ts";
+import { assertDeployMailboxes, type MailboxDefinition } from "./mailboxes.ts";
 
 export interface MailIngestStackProps extends StackProps {
   readonly mailboxes: readonly MailboxDefinition[];
@@ -42,8 +43,9 @@ export interface DeployConfig extends Omit<MailIngestStackProps, keyof StackProp
 }
 
 /**
- * Validates a parsed deploy config file: the deploy settings here, every mailbox field with the
- * runtime's own `parseConfig`, so a file that deploys is a file the handlers accept.
+ * Validates a parsed deploy config file: the deploy settings here, every mailbox with the
+ * runtime's own parser plus the AWS-only rules (`mailboxes.ts`), so a file that deploys is a file
+ * the handlers accept.
  */
 export async function parseDeployConfig(json: unknown): Promise<DeployConfig> {
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
@@ -55,7 +57,7 @@ export async function parseDeployConfig(json: unknown): Promise<DeployConfig> {
     if (!allowed.includes(key)) throw new ConfigError(key, "unknown field");
   }
   const { mailboxes, scheduleMinutes, alarmTopicArn, maxConcurrency, stackName } = record;
-  await parseConfig({ mailboxes });
+  assertDeployMailboxes(mailboxes);
   const optionalInteger = (key: string, value: unknown, min: number, max: number) => {
     if (value === undefined) return undefined;
     if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
@@ -71,8 +73,7 @@ export async function parseDeployConfig(json: unknown): Promise<DeployConfig> {
     return value;
   };
   return {
-    // parseConfig accepted every field; the construct re-checks the AWS-only rules (secretId).
-    mailboxes: mailboxes as MailboxDefinition[],
+    mailboxes,
     scheduleMinutes: optionalInteger("scheduleMinutes", scheduleMinutes, 1, 1440),
     alarmTopicArn: optionalString("alarmTopicArn", alarmTopicArn),
     maxConcurrency: optionalInteger("maxConcurrency", maxConcurrency, 2, 1000),
