@@ -1,10 +1,10 @@
 /**
  * The deployable stack: one {@link MailIngestion} built from a deploy config, with cdk-nag's
- * AwsSolutions checks. `app.ts` feeds it from a file; tests build it directly.
+ * AwsSolutions and NIST 800-53 rev 5 checks. `app.ts` feeds it from a file; tests build it directly.
  */
 import { App, Duration, Stack, type StackProps, Validations } from "aws-cdk-lib";
 import { Topic } from "aws-cdk-lib/aws-sns";
-import { AwsSolutionsChecks } from "cdk-nag";
+import { AwsSolutionsChecks, NIST80053R5Checks } from "cdk-nag";
 import type { Construct } from "constructs";
 import { ConfigError } from "../lambdas/config.ts";
 import { MailIngestion } from "./mail-ingestion.ts";
@@ -81,7 +81,10 @@ export async function parseDeployConfig(json: unknown): Promise<DeployConfig> {
   };
 }
 
-/** Builds the app with the AwsSolutions checks; every acknowledgement carries its reason. */
+/**
+ * Builds the app with the AwsSolutions and NIST 800-53 rev 5 checks; every acknowledgement and
+ * its reason is in `nag-suppressions.ts`.
+ */
 export function buildApp(
   config: DeployConfig,
   app = new App(),
@@ -90,6 +93,6 @@ export function buildApp(
     ...config,
     description: "mail-ingest: POP3 mailboxes to S3 and SQS",
   });
-  Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+  Validations.of(app).addPlugins(new AwsSolutionsChecks(app), new NIST80053R5Checks(app));
   return { app, stack };
 }
