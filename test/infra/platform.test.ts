@@ -15,6 +15,7 @@ import { Key } from "aws-cdk-lib/aws-kms";
 import type { CfnFunction } from "aws-cdk-lib/aws-lambda";
 import type { CfnLogGroup } from "aws-cdk-lib/aws-logs";
 import type { CfnBucket } from "aws-cdk-lib/aws-s3";
+import { Bucket } from "aws-cdk-lib/aws-s3";
 import { Topic } from "aws-cdk-lib/aws-sns";
 import { AwsSolutionsChecks, NIST80053R5Checks } from "cdk-nag";
 import { afterAll, describe, expect, it } from "vitest";
@@ -232,6 +233,19 @@ describe("customer-managed KMS keys", () => {
         "kms:EncryptionContext:aws:logs:arn": "arn:aws:logs:eu-west-1:123456789012:log-group:*",
       },
     });
+  });
+
+  it("grants the poller an existing bucket's key named in bucketEncryptionKey", () => {
+    const keyArn = "arn:aws:kms:eu-west-1:123456789012:key/0f6c1e8a-1111-2222-3333-444455556666";
+    const { template, stack, ingestion } = synth((s) => ({
+      bucket: Bucket.fromBucketName(s, "Archive", "corp-mail-archive"),
+      bucketEncryptionKey: Key.fromKeyArn(s, "ArchiveKey", keyArn),
+    }));
+    template.resourceCountIs("AWS::S3::Bucket", 0);
+    const onKey = roleStatements(template, stack, ingestion.poller).filter(
+      (s) => s.Resource === keyArn,
+    );
+    expect(onKey.flatMap(actionsOf).sort()).toEqual(["kms:Decrypt", "kms:GenerateDataKey"]);
   });
 
   it("uses per-resource keys over encryptionKey", () => {
