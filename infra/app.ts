@@ -4,7 +4,7 @@
  */
 import { readFileSync } from "node:fs";
 import { App } from "aws-cdk-lib";
-import { ConfigError } from "../lambdas/config.ts";
+import { ConfigError } from "../lambdas/config/index.ts";
 import { buildApp, parseDeployConfig } from "./stack.ts";
 
 const app = new App();

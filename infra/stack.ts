@@ -1,13 +1,14 @@
 /**
  * The deployable stack: one {@link MailIngestion} built from a deploy config, with cdk-nag's
- * AwsSolutions checks. `app.ts` feeds it from a file; tests build it directly.
+ * AwsSolutions and NIST 800-53 rev 5 checks. `app.ts` feeds it from a file; tests build it directly.
  */
 import { App, Duration, Stack, type StackProps, Validations } from "aws-cdk-lib";
 import { Topic } from "aws-cdk-lib/aws-sns";
-import { AwsSolutionsChecks } from "cdk-nag";
+import { AwsSolutionsChecks, NIST80053R5Checks } from "cdk-nag";
 import type { Construct } from "constructs";
-import { ConfigError, parseConfig } from "../lambdas/config.ts";
-import { type MailboxDefinition, MailIngestion } from "./mail-ingestion.ts";
+import { ConfigError } from "../lambdas/config/index.ts";
+import { MailIngestion } from "./mail-ingestion.ts";
+import { assertDeployMailboxes, type MailboxDefinition } from "./mailboxes.ts";
 
 export interface MailIngestStackProps extends StackProps {
   readonly mailboxes: readonly MailboxDefinition[];
@@ -42,8 +43,9 @@ export interface DeployConfig extends Omit<MailIngestStackProps, keyof StackProp
 }
 
 /**
- * Validates a parsed deploy config file: the deploy settings here, every mailbox field with the
- * runtime's own `parseConfig`, so a file that deploys is a file the handlers accept.
+ * Validates a parsed deploy config file: the deploy settings here, every mailbox with the
+ * runtime's own parser plus the AWS-only rules (`mailboxes.ts`), so a file that deploys is a file
+ * the handlers accept.
  */
 export async function parseDeployConfig(json: unknown): Promise<DeployConfig> {
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
@@ -55,7 +57,7 @@ export async function parseDeployConfig(json: unknown): Promise<DeployConfig> {
     if (!allowed.includes(key)) throw new ConfigError(key, "unknown field");
   }
   const { mailboxes, scheduleMinutes, alarmTopicArn, maxConcurrency, stackName } = record;
-  await parseConfig({ mailboxes });
+  assertDeployMailboxes(mailboxes);
   const optionalInteger = (key: string, value: unknown, min: number, max: number) => {
     if (value === undefined) return undefined;
     if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
@@ -71,8 +73,7 @@ export async function parseDeployConfig(json: unknown): Promise<DeployConfig> {
     return value;
   };
   return {
-    // parseConfig accepted every field; the construct re-checks the AWS-only rules (secretId).
-    mailboxes: mailboxes as MailboxDefinition[],
+    mailboxes,
     scheduleMinutes: optionalInteger("scheduleMinutes", scheduleMinutes, 1, 1440),
     alarmTopicArn: optionalString("alarmTopicArn", alarmTopicArn),
     maxConcurrency: optionalInteger("maxConcurrency", maxConcurrency, 2, 1000),
@@ -80,7 +81,10 @@ export async function parseDeployConfig(json: unknown): Promise<DeployConfig> {
   };
 }
 
-/** Builds the app with the AwsSolutions checks; every acknowledgement carries its reason. */
+/**
+ * Builds the app with the AwsSolutions and NIST 800-53 rev 5 checks; every acknowledgement and
+ * its reason is in `nag-suppressions.ts`.
+ */
 export function buildApp(
   config: DeployConfig,
   app = new App(),
@@ -89,6 +93,6 @@ export function buildApp(
     ...config,
     description: "mail-ingest: POP3 mailboxes to S3 and SQS",
   });
-  Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+  Validations.of(app).addPlugins(new AwsSolutionsChecks(app), new NIST80053R5Checks(app));
   return { app, stack };
 }

@@ -68,6 +68,24 @@ export interface MailboxConfig {
   readonly maxMessageBytes: number;
 }
 
+/** Fields of {@link MailboxConfig} that {@link parseMailboxes} fills in when a config omits them. */
+type DefaultedMailboxField =
+  | "port"
+  | "tls"
+  | "auth"
+  | "allowInsecureAuth"
+  | "timeoutMs"
+  | "delete"
+  | "maxMessageBytes";
+
+/**
+ * A mailbox as written in a config, before defaults: `port` 995 for implicit TLS else 110, `tls`
+ * "implicit", `auth` "auto", `allowInsecureAuth` false, `timeoutMs` 30000, `delete` "never",
+ * `maxMessageBytes` 150 MiB.
+ */
+export type MailboxInput = Omit<MailboxConfig, DefaultedMailboxField> &
+  Partial<Pick<MailboxConfig, DefaultedMailboxField>>;
+
 export interface AppConfig {
   readonly storage: StorageConfig;
   readonly queue: QueueConfig;
@@ -286,7 +304,8 @@ async function parseCa(value: string | undefined, baseDir: string, at: string) {
   }
 }
 
-async function parseMailbox(value: unknown, at: string, baseDir: string): Promise<MailboxConfig> {
+/** Validates one mailbox. `ca` is returned as given (inline PEM or a file path, not yet read). */
+function parseMailbox(value: unknown, at: string, baseDir: string): MailboxConfig {
   if (!isRecord(value)) throw new ConfigError(at, "must be an object");
   const f = new Fields(value, at);
   const tls = f.oneOf("tls", TLS_MODES, "implicit");
@@ -297,7 +316,7 @@ async function parseMailbox(value: unknown, at: string, baseDir: string): Promis
     host: f.string("host"),
     tls,
     port: f.integer("port", { min: 1, max: 65_535, fallback: tls === "implicit" ? 995 : 110 }),
-    ca: await parseCa(f.string("ca", { optional: true }), baseDir, `${at}.ca`),
+    ca: f.string("ca", { optional: true }),
     servername: f.string("servername", { optional: true }),
     username: f.string("username"),
     password: parseSecretSource(f.raw("password"), `${at}.password`, baseDir),
@@ -322,6 +341,27 @@ async function parseMailbox(value: unknown, at: string, baseDir: string): Promis
 }
 
 /**
+ * Validates a `mailboxes` array (unique ids) and fills in defaults, synchronously: `ca` stays as
+ * given, an inline PEM or a file path that {@link parseConfig} then reads. The CDK construct
+ * validates its mailboxes with this, so a mailbox that deploys is one the handlers accept.
+ */
+export function parseMailboxes(value: unknown, baseDir = process.cwd()): MailboxConfig[] {
+  if (!Array.isArray(value) || value.length === 0) {
+    throw new ConfigError("mailboxes", "must be a non-empty array");
+  }
+  const mailboxes: MailboxConfig[] = [];
+  const ids = new Set<string>();
+  for (const [i, raw] of value.entries()) {
+    const mailbox = parseMailbox(raw, `mailboxes[${i}]`, baseDir);
+    if (ids.has(mailbox.id))
+      throw new ConfigError(`mailboxes[${i}].id`, `duplicate id "${mailbox.id}"`);
+    ids.add(mailbox.id);
+    mailboxes.push(mailbox);
+  }
+  return mailboxes;
+}
+
+/**
  * Validates a parsed JSON config and fills in defaults. Relative paths (fs dirs, CA and password
  * files) resolve against `baseDir`, normally the config file's directory.
  */
@@ -334,17 +374,9 @@ export async function parseConfig(json: unknown, baseDir = process.cwd()): Promi
   const concurrency = f.integer("concurrency", { min: 1, max: 64, fallback: DEFAULT_CONCURRENCY });
   const rawMailboxes = f.raw("mailboxes");
   f.done();
-  if (!Array.isArray(rawMailboxes) || rawMailboxes.length === 0) {
-    throw new ConfigError("mailboxes", "must be a non-empty array");
-  }
   const mailboxes: MailboxConfig[] = [];
-  const ids = new Set<string>();
-  for (const [i, raw] of rawMailboxes.entries()) {
-    const mailbox = await parseMailbox(raw, `mailboxes[${i}]`, baseDir);
-    if (ids.has(mailbox.id))
-      throw new ConfigError(`mailboxes[${i}].id`, `duplicate id "${mailbox.id}"`);
-    ids.add(mailbox.id);
-    mailboxes.push(mailbox);
+  for (const [i, mailbox] of parseMailboxes(rawMailboxes, baseDir).entries()) {
+    mailboxes.push({ ...mailbox, ca: await parseCa(mailbox.ca, baseDir, `mailboxes[${i}].ca`) });
   }
   return {
     storage:

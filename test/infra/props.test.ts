@@ -227,6 +227,24 @@ describe("validation", () => {
     );
   });
 
+  it("rejects a CA file path, which the Lambda cannot read", () => {
+    expectConfigError(
+      () => synth({ mailboxes: [{ ...mailbox, ca: "certs/private-ca.pem" }] }),
+      /mailboxes\[0\]\.ca: must be an inline PEM/,
+    );
+  });
+
+  it("rejects, like the CLI's parser, a mailbox field the runtime schema does not know", () => {
+    expectConfigError(
+      () => synth({ mailboxes: [{ ...mailbox, pasword: "typo" } as never] }),
+      /mailboxes\[0\]\.pasword: unknown field/,
+    );
+    expectConfigError(
+      () => synth({ mailboxes: [{ ...mailbox, timeoutMs: 5 }] }),
+      /mailboxes\[0\]\.timeoutMs: must be between 100/,
+    );
+  });
+
   it("rejects a maxConcurrency below the SQS event source minimum of 2", () => {
     expectConfigError(() => synth({ maxConcurrency: 1 }), /maxConcurrency/);
   });
@@ -256,6 +274,12 @@ describe("validation", () => {
     await expect(parseDeployConfig({ mailboxes: [mailbox], schedule: 5 })).rejects.toThrow(
       /schedule: unknown field/,
     );
+  });
+
+  it("rejects a deploy config whose password is not a secretId, before any construct is built", async () => {
+    await expect(
+      parseDeployConfig({ mailboxes: [{ ...mailbox, password: { env: "PW" } }] }),
+    ).rejects.toThrow(/mailboxes\[0\]\.password: must be \{"secretId": NAME\}/);
   });
 
   it("rejects a deploy config whose mailbox the runtime schema would refuse", async () => {

@@ -1,0 +1,226 @@
+/**
+ * The two Lambda functions and their bundling. Every function of the construct is created here,
+ * by {@link handlerFunction}: its own log group, its own role, ESM bundle with `config.json`.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { ArnFormat, type Duration, Stack } from "aws-cdk-lib";
+import type { ISecurityGroup, IVpc, SubnetSelection } from "aws-cdk-lib/aws-ec2";
+import { PolicyDocument, PolicyStatement, Role, ServicePrincipal } from "aws-cdk-lib/aws-iam";
+import type { IKey } from "aws-cdk-lib/aws-kms";
+import { Architecture, LoggingFormat, Runtime } from "aws-cdk-lib/aws-lambda";
+import { NodejsFunction, OutputFormat } from "aws-cdk-lib/aws-lambda-nodejs";
+import { LogGroup, type RetentionDays } from "aws-cdk-lib/aws-logs";
+import type { Construct } from "constructs";
+import { CONFIG_FILE_NAME, HandlerEnv, Metrics } from "./contract.ts";
+
+const repoRoot = fileURLToPath(new URL("..", import.meta.url));
+const handlerEntry = (name: string) =>
+  fileURLToPath(new URL(`../lambdas/handlers/${name}.ts`, import.meta.url));
+
+/** Where the poller runs when it must reach POP3 servers from fixed addresses. */
+export interface PollerNetwork {
+  readonly vpc: IVpc;
+  readonly vpcSubnets?: SubnetSelection;
+  readonly securityGroups?: ISecurityGroup[];
+}
+
+export interface FunctionsOptions {
+  /** The `config.json` both code packages carry. */
+  readonly configJson: string;
+  readonly jobsQueueUrl: string;
+  readonly bucketName: string;
+  readonly bucketPrefix?: string;
+  readonly outputQueueUrl: string;
+  readonly eventBusName?: string;
+  readonly dispatcherMemorySize: number;
+  readonly dispatcherTimeout: Duration;
+  readonly pollerMemorySize: number;
+  readonly pollerTimeout: Duration;
+  readonly logRetention: RetentionDays;
+  /** Encrypts both log groups; else CloudWatch Logs' own encryption. */
+  readonly logEncryptionKey?: IKey;
+  readonly pollerNetwork?: PollerNetwork;
+}
+
+export interface Functions {
+  readonly dispatcher: NodejsFunction;
+  readonly poller: NodejsFunction;
+}
+
+export function createFunctions(scope: Construct, options: FunctionsOptions): Functions {
+  // The bundling hook copies this file into each code package. It must exist only while the
+  // functions are constructed: local bundling runs synchronously in the NodejsFunction constructor.
+  const scratch = mkdtempSync(path.join(tmpdir(), "mail-ingest-config-"));
+  const configSource = path.join(scratch, CONFIG_FILE_NAME);
+  writeFileSync(configSource, options.configJson);
+  const commonEnv = {
+    [HandlerEnv.configFile]: CONFIG_FILE_NAME,
+    [HandlerEnv.jobsQueueUrl]: options.jobsQueueUrl,
+    POWERTOOLS_SERVICE_NAME: Metrics.serviceName,
+    POWERTOOLS_METRICS_NAMESPACE: Metrics.namespace,
+    NODE_OPTIONS: "--enable-source-maps",
+  };
+  if (options.logEncryptionKey) allowLogsToUseKey(options.logEncryptionKey);
+  try {
+    const dispatcher = handlerFunction(scope, "Dispatcher", {
+      handler: "dispatcher",
+      description: "mail-ingest: enqueues one FIFO job per mailbox per schedule tick",
+      memorySize: options.dispatcherMemorySize,
+      timeout: options.dispatcherTimeout,
+      logRetention: options.logRetention,
+      logEncryptionKey: options.logEncryptionKey,
+      environment: commonEnv,
+      configSource,
+    });
+    const poller = handlerFunction(scope, "Poller", {
+      handler: "poller",
+      description: "mail-ingest: runs one mailbox session per job",
+      memorySize: options.pollerMemorySize,
+      timeout: options.pollerTimeout,
+      logRetention: options.logRetention,
+      logEncryptionKey: options.logEncryptionKey,
+      environment: {
+        ...commonEnv,
+        [HandlerEnv.bucket]: options.bucketName,
+        ...(options.bucketPrefix ? { [HandlerEnv.bucketPrefix]: options.bucketPrefix } : {}),
+        [HandlerEnv.outputQueueUrl]: options.outputQueueUrl,
+        ...(options.eventBusName ? { [HandlerEnv.eventBusName]: options.eventBusName } : {}),
+      },
+      configSource,
+      network: options.pollerNetwork,
+    });
+    return { dispatcher, poller };
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+/**
+ * CloudWatch Logs encrypts with the key as the service itself, so the key policy must allow it
+ * (CloudWatch Logs user guide, "Encrypt log data using AWS KMS"), limited to log groups of this
+ * account and region. The actions are the guide's `Encrypt*`, `Decrypt*`, `ReEncrypt*`,
+ * `GenerateDataKey*` and `Describe*`, written out. An imported key's policy cannot be changed
+ * from here; `addToResourcePolicy` then does nothing and its owner adds the statement.
+ */
+function allowLogsToUseKey(key: IKey): void {
+  const stack = Stack.of(key);
+  key.addToResourcePolicy(
+    new PolicyStatement({
+      principals: [new ServicePrincipal(`logs.${stack.region}.amazonaws.com`)],
+      actions: [
+        "kms:Encrypt",
+        "kms:Decrypt",
+        "kms:ReEncryptFrom",
+        "kms:ReEncryptTo",
+        "kms:GenerateDataKey",
+        "kms:GenerateDataKeyWithoutPlaintext",
+        "kms:GenerateDataKeyPair",
+        "kms:GenerateDataKeyPairWithoutPlaintext",
+        "kms:DescribeKey",
+      ],
+      resources: ["*"],
+      conditions: {
+        ArnLike: {
+          "kms:EncryptionContext:aws:logs:arn": stack.formatArn({
+            service: "logs",
+            resource: "log-group",
+            resourceName: "*",
+            arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+          }),
+        },
+      },
+    }),
+  );
+}
+
+/** Single-quotes a word for POSIX sh (the local bundling shell). */
+function shellQuote(word: string): string {
+  return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+function handlerFunction(
+  scope: Construct,
+  id: string,
+  options: {
+    /** The entry point's file name under `lambdas/handlers/`. */
+    handler: "dispatcher" | "poller";
+    description: string;
+    memorySize: number;
+    timeout: Duration;
+    logRetention: RetentionDays;
+    logEncryptionKey?: IKey;
+    environment: Record<string, string>;
+    /** The config file to ship next to the bundle. */
+    configSource: string;
+    network?: PollerNetwork;
+  },
+): NodejsFunction {
+  const logGroup = new LogGroup(scope, `${id}Logs`, {
+    retention: options.logRetention,
+    encryptionKey: options.logEncryptionKey,
+  });
+  // An own role instead of AWSLambdaBasicExecutionRole: logs go to this one group only.
+  const role = new Role(scope, `${id}Role`, {
+    assumedBy: new ServicePrincipal("lambda.amazonaws.com"),
+    inlinePolicies: {
+      logs: new PolicyDocument({
+        statements: [
+          new PolicyStatement({
+            actions: ["logs:CreateLogStream", "logs:PutLogEvents"],
+            resources: [logGroup.logGroupArn],
+          }),
+        ],
+      }),
+    },
+  });
+  return new NodejsFunction(scope, id, {
+    entry: handlerEntry(options.handler),
+    handler: "handler",
+    description: options.description,
+    runtime: Runtime.NODEJS_24_X,
+    architecture: Architecture.ARM_64,
+    memorySize: options.memorySize,
+    timeout: options.timeout,
+    role,
+    logGroup,
+    loggingFormat: LoggingFormat.JSON,
+    environment: options.environment,
+    ...(options.network
+      ? {
+          vpc: options.network.vpc,
+          vpcSubnets: options.network.vpcSubnets,
+          securityGroups: options.network.securityGroups,
+        }
+      : {}),
+    projectRoot: repoRoot,
+    depsLockFilePath: `${repoRoot}package-lock.json`,
+    bundling: {
+      forceDockerBundling: false,
+      format: OutputFormat.ESM,
+      minify: true,
+      sourceMap: true,
+      sourcesContent: false,
+      target: "node24",
+      mainFields: ["module", "main"],
+      // Bundle the SDK too: the artifact then runs exactly the versions the tests ran.
+      externalModules: [],
+      // CommonJS dependencies (mailparser) call require(); ESM output has none without this.
+      banner:
+        "import { createRequire } from 'module'; const require = createRequire(import.meta.url);",
+      // The path travels in the environment, not the command line, so no shell quoting of it is
+      // needed. It also enters CDK's asset cache key (functions do not), so two constructs with
+      // different configs in one app never share a staged package.
+      environment: { MAIL_INGEST_CONFIG_SOURCE: options.configSource },
+      commandHooks: {
+        beforeBundling: () => [],
+        beforeInstall: () => [],
+        afterBundling: (_inputDir, outputDir) => [
+          `cp "$MAIL_INGEST_CONFIG_SOURCE" ${shellQuote(path.join(outputDir, CONFIG_FILE_NAME))}`,
+        ],
+      },
+    },
+  });
+}
