@@ -7,5 +7,8 @@ export default defineConfig({
     hookTimeout: 60_000,
     pool: "forks",
     globalSetup: ["test/helpers/global-setup.ts"],
+    // bin/mail-ingest.js runs the TypeScript sources, not a possibly stale dist/ (the packed
+    // package's compiled CLI is tested by test/package/).
+    env: { MAIL_INGEST_FROM_SOURCE: "1" },
   },
 });

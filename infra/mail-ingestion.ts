@@ -16,7 +16,6 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { ArnFormat, Duration, RemovalPolicy, Stack, Token, Validations } from "aws-cdk-lib";
 import {
   Alarm,
@@ -38,7 +37,7 @@ import {
 import type { IKey } from "aws-cdk-lib/aws-kms";
 import { Architecture, type IFunction, LoggingFormat, Runtime } from "aws-cdk-lib/aws-lambda";
 import { SqsEventSource } from "aws-cdk-lib/aws-lambda-event-sources";
-import { NodejsFunction, OutputFormat } from "aws-cdk-lib/aws-lambda-nodejs";
+import { NodejsFunction } from "aws-cdk-lib/aws-lambda-nodejs";
 import { LogGroup, RetentionDays } from "aws-cdk-lib/aws-logs";
 import {
   BlockPublicAccess,
@@ -71,6 +70,7 @@ import {
   MAILBOX_ID_PATTERN,
   type MailboxConfig,
 } from "../lambdas/config.ts";
+import { type HandlerName, handlerCode } from "./handler-code.ts";
 
 /**
  * One mailbox as deployed. The same fields as a mailbox in the CLI config file, except that the
@@ -201,10 +201,6 @@ export const Metrics = {
   backlog: "Backlog",
 } as const;
 
-const repoRoot = fileURLToPath(new URL("..", import.meta.url));
-const handlerEntry = (name: string) =>
-  fileURLToPath(new URL(`../lambdas/handlers/${name}.ts`, import.meta.url));
-
 /** The config document's name in each code package, next to `index.mjs`. */
 export const CONFIG_FILE_NAME = "config.json";
 /**
@@ -274,11 +270,6 @@ function mailboxDocument(mailbox: MailboxDefinition, defaultDelete: DeletePolicy
     maxBytesPerRun: mailbox.maxBytesPerRun,
     maxMessageBytes: mailbox.maxMessageBytes,
   };
-}
-
-/** Single-quotes a word for POSIX sh (the local bundling shell). */
-function shellQuote(word: string): string {
-  return `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
 /**
@@ -423,7 +414,7 @@ export class MailIngestion extends Construct {
     };
 
     this.dispatcher = this.createFunction("Dispatcher", {
-      entry: handlerEntry("dispatcher"),
+      handlerName: "dispatcher",
       description: "mail-ingest: enqueues one FIFO job per mailbox per schedule tick",
       memorySize: props.dispatcherMemorySize ?? 256,
       timeout: props.dispatcherTimeout ?? Duration.minutes(1),
@@ -432,7 +423,7 @@ export class MailIngestion extends Construct {
       configSource,
     });
     this.poller = this.createFunction("Poller", {
-      entry: handlerEntry("poller"),
+      handlerName: "poller",
       description: "mail-ingest: runs one mailbox session per job",
       memorySize: props.pollerMemorySize ?? 1024,
       timeout: pollerTimeout,
@@ -539,13 +530,13 @@ export class MailIngestion extends Construct {
   private createFunction(
     id: string,
     options: {
-      entry: string;
+      handlerName: HandlerName;
       description: string;
       memorySize: number;
       timeout: Duration;
       logRetention: RetentionDays;
       environment: Record<string, string>;
-      /** The config file to ship next to the bundle. */
+      /** The config file to ship next to the bundle; its directory is scratch space. */
       configSource: string;
     },
   ): NodejsFunction {
@@ -565,8 +556,7 @@ export class MailIngestion extends Construct {
       },
     });
     return new NodejsFunction(this, id, {
-      entry: options.entry,
-      handler: "handler",
+      ...handlerCode(options.handlerName, options.configSource),
       description: options.description,
       runtime: Runtime.NODEJS_24_X,
       architecture: Architecture.ARM_64,
@@ -576,33 +566,6 @@ export class MailIngestion extends Construct {
       logGroup,
       loggingFormat: LoggingFormat.JSON,
       environment: options.environment,
-      projectRoot: repoRoot,
-      depsLockFilePath: `${repoRoot}package-lock.json`,
-      bundling: {
-        forceDockerBundling: false,
-        format: OutputFormat.ESM,
-        minify: true,
-        sourceMap: true,
-        sourcesContent: false,
-        target: "node24",
-        mainFields: ["module", "main"],
-        // Bundle the SDK too: the artifact then runs exactly the versions the tests ran.
-        externalModules: [],
-        // CommonJS dependencies (mailparser) call require(); ESM output has none without this.
-        banner:
-          "import { createRequire } from 'module'; const require = createRequire(import.meta.url);",
-        // The path travels in the environment, not the command line, so no shell quoting of it is
-        // needed. It also enters CDK's asset cache key (functions do not), so two constructs with
-        // different configs in one app never share a staged package.
-        environment: { MAIL_INGEST_CONFIG_SOURCE: options.configSource },
-        commandHooks: {
-          beforeBundling: () => [],
-          beforeInstall: () => [],
-          afterBundling: (_inputDir, outputDir) => [
-            `cp "$MAIL_INGEST_CONFIG_SOURCE" ${shellQuote(path.join(outputDir, CONFIG_FILE_NAME))}`,
-          ],
-        },
-      },
     });
   }
 
