@@ -217,6 +217,18 @@ const SECRET_NAME_PATTERN = /^[A-Za-z0-9/_+=.@-]+$/;
 /** AWS guidance for SQS event sources: visibility timeout at least 6x the function timeout. */
 const VISIBILITY_TIMEOUT_FACTOR = 6;
 
+/**
+ * CDK feature flags the construct is written for, set on the construct itself so its resources do
+ * not depend on the consumer's `cdk.json` (a new `App()` has none of them):
+ * - without `serverAccessLogsUseBucketPolicy` the access logs bucket fails synthesis (it would need
+ *   an ACL, and the bucket enforces object ownership);
+ * - `createDefaultLoggingPolicy` writes the bucket policy S3 log delivery needs.
+ */
+const CONSTRUCT_FEATURE_FLAGS = {
+  "@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy": true,
+  "@aws-cdk/aws-s3:createDefaultLoggingPolicy": true,
+} as const;
+
 /** Inputs Lambda receives from the schedule: a tick id the dispatcher uses for FIFO dedup. */
 const SCHEDULE_INPUT = {
   source: "mail-ingest.schedule",
@@ -339,6 +351,10 @@ export class MailIngestion extends Construct {
 
   constructor(scope: Construct, id: string, props: MailIngestionProps) {
     super(scope, id);
+    // Before any child exists: context can only be set on a construct without children.
+    for (const [flag, value] of Object.entries(CONSTRUCT_FEATURE_FLAGS)) {
+      this.node.setContext(flag, value);
+    }
     validateMailboxes(props.mailboxes);
     const pollerTimeout = props.pollerTimeout ?? Duration.minutes(5);
     const maxConcurrency = props.maxConcurrency ?? 10;
