@@ -5,7 +5,9 @@
  *   npm run bench                      full ingest + incremental + big message + Lambda figures
  *   npm run bench -- --quick           300 messages, 1 run, no big message (smoke)
  *   npm run bench -- --full --messages 1000 --runs 5
- *   npm run bench -- --incremental | --big | --lambda | --backlog
+ *   npm run bench -- --incremental | --big | --lambda | --backlog | --startup
+ *   npm run bench -- --startup         --help and a nothing-new poll, whole process (dist/)
+ *   npm run bench -- --no-build        skip `npm run build` (the CLI cases run dist/)
  *   npm run bench -- --backlog-messages 30000   the long-backlog drain (peak RSS vs its goal)
  *   npm run bench -- --profile         adds one CPU-profiled mail-ingest (fs) run
  *   npm run bench -- --tls none        plain POP3 instead of implicit TLS (port 995 style)
@@ -37,6 +39,7 @@ import { startLatencyProxy } from "./latency-proxy.ts";
 import { type Maildrop, type MaildropTls, maildropNotice, startMaildrop } from "./maildrop.ts";
 import { liveChildren, type Measured, measure, rssMethod } from "./measure.ts";
 import { formatSummary, type ProfileSummary, summariseDir } from "./profile.ts";
+import { buildDist, startupCase } from "./startup.ts";
 import { MB, MiB, median } from "./stats.ts";
 
 const RESULTS_DIR = fileURLToPath(new URL("./results/", import.meta.url));
@@ -52,8 +55,10 @@ const GOAL_INCREMENTAL_MS = 1_000;
 const BACKLOG_MESSAGES = 30_000;
 const GOAL_BACKLOG_RSS_BYTES = 200 * MiB;
 const LAMBDA_IMPORT_SAMPLES = 7;
+/** Timed runs per start-up figure: each is short, so more of them steady the median. */
+const STARTUP_RUNS = 15;
 
-type Case = "full" | "incremental" | "big" | "lambda" | "backlog";
+type Case = "full" | "incremental" | "big" | "lambda" | "backlog" | "startup";
 
 interface Options {
   readonly messages: number;
@@ -67,6 +72,8 @@ interface Options {
   readonly backlogMessages: number;
   /** Round-trip time added between every client and the server, ms (0: plain loopback). */
   readonly latencyMs: number;
+  readonly build: boolean;
+  readonly startupRuns: number;
 }
 
 function parseOptions(argv: readonly string[]): Options {
@@ -81,6 +88,8 @@ function parseOptions(argv: readonly string[]): Options {
       big: { type: "boolean", default: false },
       lambda: { type: "boolean", default: false },
       backlog: { type: "boolean", default: false },
+      startup: { type: "boolean", default: false },
+      "no-build": { type: "boolean", default: false },
       "backlog-messages": { type: "string" },
       profile: { type: "boolean", default: false },
       tls: { type: "string", default: "implicit" },
@@ -99,15 +108,15 @@ function parseOptions(argv: readonly string[]): Options {
   if (values.tls !== "implicit" && values.tls !== "none") {
     throw new Error("--tls must be implicit or none");
   }
-  const chosen = (["full", "incremental", "big", "lambda", "backlog"] as const).filter(
+  const chosen = (["full", "incremental", "big", "lambda", "backlog", "startup"] as const).filter(
     (c) => values[c],
   );
   const cases = new Set<Case>(
     chosen.length > 0
       ? chosen
       : values.quick
-        ? ["full", "incremental", "lambda"]
-        : ["full", "incremental", "big", "backlog", "lambda"],
+        ? ["full", "incremental", "startup", "lambda"]
+        : ["full", "incremental", "startup", "big", "backlog", "lambda"],
   );
   return {
     messages: positive(values.messages, values.quick ? 300 : 3000, "messages"),
@@ -120,6 +129,8 @@ function parseOptions(argv: readonly string[]): Options {
     bigBytes: positive(values["big-bytes"], BIG_TOTAL_BYTES, "big-bytes"),
     backlogMessages: positive(values["backlog-messages"], BACKLOG_MESSAGES, "backlog-messages"),
     latencyMs: values.latency === undefined ? 0 : positive(values.latency, 0, "latency"),
+    build: values["no-build"] !== true,
+    startupRuns: values.quick ? 5 : STARTUP_RUNS,
   };
 }
 
@@ -468,9 +479,14 @@ async function main(): Promise<void> {
   };
   const sections: string[] = [];
 
-  const needsServer = ["full", "incremental", "big", "backlog"].some((c) =>
+  const needsServer = ["full", "incremental", "big", "backlog", "startup"].some((c) =>
     options.cases.has(c as Case),
   );
+  // bin/mail-ingest.js runs dist/: build it from the current sources before timing it.
+  if (needsServer && options.build) {
+    console.log("  building dist/ (npm run build; --no-build skips)...");
+    await buildDist();
+  }
   if (needsServer) {
     const maildropOptions = { forceTestServer: options.testServer, tls: options.tls };
     const notice = maildropNotice(maildropOptions);
@@ -493,7 +509,7 @@ async function main(): Promise<void> {
     let fauxqs: ChildServer<{ endpoint: string; region: string }> | undefined;
     if (
       options.s3 &&
-      (options.cases.has("full") || options.cases.has("incremental") || options.cases.has("big"))
+      ["full", "incremental", "big", "startup"].some((c) => options.cases.has(c as Case))
     ) {
       fauxqs = await startChild("./fauxqs-server.ts");
       cleanups.push(() => (fauxqs as ChildServer<unknown>).stop());
@@ -511,7 +527,7 @@ async function main(): Promise<void> {
       return list;
     };
 
-    if (options.cases.has("full") || options.cases.has("incremental")) {
+    if (["full", "incremental", "startup"].some((c) => options.cases.has(c as Case))) {
       const t = performance.now();
       const corpus = await drop.deliver("bench", 0, options.messages);
       console.log(
@@ -556,6 +572,17 @@ async function main(): Promise<void> {
           `Incremental poll (${INCREMENTAL_NEW} new of ${options.messages}+):\n${inc.text}`,
         );
         console.log(`\n${inc.text}`);
+      }
+
+      if (options.cases.has("startup")) {
+        const ours = clients.filter((c) => c.name.startsWith("mail-ingest"));
+        console.log(`\nStart-up: --help, and a poll with nothing new of ${options.messages}`);
+        const startup = await startupCase(ours, options.messages, options.startupRuns);
+        report.startup = startup.rows;
+        sections.push(
+          `Start-up (median of ${options.startupRuns}, whole process, dist/):\n${startup.text}`,
+        );
+        console.log(`\n${startup.text}`);
       }
       for (const c of clients) await c.reset();
     }

@@ -5,20 +5,16 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { ArnFormat, type Duration, Stack } from "aws-cdk-lib";
 import type { ISecurityGroup, IVpc, SubnetSelection } from "aws-cdk-lib/aws-ec2";
 import { PolicyDocument, PolicyStatement, Role, ServicePrincipal } from "aws-cdk-lib/aws-iam";
 import type { IKey } from "aws-cdk-lib/aws-kms";
 import { Architecture, LoggingFormat, Runtime } from "aws-cdk-lib/aws-lambda";
-import { NodejsFunction, OutputFormat } from "aws-cdk-lib/aws-lambda-nodejs";
+import { NodejsFunction } from "aws-cdk-lib/aws-lambda-nodejs";
 import { LogGroup, type RetentionDays } from "aws-cdk-lib/aws-logs";
 import type { Construct } from "constructs";
 import { CONFIG_FILE_NAME, HandlerEnv, Metrics } from "./contract.ts";
-
-const repoRoot = fileURLToPath(new URL("..", import.meta.url));
-const handlerEntry = (name: string) =>
-  fileURLToPath(new URL(`../lambdas/handlers/${name}.ts`, import.meta.url));
+import { type HandlerName, handlerCode } from "./handler-code.ts";
 
 /** Where the poller runs when it must reach POP3 servers from fixed addresses. */
 export interface PollerNetwork {
@@ -136,24 +132,19 @@ function allowLogsToUseKey(key: IKey): void {
   );
 }
 
-/** Single-quotes a word for POSIX sh (the local bundling shell). */
-function shellQuote(word: string): string {
-  return `'${word.replace(/'/g, `'\\''`)}'`;
-}
-
 function handlerFunction(
   scope: Construct,
   id: string,
   options: {
     /** The entry point's file name under `lambdas/handlers/`. */
-    handler: "dispatcher" | "poller";
+    handler: HandlerName;
     description: string;
     memorySize: number;
     timeout: Duration;
     logRetention: RetentionDays;
     logEncryptionKey?: IKey;
     environment: Record<string, string>;
-    /** The config file to ship next to the bundle. */
+    /** The config file to ship next to the bundle; its directory is scratch space. */
     configSource: string;
     network?: PollerNetwork;
   },
@@ -177,8 +168,7 @@ function handlerFunction(
     },
   });
   return new NodejsFunction(scope, id, {
-    entry: handlerEntry(options.handler),
-    handler: "handler",
+    ...handlerCode(options.handler, options.configSource),
     description: options.description,
     runtime: Runtime.NODEJS_24_X,
     architecture: Architecture.ARM_64,
@@ -195,32 +185,5 @@ function handlerFunction(
           securityGroups: options.network.securityGroups,
         }
       : {}),
-    projectRoot: repoRoot,
-    depsLockFilePath: `${repoRoot}package-lock.json`,
-    bundling: {
-      forceDockerBundling: false,
-      format: OutputFormat.ESM,
-      minify: true,
-      sourceMap: true,
-      sourcesContent: false,
-      target: "node24",
-      mainFields: ["module", "main"],
-      // Bundle the SDK too: the artifact then runs exactly the versions the tests ran.
-      externalModules: [],
-      // CommonJS dependencies (mailparser) call require(); ESM output has none without this.
-      banner:
-        "import { createRequire } from 'module'; const require = createRequire(import.meta.url);",
-      // The path travels in the environment, not the command line, so no shell quoting of it is
-      // needed. It also enters CDK's asset cache key (functions do not), so two constructs with
-      // different configs in one app never share a staged package.
-      environment: { MAIL_INGEST_CONFIG_SOURCE: options.configSource },
-      commandHooks: {
-        beforeBundling: () => [],
-        beforeInstall: () => [],
-        afterBundling: (_inputDir, outputDir) => [
-          `cp "$MAIL_INGEST_CONFIG_SOURCE" ${shellQuote(path.join(outputDir, CONFIG_FILE_NAME))}`,
-        ],
-      },
-    },
   });
 }

@@ -146,6 +146,18 @@ export interface MailIngestionProps {
  * The bucket and the queues are deploy-time values, so they reach the poller as environment
  * variables instead.
  */
+/**
+ * CDK feature flags the construct is written for, set on the construct itself so its resources do
+ * not depend on the consumer's `cdk.json` (a new `App()` has none of them):
+ * - without `serverAccessLogsUseBucketPolicy` the access logs bucket fails synthesis (it would need
+ *   an ACL, and the bucket enforces object ownership);
+ * - `createDefaultLoggingPolicy` writes the bucket policy S3 log delivery needs.
+ */
+const CONSTRUCT_FEATURE_FLAGS = {
+  "@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy": true,
+  "@aws-cdk/aws-s3:createDefaultLoggingPolicy": true,
+} as const;
+
 export class MailIngestion extends Construct {
   /** The ingestion bucket: raw messages, parts, metadata and per-mailbox state. */
   readonly bucket: IBucket;
@@ -167,6 +179,10 @@ export class MailIngestion extends Construct {
 
   constructor(scope: Construct, id: string, props: MailIngestionProps) {
     super(scope, id);
+    // Before any child exists: context can only be set on a construct without children.
+    for (const [flag, value] of Object.entries(CONSTRUCT_FEATURE_FLAGS)) {
+      this.node.setContext(flag, value);
+    }
     this.configJson = configDocument(props.mailboxes, props.defaultDeletePolicy ?? "never");
     const pollerTimeout = props.pollerTimeout ?? Duration.minutes(5);
     const maxConcurrency = props.maxConcurrency ?? 10;

@@ -8,10 +8,15 @@ import {
 } from "../config/index.ts";
 import { UsageError } from "./main.ts";
 
+/** The parsed `--option` values; named so the declaration build can emit the return type. */
+export type ParsedOptions<T extends NonNullable<ParseArgsConfig["options"]>> = ReturnType<
+  typeof parseArgs<{ args: string[]; options: T; strict: true; allowPositionals: false }>
+>["values"];
+
 export function parse<T extends NonNullable<ParseArgsConfig["options"]>>(
   args: readonly string[],
   options: T,
-) {
+): ParsedOptions<T> {
   try {
     return parseArgs({ args: [...args], options, strict: true, allowPositionals: false }).values;
   } catch (err) {

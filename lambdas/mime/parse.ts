@@ -22,9 +22,9 @@ import type {
   EmailAddress,
   HeaderLines,
   Headers,
+  MailParser,
   MessageText,
 } from "mailparser";
-import { MailParser } from "mailparser";
 import { describeError, ErrorCode, isMailIngestError, MailIngestError } from "../errors.ts";
 import type { ObjectStore } from "../ports.ts";
 import { parseAuthResults } from "./auth-results.ts";
@@ -137,6 +137,13 @@ class HashTap extends Transform {
   }
 }
 
+/**
+ * mailparser is loaded on the first parse, not at start-up: with its dependencies (html-to-text,
+ * iconv-lite, linkify-it, entities) it is most of the CLI's module loading, and a poll with nothing
+ * new never parses a message (issue 11: such a poll in at most 0.3 s).
+ */
+let mailparserModule: Promise<typeof import("mailparser")> | undefined;
+
 export async function parseMessage(
   source: Readable,
   store: ObjectStore,
@@ -147,6 +154,8 @@ export async function parseMessage(
   const prefix = partsPrefix.endsWith("/") ? partsPrefix : `${partsPrefix}/`;
   const result: ParsedMessage = { headers: emptyHeaders(), attachments: [] };
 
+  mailparserModule ??= import("mailparser");
+  const { MailParser } = await mailparserModule;
   const parser = new MailParser({
     maxHeadSize: lim.maxHeaderBytes,
     // mailsplit counts the root too and fails once the count exceeds maxChildNodes.

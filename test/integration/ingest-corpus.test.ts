@@ -1,5 +1,5 @@
 /**
- * Every file of the shared real-world and malformed corpus goes through the whole pipeline: POP3
+ * Every file of the vendored real-world and malformed corpus goes through the whole pipeline: POP3
  * (the project's test server, which serves bytes exactly as stored), raw store, MIME parse, queue.
  * Each must be stored byte-exact and queued with a schema-valid body; a parse failure is flagged
  * in `parseError`, never lost.

@@ -1,5 +1,5 @@
 /**
- * Every file of the shared real-world/malformed corpus must parse without throwing, store
+ * Every file of the vendored real-world/malformed corpus must parse without throwing, store
  * attachments whose bytes hash to the recorded sha256, and build a schema-valid queue message.
  * Run against the in-memory store and the real fs adapter.
  */
@@ -71,7 +71,7 @@ async function checkFile(
 }
 
 describe("mikel-mail corpus", () => {
-  it("holds the expected 104 mails (105 files with the LICENSE)", () => {
+  it("holds the expected 104 mails (106 files with the LICENSE and README)", () => {
     expect(files).toHaveLength(104);
   });
 

@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+/**
+ * `npm run build` (also `prepare`, so `npm ci`, git installs and `npm pack` run it):
+ *
+ * 1. `tsc -p tsconfig.build.json`: `lambdas/` and `infra/` to `dist/` as JavaScript, `.d.ts` and
+ *    source maps. The sources import `./x.ts`; `rewriteRelativeImportExtensions` emits `./x.js`.
+ * 2. esbuild: each Lambda handler into one file, `dist/lambda/<name>/index.mjs`, that the
+ *    `MailIngestion` construct ships as the function's code when it runs from the installed
+ *    package. The SDK and every other dependency are inside the bundle, so the deployed code runs
+ *    exactly the versions this package was tested with.
+ *
+ * Plain JavaScript so it needs nothing but the dev dependencies to run.
+ */
+import { spawnSync } from "node:child_process";
+import { rmSync } from "node:fs";
+import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const DIST = `${ROOT}dist`;
+const require = createRequire(import.meta.url);
+
+/** The handlers the construct deploys, by name: `lambdas/handlers/<name>.ts`. */
+export const HANDLERS = ["dispatcher", "poller"];
+
+/**
+ * The Lambda bundle options. ESM, with a `require` for the CommonJS dependencies (mailparser). The
+ * construct deploys on nodejs24.x; a node22 target keeps the bundle runnable on nodejs22.x too.
+ */
+export function handlerBuildOptions(name) {
+  return {
+    entryPoints: [`${ROOT}lambdas/handlers/${name}.ts`],
+    outfile: `${DIST}/lambda/${name}/index.mjs`,
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node22",
+    mainFields: ["module", "main"],
+    minify: true,
+    sourcemap: true,
+    sourcesContent: false,
+    banner: {
+      js: "import { createRequire } from 'module'; const require = createRequire(import.meta.url);",
+    },
+    logLevel: "warning",
+  };
+}
+
+async function main() {
+  rmSync(DIST, { recursive: true, force: true });
+  const tsc = spawnSync(
+    process.execPath,
+    [require.resolve("typescript/bin/tsc"), "-p", `${ROOT}tsconfig.build.json`],
+    { stdio: "inherit" },
+  );
+  if (tsc.status !== 0) {
+    process.exitCode = tsc.status ?? 1;
+    return;
+  }
+  const { build } = await import("esbuild");
+  await Promise.all(HANDLERS.map((name) => build(handlerBuildOptions(name))));
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) await main();

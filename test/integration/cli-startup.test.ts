@@ -1,0 +1,94 @@
+/**
+ * What a poll with nothing new loads: the issue 11 goal (such a poll in at most 0.3 s) rests on
+ * not loading mailparser and its dependencies, the bulk of the CLI's module loading, when no
+ * message is parsed. Checked in the real CLI process through its CommonJS module cache, never by
+ * timing. Regression: `lambdas/mime/parse.ts` imported mailparser at the top.
+ */
+import { spawn } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { generateMessage } from "../../lambdas/testing/messages.ts";
+import { type Pop3TestServer, startPop3TestServer } from "../../lambdas/testing/pop3-server.ts";
+
+const CLI = path.resolve(import.meta.dirname, "../../bin/mail-ingest.js");
+
+/** Preloaded into the CLI: on exit, says whether any mailparser file was loaded. */
+const PROBE = `import { createRequire } from "node:module";
+const require = createRequire(import.meta.url);
+process.on("exit", () => {
+  const loaded = Object.keys(require.cache).some((file) => file.includes("/node_modules/mailparser/"));
+  process.stderr.write("mailparser-loaded=" + loaded + "\\n");
+});
+`;
+
+let dir: string;
+let server: Pop3TestServer;
+let config: string;
+let probe: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), "mi-startup-"));
+  server = await startPop3TestServer({
+    users: { u: { password: "pw", messages: [{ uidl: "m0", data: generateMessage(0) }] } },
+  });
+  probe = path.join(dir, "probe.mjs");
+  await writeFile(probe, PROBE);
+  config = path.join(dir, "config.json");
+  await writeFile(
+    config,
+    JSON.stringify({
+      storage: { type: "fs", dir: path.join(dir, "data") },
+      mailboxes: [
+        {
+          id: "u",
+          host: server.host,
+          port: server.port,
+          tls: "none",
+          allowInsecureAuth: true,
+          username: "u",
+          password: "pw",
+        },
+      ],
+    }),
+  );
+});
+
+afterAll(async () => {
+  await server.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function poll(): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(
+    process.execPath,
+    ["--import", probe, CLI, "poll", "--config", config, "--json"],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr.on("data", (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+  return { code, stdout, stderr };
+}
+
+it("loads mailparser only for a poll that parses mail, not for one with nothing new", async () => {
+  const first = await poll();
+  expect(first.code, first.stderr).toBe(0);
+  expect(JSON.parse(first.stdout).mailboxes[0].ingested).toBe(1);
+  // The probe sees mailparser when it is used: its "false" below is not a blind spot.
+  expect(first.stderr).toContain("mailparser-loaded=true");
+
+  const second = await poll();
+  expect(second.code, second.stderr).toBe(0);
+  expect(JSON.parse(second.stdout).mailboxes[0]).toMatchObject({ listed: 1, new: 0 });
+  expect(second.stderr).toContain("mailparser-loaded=false");
+});
