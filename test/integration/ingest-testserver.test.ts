@@ -6,8 +6,8 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { ErrorCode, MailIngestError } from "../../lambdas/errors.ts";
 import { pop3Source } from "../../lambdas/adapters/pop3-source.ts";
+import { ErrorCode, MailIngestError } from "../../lambdas/errors.ts";
 import { Pop3Client, type Pop3Options } from "../../lambdas/pop3/index.ts";
 import type { MessageQueue, ObjectStore } from "../../lambdas/ports.ts";
 import { generateMessage, sampleMessages } from "../../lambdas/testing/messages.ts";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { dueForDeletion, planSession } from "../../../lambdas/ingest/plan.ts";
 import { joinListing } from "../../../lambdas/adapters/pop3-source.ts";
+import { dueForDeletion, planSession } from "../../../lambdas/ingest/plan.ts";
 import type { StateEntry } from "../../../lambdas/ports.ts";
 
 const NOW = new Date("2026-11-24T12:00:00Z");
