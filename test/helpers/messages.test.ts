@@ -6,8 +6,7 @@ import {
   generateMessage,
   largeMessageAttachments,
   largeMessageSize,
-  sampleMessages,
-} from "../../../lambdas/testing/messages.ts";
+} from "./messages.ts";
 
 /** True when every LF is preceded by CR and every CR followed by LF (RFC 5322 §2.3). */
 function crlfOnly(data: Uint8Array): boolean {
@@ -46,37 +45,6 @@ describe("generateMessage", () => {
   it("puts dot-leading lines in every 7th message, for byte-stuffing coverage", () => {
     expect(generateMessage(14).includes("\r\n.\r\n")).toBe(true);
     expect(generateMessage(15).includes("\r\n.")).toBe(false);
-  });
-});
-
-describe("sampleMessages", () => {
-  it("is about twenty CRLF messages with unique UIDLs that a MIME parser reads", async () => {
-    const samples = sampleMessages();
-    expect(samples.length).toBeGreaterThanOrEqual(18);
-    expect(new Set(samples.map((s) => s.uidl)).size).toBe(samples.length);
-    expect(samples.every((s) => crlfOnly(s.data))).toBe(true);
-    expect(sha256(samples[4]?.data ?? new Uint8Array())).toBe(
-      sha256(sampleMessages()[4]?.data ?? new Uint8Array()),
-    );
-  });
-
-  it("covers encoded-words, RFC 2231 names, inline images, PDFs and attached messages", async () => {
-    const parsed = await Promise.all(
-      sampleMessages().map((s) => simpleParser(Buffer.from(s.data))),
-    );
-    const bySubject = (text: string) => parsed.find((p) => p.subject?.includes(text));
-    expect(bySubject("Grüße aus Zürich")?.from?.value[0]?.name).toBe("André Müller");
-    expect(bySubject("Your CV")?.attachments[0]?.filename).toBe("résumé.txt");
-    expect(bySubject("Invoice")?.attachments[0]?.contentType).toBe("application/pdf");
-    expect(bySubject("Photo")?.attachments[0]?.cid).toBe("pixel-04@example.net");
-    expect(bySubject("Fwd:")?.attachments.some((a) => a.contentType === "message/rfc822")).toBe(
-      true,
-    );
-    expect(bySubject("Re: Lunch")?.inReplyTo).toBe("<sample-01@example.com>");
-    expect(bySubject("Automatic reply")?.headers.get("auto-submitted")).toBe("auto-replied");
-    expect(String(bySubject("statement is ready")?.headers.get("authentication-results"))).toMatch(
-      /spf=pass.*dkim=pass.*dmarc=pass/s,
-    );
   });
 });
 
