@@ -6,7 +6,7 @@ import {
   loadConfigFile,
   type MailboxConfig,
 } from "../config/index.ts";
-import { UsageError } from "./main.ts";
+import { UsageError } from "./io.ts";
 
 export function parse<T extends NonNullable<ParseArgsConfig["options"]>>(
   args: readonly string[],

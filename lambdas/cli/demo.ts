@@ -10,7 +10,7 @@ import { parseConfig } from "../config/index.ts";
 import { sampleMessages } from "../demo/messages.ts";
 import { startPop3TestServer } from "../demo/pop3-server.ts";
 import { parse } from "./args.ts";
-import { type CliIo, EXIT_MAILBOX_FAILED, EXIT_OK } from "./main.ts";
+import { type CliIo, EXIT_MAILBOX_FAILED, EXIT_OK } from "./io.ts";
 import { summaryLine } from "./poll.ts";
 import { pollAll } from "./poll-all.ts";
 
