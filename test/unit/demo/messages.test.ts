@@ -12,14 +12,19 @@ function crlfOnly(data: Uint8Array): boolean {
 const sha256 = (data: Uint8Array) => createHash("sha256").update(data).digest("hex");
 
 describe("sampleMessages", () => {
-  it("is about twenty CRLF messages with unique UIDLs that a MIME parser reads", async () => {
+  it("is about twenty CRLF messages, the same on every call, with unique UIDLs and Message-IDs", async () => {
     const samples = sampleMessages();
     expect(samples.length).toBeGreaterThanOrEqual(18);
     expect(new Set(samples.map((s) => s.uidl)).size).toBe(samples.length);
     expect(samples.every((s) => crlfOnly(s.data))).toBe(true);
-    expect(sha256(samples[4]?.data ?? new Uint8Array())).toBe(
-      sha256(sampleMessages()[4]?.data ?? new Uint8Array()),
+    // The demo's second poll must find the same mail: every sample byte-identical on every call.
+    const again = sampleMessages();
+    expect(again.map((s) => sha256(s.data))).toEqual(samples.map((s) => sha256(s.data)));
+    const ids = samples.map(
+      (s) => /^Message-ID: (.+)\r$/m.exec(Buffer.from(s.data).toString("latin1"))?.[1],
     );
+    expect(ids.every((id) => id !== undefined)).toBe(true);
+    expect(new Set(ids).size).toBe(samples.length);
   });
 
   it("covers encoded-words, RFC 2231 names, inline images, PDFs and attached messages", async () => {
