@@ -3,7 +3,7 @@
  * default 3000 messages come to about 101 MB with about 40% carrying attachments, matching the
  * corpus the issue's anchor figures were measured on.
  */
-import { generateMessage } from "../lambdas/testing/messages.ts";
+import { generateMessage } from "../test/helpers/messages.ts";
 
 /** Fixed so every run and every client sees byte-identical mail. */
 export const CORPUS_SEED = 5;

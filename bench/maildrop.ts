@@ -8,8 +8,8 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Transform } from "node:stream";
-import { generateLargeMessage } from "../lambdas/testing/messages.ts";
 import { dovecotAvailable, startDovecot } from "../test/helpers/dovecot.ts";
+import { generateLargeMessage } from "../test/helpers/messages.ts";
 import { startChild } from "./child-rpc.ts";
 import { corpusMessages } from "./corpus.ts";
 
@@ -114,7 +114,7 @@ async function startTestServerMaildrop(): Promise<Maildrop> {
   const child = await startChild<TestServerInfo>("./pop3-server-child.ts");
   return {
     kind: "test-server",
-    description: "the project's POP3 test server (lambdas/testing/pop3-server.ts, child process)",
+    description: "the project's POP3 test server (lambdas/demo/pop3-server.ts, child process)",
     host: child.info.host,
     port: child.info.port,
     // The test server speaks plain POP3 only; every client is run without TLS to match.

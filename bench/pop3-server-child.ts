@@ -4,8 +4,8 @@
  * never cross the pipe.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { generateLargeMessage, largeMessageSize } from "../lambdas/testing/messages.ts";
-import { startPop3TestServer } from "../lambdas/testing/pop3-server.ts";
+import { startPop3TestServer } from "../lambdas/demo/pop3-server.ts";
+import { generateLargeMessage, largeMessageSize } from "../test/helpers/messages.ts";
 import { serve } from "./child-rpc.ts";
 import { corpusMessages } from "./corpus.ts";
 import { USERS } from "./maildrop.ts";

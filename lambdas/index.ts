@@ -67,8 +67,8 @@ export type {
   QueueMessageV1,
   QueuePointerV1,
   RawRef,
-} from "./mime/schema.ts";
-export { SCHEMA_VERSION } from "./mime/schema.ts";
+} from "./message/schema.ts";
+export { SCHEMA_VERSION } from "./message/schema.ts";
 export {
   type AuthMethod,
   type Capabilities,

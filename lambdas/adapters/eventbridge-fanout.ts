@@ -14,7 +14,11 @@ import type { MessageQueue, QueueEntry } from "../ports.ts";
 
 /** PutEvents takes at most 10 entries per call. */
 const EVENTS_PER_CALL = 10;
-/** EventBridge's per-entry limit is 256 KiB; larger bodies are sent in pointer form. */
+/**
+ * EventBridge's 256 KiB limit applies to each entry and to the sum of the entries in one PutEvents
+ * request (over it, the whole request fails with a ValidationException). Bodies too large for one
+ * entry are sent in pointer form, and requests are cut so their entries stay below the limit.
+ */
 export const MAX_EVENT_BYTES = 256 * 1024;
 /** Room for Source, DetailType and bus name beside the detail. */
 const EVENT_MARGIN_BYTES = 1024;
@@ -39,9 +43,20 @@ export class EventBridgeFanout implements MessageQueue {
 
   async send(entries: readonly QueueEntry[]): Promise<void> {
     await this.options.queue.send(entries);
-    for (let i = 0; i < entries.length; i += EVENTS_PER_CALL) {
-      await this.put(entries.slice(i, i + EVENTS_PER_CALL).map((e) => this.toEvent(e)));
+    let batch: PutEventsRequestEntry[] = [];
+    let batchBytes = 0;
+    for (const event of entries.map((e) => this.toEvent(e))) {
+      const bytes = entrySize(event);
+      const full = batch.length === EVENTS_PER_CALL || batchBytes + bytes >= MAX_EVENT_BYTES;
+      if (full && batch.length > 0) {
+        await this.put(batch);
+        batch = [];
+        batchBytes = 0;
+      }
+      batch.push(event);
+      batchBytes += bytes;
     }
+    if (batch.length > 0) await this.put(batch);
   }
 
   private toEvent(entry: QueueEntry): PutEventsRequestEntry {
@@ -80,4 +95,16 @@ export class EventBridgeFanout implements MessageQueue {
       pending = failed;
     }
   }
+}
+
+/**
+ * An entry's size as EventBridge counts it: the UTF-8 bytes of Source, DetailType and Detail
+ * (Time and Resources, which we never set, would add to it).
+ */
+function entrySize(event: PutEventsRequestEntry): number {
+  return (
+    Buffer.byteLength(event.Source ?? "") +
+    Buffer.byteLength(event.DetailType ?? "") +
+    Buffer.byteLength(event.Detail ?? "")
+  );
 }

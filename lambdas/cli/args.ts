@@ -6,7 +6,7 @@ import {
   loadConfigFile,
   type MailboxConfig,
 } from "../config/index.ts";
-import { UsageError } from "./main.ts";
+import { UsageError } from "./io.ts";
 
 /** The parsed `--option` values; named so the declaration build can emit the return type. */
 export type ParsedOptions<T extends NonNullable<ParseArgsConfig["options"]>> = ReturnType<

@@ -11,7 +11,7 @@ import type { StateStore } from "../ports.ts";
 import { type ResolveCredentialsDeps, resolveCredentials } from "../secrets/credentials.ts";
 import { loadSelection, parse } from "./args.ts";
 import { cliCredentials } from "./credentials.ts";
-import { type CliIo, EXIT_MAILBOX_FAILED, EXIT_OK } from "./main.ts";
+import { type CliIo, EXIT_MAILBOX_FAILED, EXIT_OK } from "./io.ts";
 import { preflight } from "./preflight.ts";
 import { formatBytes } from "./progress.ts";
 

@@ -7,10 +7,10 @@ import { readdir } from "node:fs/promises";
 import path from "node:path";
 import { createAdapters } from "../adapters/index.ts";
 import { parseConfig } from "../config/index.ts";
-import { sampleMessages } from "../testing/messages.ts";
-import { startPop3TestServer } from "../testing/pop3-server.ts";
+import { sampleMessages } from "../demo/messages.ts";
+import { startPop3TestServer } from "../demo/pop3-server.ts";
 import { parse } from "./args.ts";
-import { type CliIo, EXIT_MAILBOX_FAILED, EXIT_OK } from "./main.ts";
+import { type CliIo, EXIT_MAILBOX_FAILED, EXIT_OK } from "./io.ts";
 import { summaryLine } from "./poll.ts";
 import { pollAll } from "./poll-all.ts";
 

@@ -4,17 +4,7 @@
  * Exit codes: 0 success; 1 a mailbox failed (the others still ran); 2 usage or config error.
  */
 import { ConfigError } from "../config/index.ts";
-
-export const EXIT_OK = 0;
-export const EXIT_MAILBOX_FAILED = 1;
-export const EXIT_USAGE = 2;
-
-export interface CliIo {
-  readonly stdout: NodeJS.WriteStream;
-  readonly stderr: NodeJS.WriteStream;
-  readonly env: NodeJS.ProcessEnv;
-  readonly cwd: string;
-}
+import { type CliIo, EXIT_OK, EXIT_USAGE, UsageError } from "./io.ts";
 
 const USAGE = `Usage:
   mail-ingest poll  --config FILE [--mailbox ID] [--json] [--every DURATION]
@@ -28,10 +18,6 @@ Commands:
   demo    Start a built-in POP3 test server with sample mail and poll it into ./mail-ingest-data.
 
 Exit codes: 0 ok, 1 a mailbox failed, 2 usage or config error.`;
-
-export class UsageError extends Error {
-  override readonly name = "UsageError";
-}
 
 export async function main(argv: readonly string[], io?: Partial<CliIo>): Promise<number> {
   const full: CliIo = {

@@ -6,7 +6,7 @@ import type { MailboxReport, SessionDeps, SessionLogger } from "../ingest/types.
 import type { ResolveCredentialsDeps } from "../secrets/credentials.ts";
 import { loadSelection, parse, parseDuration } from "./args.ts";
 import { cliCredentials } from "./credentials.ts";
-import { type CliIo, EXIT_MAILBOX_FAILED, EXIT_OK } from "./main.ts";
+import { type CliIo, EXIT_MAILBOX_FAILED, EXIT_OK } from "./io.ts";
 import { pollAll } from "./poll-all.ts";
 import { preflight } from "./preflight.ts";
 import { formatBytes, ProgressView } from "./progress.ts";

@@ -29,13 +29,7 @@ import { describeError, ErrorCode, isMailIngestError, MailIngestError } from "..
 import type { ObjectStore } from "../ports.ts";
 import { parseAuthResults } from "./auth-results.ts";
 import { sanitizeFilename } from "./filename.ts";
-import type {
-  Address,
-  AttachmentMeta,
-  MessageHeaders,
-  QueueIdentity,
-  QueueMessageV1,
-} from "./schema.ts";
+import type { Address, AttachmentMeta, MessageHeaders, ParsedMessage } from "./parsed.ts";
 
 export interface ParseLimits {
   /** Most MIME parts (nodes) in one message; more stop extraction. @default 1000 */
@@ -70,12 +64,6 @@ export const DEFAULT_PARSE_LIMITS: Readonly<ParseLimits> = Object.freeze({
  * limit by default, and html-to-text is superlinear in practice).
  */
 const MAX_HTML_TO_TEXT_CHARS = 1024 * 1024;
-
-/**
- * What parsing yields: the queue message's content fields. Documented once, in schema.ts;
- * `parseError` is prefixed with its code (PARSE_FAILED or MIME_LIMIT).
- */
-export type ParsedMessage = Omit<QueueMessageV1, keyof QueueIdentity>;
 
 export function emptyHeaders(): MessageHeaders {
   return {

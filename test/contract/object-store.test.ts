@@ -6,6 +6,7 @@ import { afterAll, beforeAll } from "vitest";
 import { FsObjectStore } from "../../lambdas/adapters/fs-store.ts";
 import { S3ObjectStore } from "../../lambdas/adapters/s3-store.ts";
 import { type Fauxqs, startFauxqs } from "../helpers/fauxqs.ts";
+import { MemoryObjectStore } from "../unit/mime/memory-store.ts";
 import { objectStoreContract } from "./object-store.contract.ts";
 
 const MiB = 1024 * 1024;
@@ -28,6 +29,20 @@ objectStoreContract("FsObjectStore", async () => {
     maxReadAhead: 1 * MiB,
     enforcesIfAbsent: true,
     cleanup: () => rm(dir, { recursive: true, force: true }),
+  };
+});
+
+// The MIME and pipeline unit tests stand on this store, so it must behave like the real ones.
+objectStoreContract("MemoryObjectStore (test double)", async () => {
+  const store = new MemoryObjectStore();
+  return {
+    store,
+    expectedUri: (key) => `file:///memory/${key}`,
+    // Every byte the store has read from a put body is in memory, i.e. accepted by its sink.
+    sinkBytes: async () => store.bytesRead,
+    maxReadAhead: 1 * MiB,
+    enforcesIfAbsent: true,
+    cleanup: async () => undefined,
   };
 });
 

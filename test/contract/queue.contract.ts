@@ -11,6 +11,12 @@ export interface QueueHarness {
   receiveAll(): Promise<string[]>;
   /** Backend requests made so far, for adapters that batch (SQS SendMessageBatch). */
   readonly batchCalls?: () => number;
+  /**
+   * For fan-out adapters (EventBridgeFanout): takes the bodies published to the second channel
+   * since the last call. Each receive then checks that they are exactly the delivered bodies, so
+   * an entry queued but not published (or published twice) fails the contract.
+   */
+  readonly takePublished?: () => string[];
   /** True when sending an id twice yields one message (fs file per id, SQS FIFO dedupe id). */
   readonly dedupesById: boolean;
   cleanup(): Promise<void>;
@@ -31,7 +37,7 @@ export function queueContract(name: string, setup: () => Promise<QueueHarness>):
     it("delivers 25 entries exactly once each, in batches of at most 10", async () => {
       const entries = makeEntries(25);
       await h.queue.send(entries);
-      expect((await h.receiveAll()).sort()).toEqual(entries.map((e) => e.body).sort());
+      expect((await receive(h)).sort()).toEqual(entries.map((e) => e.body).sort());
       if (h.batchCalls) expect(h.batchCalls()).toBe(3);
     });
 
@@ -41,7 +47,7 @@ export function queueContract(name: string, setup: () => Promise<QueueHarness>):
         body: JSON.stringify({ i, pad: "x".repeat(400 * 1024) }),
       }));
       await h.queue.send(entries);
-      expect((await h.receiveAll()).sort()).toEqual(entries.map((e) => e.body).sort());
+      expect((await receive(h)).sort()).toEqual(entries.map((e) => e.body).sort());
       if (h.batchCalls) expect(h.batchCalls()).toBe(2);
     });
 
@@ -50,7 +56,7 @@ export function queueContract(name: string, setup: () => Promise<QueueHarness>):
       const body = JSON.stringify("a".repeat(MiB - 2));
       expect(Buffer.byteLength(body)).toBe(MiB);
       await h.queue.send([{ id: "max", body }]);
-      const received = await h.receiveAll();
+      const received = await receive(h);
       expect(received).toHaveLength(1);
       expect(received[0] === body).toBe(true);
     });
@@ -68,9 +74,9 @@ export function queueContract(name: string, setup: () => Promise<QueueHarness>):
         .catch((e: unknown) => e);
       expect(isMailIngestError(err, ErrorCode.QUEUE_FAILED)).toBe(true);
       expect(String(err)).toContain("over");
-      expect(await h.receiveAll()).toEqual([]);
+      expect(await receive(h)).toEqual([]);
       await h.queue.send([{ id: "fits", body: fits }]);
-      expect(await h.receiveAll()).toEqual([fits]);
+      expect(await receive(h)).toEqual([fits]);
     });
 
     it("delivers an id sent twice once where the backend dedupes by id", async (ctx) => {
@@ -79,15 +85,22 @@ export function queueContract(name: string, setup: () => Promise<QueueHarness>):
       const entry = { id: "0123abcd", body: '{"id":"0123abcd"}' };
       await h.queue.send([entry]);
       await h.queue.send([entry]);
-      expect(await h.receiveAll()).toEqual([entry.body]);
+      expect(await receive(h)).toEqual([entry.body]);
     });
 
     it("sends nothing for an empty list", async () => {
       await h.queue.send([]);
-      expect(await h.receiveAll()).toEqual([]);
+      expect(await receive(h)).toEqual([]);
       if (h.batchCalls) expect(h.batchCalls()).toBe(0);
     });
   });
+}
+
+/** Everything delivered since the last call, checked against what a fan-out published. */
+async function receive(h: QueueHarness): Promise<string[]> {
+  const delivered = await h.receiveAll();
+  if (h.takePublished) expect([...h.takePublished()].sort()).toEqual([...delivered].sort());
+  return delivered;
 }
 
 export function makeEntries(n: number): QueueEntry[] {

@@ -9,8 +9,8 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { generateMessage } from "../../lambdas/testing/messages.ts";
-import { type Pop3TestServer, startPop3TestServer } from "../../lambdas/testing/pop3-server.ts";
+import { type Pop3TestServer, startPop3TestServer } from "../../lambdas/demo/pop3-server.ts";
+import { generateMessage } from "../helpers/messages.ts";
 
 const CLI = path.resolve(import.meta.dirname, "../../bin/mail-ingest.js");
 

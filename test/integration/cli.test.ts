@@ -6,9 +6,9 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { generateMessage } from "../../lambdas/testing/messages.ts";
-import { type Pop3TestServer, startPop3TestServer } from "../../lambdas/testing/pop3-server.ts";
+import { type Pop3TestServer, startPop3TestServer } from "../../lambdas/demo/pop3-server.ts";
 import { type Fauxqs, startFauxqs } from "../helpers/fauxqs.ts";
+import { generateMessage } from "../helpers/messages.ts";
 import { listFiles } from "../helpers/pipeline.ts";
 
 const CLI = path.resolve(import.meta.dirname, "../../bin/mail-ingest.js");

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Pop3TestServer, startPop3TestServer } from "../../lambdas/testing/pop3-server.ts";
+import { type Pop3TestServer, startPop3TestServer } from "../../lambdas/demo/pop3-server.ts";
 import { corpusFiles } from "../helpers/corpus.ts";
 import { type FsWorld, fsWorld, sha256 } from "../helpers/pipeline.ts";
 import { schemaErrors, validateQueueBody } from "../unit/mime/validator.ts";

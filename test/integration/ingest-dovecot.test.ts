@@ -11,12 +11,12 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { pop3Source } from "../../lambdas/adapters/pop3-source.ts";
 import { Pop3Client, type Pop3Options } from "../../lambdas/pop3/index.ts";
+import { type DovecotHandle, describeDovecot, startDovecot } from "../helpers/dovecot.ts";
 import {
   generateLargeMessage,
   generateMessage,
   largeMessageAttachments,
-} from "../../lambdas/testing/messages.ts";
-import { type DovecotHandle, describeDovecot, startDovecot } from "../helpers/dovecot.ts";
+} from "../helpers/messages.ts";
 import { type FsWorld, fsWorld, listFiles, sha256 } from "../helpers/pipeline.ts";
 
 const REPO = path.resolve(import.meta.dirname, "../..");

@@ -9,14 +9,14 @@ import { readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { afterEach, describe, expect, it } from "vitest";
-import { ErrorCode } from "../../lambdas/errors.ts";
-import type { MessageQueue, ObjectStore, StateStore } from "../../lambdas/ports.ts";
-import { generateMessage } from "../../lambdas/testing/messages.ts";
 import {
   type Pop3TestServer,
   startPop3TestServer,
   type TestMessage,
-} from "../../lambdas/testing/pop3-server.ts";
+} from "../../lambdas/demo/pop3-server.ts";
+import { ErrorCode } from "../../lambdas/errors.ts";
+import type { MessageQueue, ObjectStore, StateStore } from "../../lambdas/ports.ts";
+import { generateMessage } from "../helpers/messages.ts";
 import { type FsWorld, fsWorld, sha256, tempFiles } from "../helpers/pipeline.ts";
 import { mountTmpfs, type Tmpfs, tmpfsAvailable } from "../helpers/tmpfs.ts";
 

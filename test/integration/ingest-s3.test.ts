@@ -8,11 +8,11 @@ import { ObjectStateStore } from "../../lambdas/adapters/object-state.ts";
 import { S3ObjectStore } from "../../lambdas/adapters/s3-store.ts";
 import { SqsQueue } from "../../lambdas/adapters/sqs-queue.ts";
 import { parseConfig } from "../../lambdas/config/index.ts";
+import { type Pop3TestServer, startPop3TestServer } from "../../lambdas/demo/pop3-server.ts";
 import { runMailbox } from "../../lambdas/ingest/session.ts";
 import type { SessionDeps } from "../../lambdas/ingest/types.ts";
-import { generateMessage } from "../../lambdas/testing/messages.ts";
-import { type Pop3TestServer, startPop3TestServer } from "../../lambdas/testing/pop3-server.ts";
 import { type Fauxqs, startFauxqs } from "../helpers/fauxqs.ts";
+import { generateMessage } from "../helpers/messages.ts";
 import { sha256 } from "../helpers/pipeline.ts";
 
 describe("mailbox session with S3 and SQS (fauxqs)", () => {

@@ -7,16 +7,17 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { pop3Source } from "../../lambdas/adapters/pop3-source.ts";
-import { ErrorCode, MailIngestError } from "../../lambdas/errors.ts";
-import { Pop3Client, type Pop3Options } from "../../lambdas/pop3/index.ts";
-import type { MessageQueue, ObjectStore } from "../../lambdas/ports.ts";
-import { generateMessage, sampleMessages } from "../../lambdas/testing/messages.ts";
+import { sampleMessages } from "../../lambdas/demo/messages.ts";
 import {
   type Pop3TestServer,
   type Pop3TestServerOptions,
   startPop3TestServer,
   type TestMessage,
-} from "../../lambdas/testing/pop3-server.ts";
+} from "../../lambdas/demo/pop3-server.ts";
+import { ErrorCode, MailIngestError } from "../../lambdas/errors.ts";
+import { Pop3Client, type Pop3Options } from "../../lambdas/pop3/index.ts";
+import type { MessageQueue, ObjectStore } from "../../lambdas/ports.ts";
+import { generateMessage } from "../helpers/messages.ts";
 import { type FsWorld, fsWorld, sha256, tempFiles } from "../helpers/pipeline.ts";
 
 const USER = "user@example.test";

@@ -14,13 +14,13 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest
 import { createAdapters } from "../../lambdas/adapters/index.ts";
 import { summaryLine } from "../../lambdas/cli/poll.ts";
 import { type MailboxConfig, parseConfig } from "../../lambdas/config/index.ts";
+import { type Pop3TestServer, startPop3TestServer } from "../../lambdas/demo/pop3-server.ts";
 import { runMailbox } from "../../lambdas/ingest/session.ts";
 import type { SessionDeps } from "../../lambdas/ingest/types.ts";
 import type { MailboxLock } from "../../lambdas/ports.ts";
-import { generateMessage } from "../../lambdas/testing/messages.ts";
-import { type Pop3TestServer, startPop3TestServer } from "../../lambdas/testing/pop3-server.ts";
 import { type DovecotHandle, describeDovecot, startDovecot } from "../helpers/dovecot.ts";
 import { type Fauxqs, startFauxqs } from "../helpers/fauxqs.ts";
+import { generateMessage } from "../helpers/messages.ts";
 import { listFiles } from "../helpers/pipeline.ts";
 
 const REPO = path.resolve(import.meta.dirname, "../..");

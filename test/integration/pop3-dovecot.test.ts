@@ -6,6 +6,7 @@
 import { createHash } from "node:crypto";
 import type { Readable } from "node:stream";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
+import { sampleMessages } from "../../lambdas/demo/messages.ts";
 import { ErrorCode, isMailIngestError } from "../../lambdas/errors.ts";
 import {
   type AuthMethod,
@@ -14,17 +15,12 @@ import {
   type TraceEvent,
 } from "../../lambdas/pop3/index.ts";
 import {
-  generateLargeMessage,
-  generateMessage,
-  largeMessageSize,
-  sampleMessages,
-} from "../../lambdas/testing/messages.ts";
-import {
   type DovecotHandle,
   describeDovecot,
   ipv6LoopbackAvailable,
   startDovecot,
 } from "../helpers/dovecot.ts";
+import { generateLargeMessage, generateMessage, largeMessageSize } from "../helpers/messages.ts";
 
 /** One maildrop per test, so tests never see each other's messages or session locks. */
 const USERS = ["tls", "auth", "plain", "list", "retr", "big", "dele", "drop", "lock", "v6"].map(

@@ -6,8 +6,8 @@
 import { appendFile, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { generateMessage } from "../../lambdas/testing/messages.ts";
 import { type DovecotHandle, describeDovecot, startDovecot } from "../helpers/dovecot.ts";
+import { generateMessage } from "../helpers/messages.ts";
 import { type FsWorld, fsWorld, sha256 } from "../helpers/pipeline.ts";
 
 describeDovecot("damaged state against Dovecot", () => {

@@ -24,8 +24,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { sampleMessages } from "../../lambdas/testing/messages.ts";
-import { type Pop3TestServer, startPop3TestServer } from "../../lambdas/testing/pop3-server.ts";
+import { sampleMessages } from "../../lambdas/demo/messages.ts";
+import { type Pop3TestServer, startPop3TestServer } from "../../lambdas/demo/pop3-server.ts";
 
 const execFileAsync = promisify(execFile);
 const REPO = path.resolve(import.meta.dirname, "../..");

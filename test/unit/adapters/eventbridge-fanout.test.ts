@@ -62,6 +62,37 @@ describe("EventBridgeFanout", () => {
     expect(detail).toBe('{"id":"1","pointer":true}');
   });
 
+  it("keeps each PutEvents request under EventBridge's 256 KiB total, not only each entry", async () => {
+    // PutEvents rejects the whole request ("Total size of the entries in the request is over the
+    // limit") when its entries together reach 256 KiB; entry size is Source + DetailType + Detail
+    // in UTF-8 bytes. Ten bodies of 100 KiB each fit one by one but not ten to a request.
+    const { client, calls } = mockEventBridge((call) => {
+      const entries = call.input.Entries as Array<Record<string, string>>;
+      const total = entries.reduce(
+        (sum, e) =>
+          sum +
+          Buffer.byteLength(e.Source ?? "") +
+          Buffer.byteLength(e.DetailType ?? "") +
+          Buffer.byteLength(e.Detail ?? ""),
+        0,
+      );
+      if (total >= MAX_EVENT_BYTES) {
+        throw new Error(
+          "ValidationException: Total size of the entries in the request is over the limit",
+        );
+      }
+      return { FailedEntryCount: 0 };
+    });
+    const fanout = new EventBridgeFanout({ queue: recordingQueue(), client, eventBusName: "bus" });
+    const bodies = Array.from({ length: 10 }, (_, i) =>
+      JSON.stringify({ id: String(i), pad: "é".repeat(50 * 1024) }),
+    );
+    await fanout.send(bodies.map((body, i) => entry(i, body)));
+    const published = calls.flatMap((_, n) => eventsOf(calls, n).map((e) => e.Detail));
+    expect(published).toEqual(bodies);
+    expect(calls.length).toBeGreaterThan(1);
+  });
+
   it("retries only the entries EventBridge failed, and gives up with QUEUE_FAILED", async () => {
     let attempt = 0;
     const { client, calls } = mockEventBridge((call) => {

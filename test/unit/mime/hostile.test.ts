@@ -3,8 +3,8 @@
  * time, flag what it cut, and keep every stored key inside the parts prefix.
  */
 import { describe, expect, it } from "vitest";
+import { buildQueueMessage } from "../../../lambdas/message/schema.ts";
 import { type ParseLimits, parseMessage } from "../../../lambdas/mime/parse.ts";
-import { buildQueueMessage } from "../../../lambdas/mime/schema.ts";
 import { MemoryObjectStore } from "./memory-store.ts";
 import { CRLF, countingSource, multipartMessage, pieces, sha256 } from "./messages.ts";
 import { schemaErrors, validateQueueBody } from "./validator.ts";

@@ -5,6 +5,7 @@
  */
 import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
+import { keySegments } from "../../../lambdas/adapters/object-key.ts";
 import type { ObjectStore, PutOptions, PutResult } from "../../../lambdas/ports.ts";
 
 export interface StoredObject {
@@ -29,11 +30,15 @@ export class MemoryObjectStore implements ObjectStore {
   /** Every key passed to put, including failed ones. */
   readonly putKeys: string[] = [];
   readonly bucket = undefined;
+  /** Bytes read from put bodies so far: what the store's sink has accepted (backpressure probe). */
+  bytesRead = 0;
 
   constructor(private readonly options: MemoryStoreOptions = {}) {}
 
   async put(key: string, body: Readable | Uint8Array, options?: PutOptions): Promise<PutResult> {
     this.putKeys.push(key);
+    // The same key rules as the real adapters (STORE_FAILED), so a bad key is caught here too.
+    keySegments(key);
     if (options?.ifAbsent && this.objects.has(key)) {
       if (body instanceof Readable) body.resume();
       return { size: 0, created: false };
@@ -45,6 +50,7 @@ export class MemoryObjectStore implements ObjectStore {
     const add = (chunk: Uint8Array): void => {
       hash.update(chunk);
       size += chunk.length;
+      this.bytesRead += chunk.length;
       if (keep) chunks.push(Buffer.from(chunk));
     };
     if (body instanceof Uint8Array) {
@@ -56,6 +62,9 @@ export class MemoryObjectStore implements ObjectStore {
       }
     }
     if (this.options.failKey?.(key)) throw new Error(`simulated store failure for ${key}`);
+    // Create-only is decided when the object would become visible, as S3's If-None-Match and the
+    // fs store's link are: of two racing ifAbsent writers, only the first to finish creates it.
+    if (options?.ifAbsent && this.objects.has(key)) return { size: 0, created: false };
     const stored: StoredObject = {
       size,
       sha256: hash.digest("hex"),
@@ -67,17 +76,20 @@ export class MemoryObjectStore implements ObjectStore {
   }
 
   async get(key: string): Promise<Readable | null> {
+    keySegments(key);
     const object = this.objects.get(key);
     if (object?.bytes === undefined) return null;
     return Readable.from([object.bytes]);
   }
 
   async head(key: string): Promise<{ readonly size: number } | null> {
+    keySegments(key);
     const object = this.objects.get(key);
     return object === undefined ? null : { size: object.size };
   }
 
   async delete(key: string): Promise<void> {
+    keySegments(key);
     this.objects.delete(key);
   }
 

@@ -15,7 +15,7 @@ import {
   type Pop3TestServer,
   type Pop3TestServerOptions,
   startPop3TestServer,
-} from "../../../lambdas/testing/pop3-server.ts";
+} from "../../../lambdas/demo/pop3-server.ts";
 
 /** A scripted POP3 client over a raw socket: write lines, read status lines or whole listings. */
 class Raw {

@@ -7,13 +7,22 @@
  * - the full form ({@link QueueMessageV1}): everything consumers need, inline;
  * - the pointer form ({@link QueuePointerV1}, `pointer: true`): sent when the full form would not
  *   fit the queue's body limit (e.g. thousands of attachments). It carries the identity fields and
- *   `meta`, the location of the full form written to `meta/{mailbox}/{id}.json`.
+ *   `meta`, the location of the full form written to `meta/{mailbox}/{id}.json`. *
+ * This module describes the pipeline's output, not MIME. The content fields come from the MIME
+ * parser's {@link ParsedMessage} (`lambdas/mime/parsed.ts`), so the dependency runs one way, from
+ * here to `mime/`; they are re-exported so that consumers of the schema import from one place.
  */
 import { ErrorCode, MailIngestError } from "../errors.ts";
-import type { AuthResults } from "./auth-results.ts";
-import type { ParsedMessage } from "./parse.ts";
+import type { ParsedMessage } from "../mime/parsed.ts";
 
-export type { AuthResults, AuthResultValue } from "./auth-results.ts";
+export type { AuthResults, AuthResultValue } from "../mime/auth-results.ts";
+export type {
+  Address,
+  AttachmentMeta,
+  BodyRef,
+  MessageHeaders,
+  ParsedMessage,
+} from "../mime/parsed.ts";
 
 export const SCHEMA_VERSION = 1;
 
@@ -32,59 +41,6 @@ export interface RawRef extends ObjectRef {
   bucket?: string;
 }
 
-/** One mailbox (RFC 5322 §3.4). Group syntax is flattened into its members. */
-export interface Address {
-  /** Display name, decoded (RFC 2047); absent when the header had none. */
-  name?: string;
-  address: string;
-}
-
-export interface MessageHeaders {
-  /** Message-ID with angle brackets, or null when absent. */
-  messageId: string | null;
-  /** Date header as an ISO-8601 instant, or null when absent or unparseable. */
-  date: string | null;
-  /** Decoded subject, or null when absent. */
-  subject: string | null;
-  from: Address[];
-  to: Address[];
-  cc: Address[];
-  replyTo: Address[];
-  inReplyTo: string | null;
-  references: string[];
-  /** The list-id-namespace of List-Id (RFC 2919 §2), without angle brackets. */
-  listId?: string;
-  /** The Auto-Submitted keyword (RFC 3834 §5), lower-cased, e.g. "auto-replied". */
-  autoSubmitted?: string;
-}
-
-/** A stored body part. */
-export interface BodyRef {
-  /** Store key (relative to the store root). */
-  ref: string;
-  /** Stored size in bytes (UTF-8). */
-  size: number;
-}
-
-export interface AttachmentMeta {
-  /** 0-based position among the message's attachments, in MIME order. */
-  index: number;
-  /**
-   * The filename exactly as the message gives it (RFC 2231 / RFC 2047 decoded), or null when it
-   * has none. Untrusted: never use it as a path; `ref` is the sanitised key.
-   */
-  filename: string | null;
-  contentType: string;
-  size: number;
-  /** sha256 of the stored (transfer-decoded) bytes, hex. */
-  sha256: string;
-  /** Content-ID without angle brackets. */
-  contentId?: string;
-  disposition: "attachment" | "inline";
-  /** Store key of the attachment bytes. */
-  ref: string;
-}
-
 export interface QueueIdentity {
   schemaVersion: 1;
   /** Deterministic 32-hex message id. */
@@ -100,19 +56,8 @@ export interface QueueIdentity {
   raw: RawRef;
 }
 
-export interface QueueMessageV1 extends QueueIdentity {
-  headers: MessageHeaders;
-  text?: BodyRef;
-  html?: BodyRef;
-  /** At most 1024 UTF-8 bytes of the text body, cut on a character boundary. */
-  textPreview?: string;
-  attachments: AttachmentMeta[];
-  authResults?: AuthResults;
-  /** Why parsing stopped early; what was extracted before is still present. */
-  parseError?: string;
-  /** True when a limit stopped extraction (parts, depth, header size, attachments, text). */
-  truncated?: boolean;
-}
+/** The full form: the identity fields plus what the MIME parser extracted (see {@link ParsedMessage}). */
+export interface QueueMessageV1 extends QueueIdentity, ParsedMessage {}
 
 export interface QueuePointerV1 extends QueueIdentity {
   pointer: true;

@@ -1,18 +1,19 @@
 import { Readable } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { isMailIngestError } from "../../../lambdas/errors.ts";
-import { emptyHeaders, type ParsedMessage, parseMessage } from "../../../lambdas/mime/parse.ts";
 import {
   buildQueueMessage,
+  type ParsedMessage,
   QUEUE_BODY_MARGIN_BYTES,
   type QueueMessageInput,
   type QueueMessageV1,
   toPointer,
   toQueueBody,
-} from "../../../lambdas/mime/schema.ts";
-import { MemoryObjectStore } from "./memory-store.ts";
-import { multipartMessage, sha256 } from "./messages.ts";
-import { schemaErrors, validateQueueBody } from "./validator.ts";
+} from "../../../lambdas/message/schema.ts";
+import { emptyHeaders, parseMessage } from "../../../lambdas/mime/parse.ts";
+import { MemoryObjectStore } from "../mime/memory-store.ts";
+import { multipartMessage, sha256 } from "../mime/messages.ts";
+import { schemaErrors, validateQueueBody } from "../mime/validator.ts";
 
 /** SQS's largest message body (bytes). */
 const SQS_MAX_BODY = 1024 * 1024;

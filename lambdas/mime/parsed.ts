@@ -1,0 +1,79 @@
+/**
+ * What the MIME parser yields for one message: its headers, body and attachment references,
+ * Authentication-Results and any parse error. These are the content fields of the queue message
+ * (`lambdas/message/schema.ts`, schema v1 in `schema/queue-message.v1.json`), which adds the
+ * identity fields around them; they are defined here so that `mime/` depends on nothing in the
+ * pipeline, and the pipeline's schema depends on `mime/`.
+ */
+import type { AuthResults } from "./auth-results.ts";
+
+/** One mailbox (RFC 5322 §3.4). Group syntax is flattened into its members. */
+export interface Address {
+  /** Display name, decoded (RFC 2047); absent when the header had none. */
+  name?: string;
+  address: string;
+}
+
+export interface MessageHeaders {
+  /** Message-ID with angle brackets, or null when absent. */
+  messageId: string | null;
+  /** Date header as an ISO-8601 instant, or null when absent or unparseable. */
+  date: string | null;
+  /** Decoded subject, or null when absent. */
+  subject: string | null;
+  from: Address[];
+  to: Address[];
+  cc: Address[];
+  replyTo: Address[];
+  inReplyTo: string | null;
+  references: string[];
+  /** The list-id-namespace of List-Id (RFC 2919 §2), without angle brackets. */
+  listId?: string;
+  /** The Auto-Submitted keyword (RFC 3834 §5), lower-cased, e.g. "auto-replied". */
+  autoSubmitted?: string;
+}
+
+/** A stored body part. */
+export interface BodyRef {
+  /** Store key (relative to the store root). */
+  ref: string;
+  /** Stored size in bytes (UTF-8). */
+  size: number;
+}
+
+export interface AttachmentMeta {
+  /** 0-based position among the message's attachments, in MIME order. */
+  index: number;
+  /**
+   * The filename exactly as the message gives it (RFC 2231 / RFC 2047 decoded), or null when it
+   * has none. Untrusted: never use it as a path; `ref` is the sanitised key.
+   */
+  filename: string | null;
+  contentType: string;
+  size: number;
+  /** sha256 of the stored (transfer-decoded) bytes, hex. */
+  sha256: string;
+  /** Content-ID without angle brackets. */
+  contentId?: string;
+  disposition: "attachment" | "inline";
+  /** Store key of the attachment bytes. */
+  ref: string;
+}
+
+/** The content fields of a queue message, as `parseMessage` extracts them. */
+export interface ParsedMessage {
+  headers: MessageHeaders;
+  text?: BodyRef;
+  html?: BodyRef;
+  /** At most 1024 UTF-8 bytes of the text body, cut on a character boundary. */
+  textPreview?: string;
+  attachments: AttachmentMeta[];
+  authResults?: AuthResults;
+  /**
+   * Why parsing stopped early, prefixed with its code (PARSE_FAILED or MIME_LIMIT); what was
+   * extracted before is still present.
+   */
+  parseError?: string;
+  /** True when a limit stopped extraction (parts, depth, header size, attachments, text). */
+  truncated?: boolean;
+}
