@@ -29,6 +29,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { ErrorCode, MailIngestError } from "../errors.ts";
 import type { HeldLock, LockHolder, LockOptions, LockResult, MailboxLock } from "../ports.ts";
+import { errorName, httpStatus } from "./aws-errors.ts";
 import { assertMailboxId } from "./state-codec.ts";
 
 /** Default lease TTL, ms: how long a crashed CLI run can keep a mailbox locked. */
@@ -276,17 +277,6 @@ function parseLease(text: string): LeaseRecord | null {
     return null;
   }
   return { owner, pid, host, startedAt, expiresAt };
-}
-
-function errorName(err: unknown): string | undefined {
-  return err instanceof Error ? err.name : undefined;
-}
-
-function httpStatus(err: unknown): number | undefined {
-  if (typeof err !== "object" || err === null || !("$metadata" in err)) return undefined;
-  const meta = err.$metadata;
-  if (typeof meta !== "object" || meta === null || !("httpStatusCode" in meta)) return undefined;
-  return typeof meta.httpStatusCode === "number" ? meta.httpStatusCode : undefined;
 }
 
 function wrap(err: unknown, what: string): MailIngestError {

@@ -21,6 +21,7 @@ import {
 import { Upload } from "@aws-sdk/lib-storage";
 import { ErrorCode, MailIngestError } from "../errors.ts";
 import type { ObjectStore, PutOptions, PutResult } from "../ports.ts";
+import { errorName, httpStatus } from "./aws-errors.ts";
 import { keySegments } from "./object-key.ts";
 
 /** S3 rejects multipart parts under 5 MiB (except the last). */
@@ -224,17 +225,6 @@ function isNotFound(err: unknown): boolean {
   const name = errorName(err);
   if (name === "NoSuchBucket") return false;
   return name === "NoSuchKey" || name === "NotFound" || httpStatus(err) === 404;
-}
-
-function errorName(err: unknown): string | undefined {
-  return err instanceof Error ? err.name : undefined;
-}
-
-function httpStatus(err: unknown): number | undefined {
-  if (typeof err !== "object" || err === null || !("$metadata" in err)) return undefined;
-  const meta = err.$metadata;
-  if (typeof meta !== "object" || meta === null || !("httpStatusCode" in meta)) return undefined;
-  return typeof meta.httpStatusCode === "number" ? meta.httpStatusCode : undefined;
 }
 
 function wrap(err: unknown, what: string): MailIngestError {
