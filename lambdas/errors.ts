@@ -3,6 +3,8 @@
  * {@link ErrorCode}, so callers (CLI exit codes, Lambda back-off, metrics) branch on codes, never
  * on message text. Messages never contain secrets.
  */
+import { httpStatus } from "./util/aws-errors.ts";
+
 export const ErrorCode = {
   // Configuration and usage.
   CONFIG_INVALID: "CONFIG_INVALID",
@@ -117,12 +119,6 @@ function describeOne(err: unknown): string {
 
 function isServiceError(err: Error): boolean {
   return "$fault" in err && "$metadata" in err && err.name !== "Error";
-}
-
-function httpStatus(err: Error): number | undefined {
-  const meta: unknown = (err as { $metadata?: unknown }).$metadata;
-  if (typeof meta !== "object" || meta === null || !("httpStatusCode" in meta)) return undefined;
-  return typeof meta.httpStatusCode === "number" ? meta.httpStatusCode : undefined;
 }
 
 /**

@@ -29,7 +29,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { ErrorCode, MailIngestError } from "../errors.ts";
 import type { HeldLock, LockHolder, LockOptions, LockResult, MailboxLock } from "../ports.ts";
-import { errorName, httpStatus } from "./aws-errors.ts";
+import { errorName, httpStatus } from "../util/aws-errors.ts";
 import { assertMailboxId } from "./state-codec.ts";
 
 /** Default lease TTL, ms: how long a crashed CLI run can keep a mailbox locked. */

@@ -21,7 +21,7 @@ import {
 import { Upload } from "@aws-sdk/lib-storage";
 import { ErrorCode, MailIngestError } from "../errors.ts";
 import type { ObjectStore, PutOptions, PutResult } from "../ports.ts";
-import { errorName, httpStatus } from "./aws-errors.ts";
+import { errorName, httpStatus } from "../util/aws-errors.ts";
 import { keySegments } from "./object-key.ts";
 
 /** S3 rejects multipart parts under 5 MiB (except the last). */
