@@ -569,3 +569,15 @@ function makeHandle({
     },
   };
 }
+
+/** The mailbox fields that reach `user` over implicit TLS, trusting the instance's own CA. */
+export function implicitTlsMailbox(dovecot: DovecotHandle, user: string) {
+  return {
+    host: dovecot.host,
+    port: dovecot.pop3sPort,
+    tls: "implicit",
+    ca: dovecot.caPem,
+    servername: "localhost",
+    username: user,
+  } as const;
+}

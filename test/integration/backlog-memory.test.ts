@@ -11,6 +11,7 @@ import path from "node:path";
 import { afterAll, expect, it } from "vitest";
 import { type Pop3TestServer, startPop3TestServer } from "../../lambdas/demo/pop3-server.ts";
 import { generateMessage } from "../helpers/messages.ts";
+import { finish } from "../helpers/process.ts";
 
 const CLI = path.resolve(import.meta.dirname, "../../bin/mail-ingest.js");
 const MESSAGES = 20_000;
@@ -68,15 +69,7 @@ it(`drains ${MESSAGES} messages in a CLI process with a ${HEAP_MB} MB heap`, {
     [...prefix, `--max-old-space-size=${HEAP_MB}`, CLI, "poll", "--config", config, "--json"],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (d: Buffer) => {
-    stdout += d.toString();
-  });
-  child.stderr.on("data", (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const code = await new Promise((resolve) => child.once("exit", resolve));
+  const { code, stdout, stderr } = await finish(child);
   expect(stderr).not.toMatch(/heap out of memory/);
   expect(code).toBe(0);
   const [report] = JSON.parse(stdout).mailboxes;

@@ -11,6 +11,7 @@ import path from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { type Pop3TestServer, startPop3TestServer } from "../../lambdas/demo/pop3-server.ts";
 import { generateMessage } from "../helpers/messages.ts";
+import { type Finished, finish } from "../helpers/process.ts";
 
 const CLI = path.resolve(import.meta.dirname, "../../bin/mail-ingest.js");
 
@@ -60,24 +61,12 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function poll(): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(
-    process.execPath,
-    ["--import", probe, CLI, "poll", "--config", config, "--json"],
-    {
+function poll(): Promise<Finished> {
+  return finish(
+    spawn(process.execPath, ["--import", probe, CLI, "poll", "--config", config, "--json"], {
       stdio: ["ignore", "pipe", "pipe"],
-    },
+    }),
   );
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (d: Buffer) => {
-    stdout += d.toString();
-  });
-  child.stderr.on("data", (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
-  return { code, stdout, stderr };
 }
 
 it("loads mailparser only for a poll that parses mail, not for one with nothing new", async () => {

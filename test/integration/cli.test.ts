@@ -1,8 +1,6 @@
 /** The `mail-ingest` binary as a user runs it: real child processes, exit codes, output. */
 import { spawn } from "node:child_process";
-import { once } from "node:events";
 import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -10,6 +8,7 @@ import { type Pop3TestServer, startPop3TestServer } from "../../lambdas/demo/pop
 import { type Fauxqs, startFauxqs } from "../helpers/fauxqs.ts";
 import { generateMessage } from "../helpers/messages.ts";
 import { listFiles } from "../helpers/pipeline.ts";
+import { closedPort } from "../helpers/process.ts";
 
 const CLI = path.resolve(import.meta.dirname, "../../bin/mail-ingest.js");
 
@@ -51,18 +50,6 @@ const NO_AWS = {
   AWS_REGION: "us-east-1",
   AWS_MAX_ATTEMPTS: "1",
 };
-
-/** A loopback port with nothing listening: connecting to it is refused at once. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const address = server.address();
-  server.close();
-  await once(server, "close");
-  if (address === null || typeof address === "string") throw new Error("no port");
-  return address.port;
-}
 
 describe("mail-ingest CLI", () => {
   let dir: string;

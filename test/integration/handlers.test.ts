@@ -1,13 +1,3 @@
-/**
- * Both Lambda handlers, run locally with real events: the dispatcher's jobs (read back from a
- * fauxqs FIFO queue) drive the poller, which runs the real mailbox session against Dovecot and
- * writes to fauxqs S3 and SQS.
- *
- * The one fake is `getSecret`: fauxqs has no Secrets Manager, so the poller's secret lookup is an
- * in-memory map. Everything else (config parsing, SQS FIFO, S3, POP3 over TLS) is real.
- */
-import { once } from "node:events";
-import { createServer } from "node:net";
 import { Logger } from "@aws-lambda-powertools/logger";
 import { Metrics } from "@aws-lambda-powertools/metrics";
 import { type Message, SendMessageBatchCommand } from "@aws-sdk/client-sqs";
@@ -23,6 +13,7 @@ import { runMailbox } from "../../lambdas/ingest/session.ts";
 import { TokenProvider } from "../../lambdas/secrets/oauth.ts";
 import { type DovecotHandle, describeDovecot, startDovecot } from "../helpers/dovecot.ts";
 import { type Fauxqs, startFauxqs } from "../helpers/fauxqs.ts";
+import { closedPort } from "../helpers/process.ts";
 import { type Captured, captureOutput, lambdaContext } from "../unit/handlers/capture.ts";
 
 const SAFETY_MARGIN_MS = 30_000;
@@ -36,18 +27,6 @@ function mail(user: string, n: number): Buffer {
       `Message-ID: <${user}-${n}@example.com>\r\nDate: Wed, 01 May 2024 10:00:00 +0000\r\n\r\n` +
       `body ${n}\r\n`,
   );
-}
-
-/** A loopback port with nothing listening: connecting to it is refused at once. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const address = server.address();
-  server.close();
-  await once(server, "close");
-  if (address === null || typeof address === "string") throw new Error("no port");
-  return address.port;
 }
 
 /** The SQS event Lambda would deliver for messages received from the jobs queue. */

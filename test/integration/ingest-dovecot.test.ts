@@ -2,7 +2,7 @@
  * The pipeline against a real Dovecot on loopback: byte-exactness at volume, incremental polls,
  * delete-after-ingest, and SIGKILL at arbitrary points of a real CLI process.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
@@ -11,13 +11,19 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { pop3Source } from "../../lambdas/adapters/pop3-source.ts";
 import { Pop3Client, type Pop3Options } from "../../lambdas/pop3/index.ts";
-import { type DovecotHandle, describeDovecot, startDovecot } from "../helpers/dovecot.ts";
+import {
+  type DovecotHandle,
+  describeDovecot,
+  implicitTlsMailbox,
+  startDovecot,
+} from "../helpers/dovecot.ts";
 import {
   generateLargeMessage,
   generateMessage,
   largeMessageAttachments,
 } from "../helpers/messages.ts";
 import { type FsWorld, fsWorld, listFiles, sha256 } from "../helpers/pipeline.ts";
+import { finish } from "../helpers/process.ts";
 
 const REPO = path.resolve(import.meta.dirname, "../..");
 const CLI = path.join(REPO, "bin/mail-ingest.js");
@@ -40,15 +46,7 @@ describeDovecot("pipeline against Dovecot", () => {
 
   /** The mailbox fields for one Dovecot user over implicit TLS (id "box", as fsWorld uses). */
   function mailboxFor(user: string) {
-    return {
-      id: "box",
-      host: dovecot.host,
-      port: dovecot.pop3sPort,
-      tls: "implicit",
-      ca: dovecot.caPem,
-      servername: "localhost",
-      username: user,
-    };
+    return { id: "box", ...implicitTlsMailbox(dovecot, user) };
   }
 
   async function worldFor(user: string, mailbox: Record<string, unknown> = {}) {
@@ -256,14 +254,4 @@ async function streamSha256(stream: AsyncIterable<Buffer>): Promise<string> {
   const hash = createHash("sha256");
   for await (const chunk of stream) hash.update(chunk);
   return hash.digest("hex");
-}
-
-async function finish(child: ChildProcess): Promise<{ code: number | null; stdout: string }> {
-  let stdout = "";
-  child.stdout?.on("data", (d: Buffer) => {
-    stdout += d.toString();
-  });
-  child.stderr?.resume();
-  const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
-  return { code, stdout };
 }

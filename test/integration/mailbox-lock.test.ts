@@ -4,7 +4,7 @@
  * Dovecot, whose `pop3_lock_session` defaults to no: two overlapping polls, a lock held by a live
  * process and then by a SIGKILLed one, and a CLI SIGKILLed mid-run.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -18,10 +18,16 @@ import { type Pop3TestServer, startPop3TestServer } from "../../lambdas/demo/pop
 import { runMailbox } from "../../lambdas/ingest/session.ts";
 import type { SessionDeps } from "../../lambdas/ingest/types.ts";
 import type { MailboxLock } from "../../lambdas/ports.ts";
-import { type DovecotHandle, describeDovecot, startDovecot } from "../helpers/dovecot.ts";
+import {
+  type DovecotHandle,
+  describeDovecot,
+  implicitTlsMailbox,
+  startDovecot,
+} from "../helpers/dovecot.ts";
 import { type Fauxqs, startFauxqs } from "../helpers/fauxqs.ts";
 import { generateMessage } from "../helpers/messages.ts";
 import { listFiles } from "../helpers/pipeline.ts";
+import { type Finished, finish } from "../helpers/process.ts";
 
 const REPO = path.resolve(import.meta.dirname, "../..");
 const CLI = path.join(REPO, "bin/mail-ingest.js");
@@ -228,24 +234,6 @@ function held<T extends { held: boolean }>(r: T): T & { held: true; release(): P
   return r as T & { held: true; release(): Promise<void> };
 }
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function finish(child: ChildProcess): Promise<Run> {
-  let stdout = "";
-  let stderr = "";
-  child.stdout?.on("data", (d: Buffer) => {
-    stdout += d.toString();
-  });
-  child.stderr?.on("data", (d: Buffer) => {
-    stderr += d.toString();
-  });
-  return new Promise((resolve) => child.once("exit", (code) => resolve({ code, stdout, stderr })));
-}
-
 describeDovecot("mailbox lock across real CLI processes against Dovecot", () => {
   let dovecot: DovecotHandle;
   let dir: string;
@@ -272,12 +260,7 @@ describeDovecot("mailbox lock across real CLI processes against Dovecot", () => 
         mailboxes: [
           {
             id: "box",
-            host: dovecot.host,
-            port: dovecot.pop3sPort,
-            tls: "implicit",
-            ca: dovecot.caPem,
-            servername: "localhost",
-            username: user,
+            ...implicitTlsMailbox(dovecot, user),
             password: `pw-${user}`,
             delete: "after-ingest",
           },
@@ -299,8 +282,8 @@ describeDovecot("mailbox lock across real CLI processes against Dovecot", () => 
     });
 
   /** Reruns until Dovecot has let go of a killed session's maildrop ([IN-USE] is exit 1). */
-  async function pollUntilOk(file: string): Promise<Run> {
-    let result: Run = { code: null, stdout: "", stderr: "" };
+  async function pollUntilOk(file: string): Promise<Finished> {
+    let result: Finished = { code: null, stdout: "", stderr: "" };
     for (let attempt = 0; attempt < 20; attempt++) {
       result = await finish(poll(file));
       if (result.code === 0) return result;

@@ -6,7 +6,12 @@
 import { appendFile, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { type DovecotHandle, describeDovecot, startDovecot } from "../helpers/dovecot.ts";
+import {
+  type DovecotHandle,
+  describeDovecot,
+  implicitTlsMailbox,
+  startDovecot,
+} from "../helpers/dovecot.ts";
 import { generateMessage } from "../helpers/messages.ts";
 import { type FsWorld, fsWorld, sha256 } from "../helpers/pipeline.ts";
 
@@ -25,17 +30,7 @@ describeDovecot("damaged state against Dovecot", () => {
   it("skips damaged state lines with warnings in the report, re-fetches only what they held, and keeps ingesting", async () => {
     const sent = Array.from({ length: 4 }, (_, i) => generateMessage(7000 + i));
     await dovecot.deliver("state", sent.slice(0, 3));
-    world = await fsWorld(
-      {
-        host: dovecot.host,
-        port: dovecot.pop3sPort,
-        tls: "implicit",
-        ca: dovecot.caPem,
-        servername: "localhost",
-        username: "state",
-      },
-      "pw-state",
-    );
+    world = await fsWorld(implicitTlsMailbox(dovecot, "state"), "pw-state");
     expect(await world.poll()).toMatchObject({ listed: 3, ingested: 3 });
 
     // Damage the log three ways: a garbage first line, one entry of a record made unreadable,
