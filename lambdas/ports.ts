@@ -146,6 +146,19 @@ export interface MailboxLock {
   acquire(mailbox: string, options?: LockOptions): Promise<LockResult>;
 }
 
+/**
+ * Where a message came from, as the queue message's `source` reports it (schema v2). POP3 knows
+ * only the UIDL; IMAP identifies a message by folder, UIDVALIDITY and UID (RFC 3501 §2.3.1.1).
+ */
+export type MessageOrigin =
+  | { readonly protocol: "pop3"; readonly uidl: string }
+  | {
+      readonly protocol: "imap";
+      readonly folder: string;
+      readonly uidValidity: number;
+      readonly uid: number;
+    };
+
 /** One message as a mail source lists it for this session. */
 export interface SourceMessage {
   /**
@@ -153,8 +166,10 @@ export interface SourceMessage {
    * suffix on the second and later messages sharing one UIDL; IMAP: folder, UIDVALIDITY and UID.
    */
   readonly key: string;
-  /** The source's own name for the message, as the queue message reports it (POP3: the UIDL). */
+  /** The source's own name for the message, for logs and state (POP3: the UIDL). */
   readonly uidl: string;
+  /** Where the message came from, for the queue message's `source`. */
+  readonly origin: MessageOrigin;
   /** Octets as the source lists them; advisory (servers count line endings differently). */
   readonly size: number;
   /** The source's handle, valid for this session only (POP3: the message number, RFC 1939 §5). */

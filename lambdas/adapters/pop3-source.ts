@@ -97,6 +97,7 @@ export function joinListing(
       ref: msg,
       size,
       uidl,
+      origin: { protocol: "pop3", uidl },
       key: n === 1 ? uidl : `${uidl}\u0000${n}`,
       ambiguous: (seen.get(uidl) ?? 0) > 1,
     });

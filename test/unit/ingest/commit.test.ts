@@ -22,7 +22,14 @@ interface World {
 }
 
 function message(key: string, ambiguous = false): SourceMessage {
-  return { key, uidl: key, size: 10, ref: Number(key.replace(/\D/g, "")) || 1, ambiguous };
+  return {
+    key,
+    uidl: key,
+    origin: { protocol: "pop3", uidl: key },
+    size: 10,
+    ref: Number(key.replace(/\D/g, "")) || 1,
+    ambiguous,
+  };
 }
 
 function item(key: string, ambiguous = false): Committable {
