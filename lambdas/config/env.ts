@@ -29,6 +29,17 @@ export const LambdaEnv = {
   safetyMarginMs: "SAFETY_MARGIN_MS",
   /** Seconds a Secrets Manager value is reused. */
   secretCacheSeconds: "SECRET_CACHE_SECONDS",
+  /**
+   * Largest body the output queue accepts, bytes (a passed-in queue may cap below SQS's 1 MiB);
+   * above it the poller sends the pointer form.
+   */
+  outputMaxMessageBytes: "OUTPUT_MAX_MESSAGE_BYTES",
+  /** "true" adds a `mailbox` dimension to the poller's metrics (opt-in: each costs per mailbox). */
+  perMailboxMetrics: "PER_MAILBOX_METRICS",
+  /** The dispatch schedule's period, s: a scheduled job older than one period is dropped. */
+  schedulePeriodSeconds: "SCHEDULE_PERIOD_SECONDS",
+  /** A rotated OAuth2 refresh token is written back only once the stored one is this old, s. */
+  tokenWriteBackAfterSeconds: "OAUTH_WRITE_BACK_AFTER_SECONDS",
   powertoolsServiceName: "POWERTOOLS_SERVICE_NAME",
   powertoolsMetricsNamespace: "POWERTOOLS_METRICS_NAMESPACE",
   /** Set by the Lambda runtime, not by us: where the code package is unpacked (/var/task). */
@@ -57,6 +68,12 @@ export const EnvDefaults = {
   secretCacheSeconds: 300,
   /** s; the parse of the parameter is reused as long as its text is unchanged. */
   configCacheSeconds: 300,
+  /** bytes: SQS's limit. */
+  outputMaxMessageBytes: 1024 * 1024,
+  /** s */
+  schedulePeriodSeconds: 300,
+  /** s: Secrets Manager throttles more than about one version per 10 minutes (24 h kept). */
+  tokenWriteBackAfterSeconds: 24 * 60 * 60,
 } as const;
 
 /** The poller's EMF metrics (namespace {@link EnvDefaults.metricsNamespace}, dimension `mailbox`). */
