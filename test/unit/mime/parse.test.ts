@@ -556,11 +556,12 @@ describe("parseMessage security", () => {
     ],
     ["pkcs7-mime certs-only", rooted("application/pkcs7-mime; smime-type=certs-only", ["MIIB"])],
     [
-      "a signed message forwarded as an attachment (it describes that message, not this one)",
+      // Inline, so the parser walks into the forwarded message's own parts.
+      "a signed message forwarded inline (it describes that message, not this one)",
       multipartMessage([
         { headers: ["Content-Type: text/plain"], body: "see the forwarded mail" },
         {
-          headers: ["Content-Type: message/rfc822"],
+          headers: ["Content-Type: message/rfc822", "Content-Disposition: inline"],
           body: rooted('multipart/signed; protocol="application/pgp-signature"; boundary="p"', [
             "--p",
             ...SIGNED_TEXT,
