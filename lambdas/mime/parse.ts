@@ -17,7 +17,7 @@
  * - it rejects only when the store fails or `source` itself errors.
  */
 import { createHash } from "node:crypto";
-import { type Readable, Transform, type TransformCallback } from "node:stream";
+import { Readable, Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type {
   AddressObject,
@@ -393,7 +393,9 @@ export async function parseMessage(
       return part;
     }
     const ref = `${prefix}${name}`;
-    await store.put(ref, Buffer.from(body, "utf8"), { contentType: `${type}; charset=utf-8` });
+    await store.put(ref, Readable.from(utf8Chunks(body)), {
+      contentType: `${type}; charset=utf-8`,
+    });
     part.ref = ref;
     return part;
   }
@@ -402,6 +404,24 @@ export async function parseMessage(
     storeError ??= err;
     stopFeeding.fire();
     parser.destroy();
+  }
+}
+
+/** Characters of a stored body encoded per chunk (64 Ki UTF-16 units, at most 192 KiB of UTF-8). */
+const BODY_CHUNK_CHARS = 64 * 1024;
+
+/**
+ * `text` as UTF-8 chunks, so storing a body of up to 16 MiB does not make a second whole copy
+ * of it. A chunk never ends between the two halves of a surrogate pair.
+ */
+export function* utf8Chunks(text: string): Generator<Buffer> {
+  for (let start = 0; start < text.length; ) {
+    let end = Math.min(start + BODY_CHUNK_CHARS, text.length);
+    const last = text.charCodeAt(end - 1);
+    if (end < text.length && last >= 0xd800 && last <= 0xdbff) end--;
+
+    yield Buffer.from(text.slice(start, end), "utf8");
+    start = end;
   }
 }
 

@@ -110,6 +110,26 @@ describe("queue message schema v2", () => {
     );
   });
 
+  it("carries an IMAP source with exactly the schema's fields, in the full and the pointer form", () => {
+    const origin = {
+      protocol: "imap" as const,
+      folder: "INBOX/Invoices",
+      uidValidity: 1700000000,
+      uid: 42,
+    };
+    // Anything else the source's object carries stays out of the message.
+    const carried = { ...origin, internal: "x" };
+    const message = buildQueueMessage({
+      ...input({ headers: emptyHeaders(), attachments: [], headerList: [] }),
+      source: carried,
+    });
+    expect(message.source).toEqual(origin);
+    expect(validateQueueBody(message), schemaErrors()).toBe(true);
+    const pointer = toPointer(message, META);
+    expect(pointer.source).toEqual(origin);
+    expect(validateQueueBody(pointer), schemaErrors()).toBe(true);
+  });
+
   it("accepts a minimal built message without undefined-valued keys", () => {
     const message = buildQueueMessage(
       input({ headers: emptyHeaders(), attachments: [], headerList: [] }),

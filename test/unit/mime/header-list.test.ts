@@ -25,6 +25,19 @@ describe("decodeWords (RFC 2047)", () => {
   });
 });
 
+describe("decodeWords on hostile input", () => {
+  // Encoded-word starts with no "?=" anywhere after them: a pattern whose text part may run past
+  // a "?" (e.g. `(.*?)\?=`) rescans to the end from every start, quadratic on 1 MB (minutes, which
+  // the test timeout catches); the pattern's runs stop at the next "?", so this stays linear.
+  it.each([
+    ["=?x?q?a".repeat(150_000)],
+    ["=?x".repeat(350_000)],
+    [`=?utf-8?q?${"a".repeat(1_000_000)}`],
+  ])("leaves a 1 MB near-miss value as it is", (value) => {
+    expect(decodeWords(value)).toBe(value);
+  });
+});
+
 describe("headerList", () => {
   it("keeps raw UTF-8 (RFC 6532), and latin1 bytes that are not UTF-8 as they are", () => {
     const latin1 = { key: "x-old", line: "X-Old: caf\u00e9" };

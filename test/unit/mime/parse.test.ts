@@ -3,7 +3,7 @@ import { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
 import { isMailIngestError } from "../../../lambdas/errors.ts";
-import { parseMessage, preview } from "../../../lambdas/mime/parse.ts";
+import { parseMessage, preview, utf8Chunks } from "../../../lambdas/mime/parse.ts";
 import { MemoryObjectStore } from "./memory-store.ts";
 import {
   base64Lines,
@@ -675,5 +675,16 @@ describe("parseMessage delivery facts and header list", () => {
     expect(parsed.headerList.every((h) => h.value === "v".repeat(2000))).toBe(true);
     // The fields themselves still parse: the bound applies to the list only.
     expect(parsed.headers.from).toEqual([{ address: "a@example.com" }]);
+  });
+});
+
+describe("utf8Chunks", () => {
+  it("never splits a surrogate pair across chunks, so a stored body decodes whole", () => {
+    // An emoji straddling the 64 Ki-character chunk border.
+    const text = `${"a".repeat(64 * 1024 - 1)}😀${"b".repeat(10)}`;
+    const chunks = [...utf8Chunks(text)];
+    expect(chunks.length).toBe(2);
+    expect(chunks.every((c) => !c.toString("utf8").includes("\uFFFD"))).toBe(true);
+    expect(Buffer.concat(chunks).toString("utf8")).toBe(text);
   });
 });
