@@ -59,16 +59,20 @@ export type {
   AttachmentMeta,
   AuthResults,
   AuthResultValue,
-  BodyRef,
+  BodyPart,
+  HeaderField,
   MessageHeaders,
+  MessageOrigin,
   ObjectRef,
-  QueueBodyV1,
+  QueueBodyV2,
   QueueIdentity,
-  QueueMessageV1,
-  QueuePointerV1,
+  QueueMessageV2,
+  QueuePointerV2,
   RawRef,
+  Security,
+  SpamVerdict,
 } from "./message/schema.ts";
-export { SCHEMA_VERSION } from "./message/schema.ts";
+export { INLINE_BODY_BYTES, SCHEMA_VERSION } from "./message/schema.ts";
 export {
   type AuthMethod,
   type Capabilities,

@@ -3,7 +3,7 @@
  * adapters. Dovecot runs the same scenarios in ingest-dovecot.test.ts; this file covers the
  * faults only a scripted server can produce.
  */
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { pop3Source } from "../../lambdas/adapters/pop3-source.ts";
@@ -19,6 +19,7 @@ import { Pop3Client, type Pop3Options } from "../../lambdas/pop3/index.ts";
 import type { MessageQueue, ObjectStore } from "../../lambdas/ports.ts";
 import { generateMessage } from "../helpers/messages.ts";
 import { type FsWorld, fsWorld, sha256, tempFiles } from "../helpers/pipeline.ts";
+import { schemaErrors, validateQueueBody } from "../unit/mime/validator.ts";
 
 const USER = "user@example.test";
 const PASSWORD = "pw";
@@ -64,7 +65,7 @@ async function setup(
 }
 
 describe("mailbox session against the test server", () => {
-  it("stores every message byte-exact, queues schema v1 metadata once each, and a second poll adds nothing", async () => {
+  it("stores every message byte-exact, queues schema v2 metadata once each, and a second poll adds nothing", async () => {
     const initial = messages(12);
     const { world } = await setup(initial);
     const first = await world.poll();
@@ -76,14 +77,93 @@ describe("mailbox session against the test server", () => {
     const queued = await world.queue();
     expect(queued).toHaveLength(12);
     for (const q of queued) {
-      expect(q).toMatchObject({ schemaVersion: 1, mailbox: "box" });
+      expect(q).toMatchObject({ schemaVersion: 2, mailbox: "box" });
       const raw = await readFile(new URL(String((q.raw as { uri: string }).uri)));
       expect(sha256(raw)).toBe(q.sha256);
+      expect(validateQueueBody(q), schemaErrors()).toBe(true);
+    }
+    // `source` carries the server's own UIDL for each message (schema v2 replaced `uidl`).
+    const uidlOf = new Map(initial.map((m) => [sha256(m.data), m.uidl]));
+    for (const q of queued) {
+      expect(q.source).toEqual({ protocol: "pop3", uidl: uidlOf.get(String(q.sha256)) });
     }
 
     const second = await world.poll();
     expect(second).toMatchObject({ listed: 12, new: 0, ingested: 0 });
     expect(await world.queue()).toHaveLength(12);
+  });
+
+  it("queues schema v2 content: small bodies inline with no part object, a large one stored, reply and delivery facts", async () => {
+    const reply = Buffer.from(
+      [
+        "Delivered-To: support@example.com",
+        "X-Spam-Status: No, score=-1.2 required=5.0",
+        "From: Ann <ann@example.com>",
+        "To: help@example.com",
+        "Subject: Re: printer",
+        "Message-ID: <reply@example.com>",
+        'Content-Type: text/plain; charset="iso-8859-1"',
+        "Content-Transfer-Encoding: quoted-printable",
+        "",
+        "Gr=FC=DFe, it works now.",
+        "",
+        "On Tue, 1 Jul 2003, Support <support@example.com> wrote:",
+        "> Please restart it.",
+        "",
+      ].join("\r\n"),
+    );
+    const bigText = `${"long line of text ".repeat(5000)}`;
+    const big = Buffer.from(
+      [
+        "From: Bob <bob@example.com>",
+        "Subject: big",
+        "Message-ID: <big@example.com>",
+        "Content-Type: text/plain; charset=utf-8",
+        "",
+        bigText,
+        "",
+      ].join("\r\n"),
+    );
+    const { world } = await setup([
+      { uidl: "reply", data: reply },
+      { uidl: "big", data: big },
+    ]);
+    expect(await world.poll()).toMatchObject({ ingested: 2, failed: 0 });
+    const queued = await world.queue();
+    const byUidl = new Map(queued.map((q) => [(q.source as { uidl: string }).uidl, q]));
+    const data = path.join(world.dir, "mail-ingest-data");
+    const small = byUidl.get("reply");
+    expect(validateQueueBody(small), schemaErrors()).toBe(true);
+    expect(small).toMatchObject({
+      text: {
+        size: Buffer.byteLength(
+          "Grüße, it works now.\n\nOn Tue, 1 Jul 2003, Support <support@example.com> wrote:\n> Please restart it.\n",
+        ),
+        charset: "iso-8859-1",
+        content: expect.stringContaining("Grüße, it works now."),
+      },
+      textReply: "Grüße, it works now.",
+      headers: { deliveredTo: ["support@example.com"] },
+      spam: { flag: false, score: -1.2 },
+    });
+    // Inline body: nothing at all under parts/ for this message (no attachments either).
+    expect(
+      await readdir(path.join(data, "parts", "box", String(small?.id))).catch(() => []),
+    ).toEqual([]);
+    // The meta object is the same full message the queue carries.
+    const meta = JSON.parse(
+      await readFile(path.join(data, "meta", "box", `${small?.id}.json`), "utf8"),
+    );
+    expect(meta).toEqual(small);
+
+    const large = byUidl.get("big");
+    expect(validateQueueBody(large), schemaErrors()).toBe(true);
+    const text = large?.text as { size: number; ref: string; content?: string };
+    expect(text.content).toBeUndefined();
+    expect(text.size).toBeGreaterThan(64 * 1024);
+    const stored = await readFile(path.join(data, text.ref), "utf8");
+    expect(Buffer.byteLength(stored)).toBe(text.size);
+    expect(stored.startsWith(bigText)).toBe(true);
   });
 
   it("picks up new mail on the next poll", async () => {

@@ -6,7 +6,7 @@ import {
   type ParsedMessage,
   QUEUE_BODY_MARGIN_BYTES,
   type QueueMessageInput,
-  type QueueMessageV1,
+  type QueueMessageV2,
   toPointer,
   toQueueBody,
 } from "../../../lambdas/message/schema.ts";
@@ -24,7 +24,7 @@ function input(parsed: ParsedMessage): QueueMessageInput {
   return {
     id: ID,
     mailbox: "support",
-    uidl: "UID-0001",
+    source: { protocol: "pop3", uidl: "UID-0001" },
     ingestedAt: new Date("2024-05-01T12:00:00Z"),
     size: 1234,
     sha256: sha256("raw"),
@@ -38,7 +38,7 @@ function input(parsed: ParsedMessage): QueueMessageInput {
 }
 
 /** A message using every optional field of the full form. */
-function maximal(): QueueMessageV1 {
+function maximal(): QueueMessageV2 {
   return buildQueueMessage(
     input({
       headers: {
@@ -50,10 +50,12 @@ function maximal(): QueueMessageV1 {
         references: ["<r@example.com>"],
         listId: "list.example.com",
         autoSubmitted: "auto-replied",
+        deliveredTo: ["support@example.com"],
       },
-      text: { ref: `parts/support/${ID}/body.txt`, size: 2 },
-      html: { ref: `parts/support/${ID}/body.html`, size: 9 },
+      text: { size: 2, charset: "utf-8", content: "hi" },
+      html: { size: 70_000, charset: "iso-8859-1", ref: `parts/support/${ID}/body.html` },
       textPreview: "hi",
+      textReply: "hi",
       attachments: [
         {
           index: 0,
@@ -67,13 +69,17 @@ function maximal(): QueueMessageV1 {
         },
       ],
       authResults: { spf: "pass", dkim: "fail" },
+      security: { signed: "smime", encrypted: "pgp" },
+      spam: { score: -0.5, flag: false, scl: -1 },
+      headerList: [{ name: "Subject", value: "hi" }],
+      headerListTruncated: true,
       parseError: "MIME_LIMIT: too many parts",
       truncated: true,
     }),
   );
 }
 
-describe("queue message schema v1", () => {
+describe("queue message schema v2", () => {
   it("accepts a built message with every optional field, and the TS shape matches the schema", () => {
     const message = maximal();
     expect(validateQueueBody(message), schemaErrors()).toBe(true);
@@ -82,7 +88,7 @@ describe("queue message schema v1", () => {
         "schemaVersion",
         "id",
         "mailbox",
-        "uidl",
+        "source",
         "ingestedAt",
         "size",
         "sha256",
@@ -91,26 +97,63 @@ describe("queue message schema v1", () => {
         "text",
         "html",
         "textPreview",
+        "textReply",
         "attachments",
         "authResults",
+        "security",
+        "spam",
+        "headerList",
+        "headerListTruncated",
         "parseError",
         "truncated",
       ].sort(),
     );
   });
 
+  it("carries an IMAP source with exactly the schema's fields, in the full and the pointer form", () => {
+    const origin = {
+      protocol: "imap" as const,
+      folder: "INBOX/Invoices",
+      uidValidity: 1700000000,
+      uid: 42,
+    };
+    // Anything else the source's object carries stays out of the message.
+    const carried = { ...origin, internal: "x" };
+    const message = buildQueueMessage({
+      ...input({ headers: emptyHeaders(), attachments: [], headerList: [] }),
+      source: carried,
+    });
+    expect(message.source).toEqual(origin);
+    expect(validateQueueBody(message), schemaErrors()).toBe(true);
+    const pointer = toPointer(message, META);
+    expect(pointer.source).toEqual(origin);
+    expect(validateQueueBody(pointer), schemaErrors()).toBe(true);
+  });
+
   it("accepts a minimal built message without undefined-valued keys", () => {
-    const message = buildQueueMessage(input({ headers: emptyHeaders(), attachments: [] }));
+    const message = buildQueueMessage(
+      input({ headers: emptyHeaders(), attachments: [], headerList: [] }),
+    );
     expect(validateQueueBody(message), schemaErrors()).toBe(true);
     expect(Object.values(message)).not.toContain(undefined);
     expect(message.ingestedAt).toBe("2024-05-01T12:00:00.000Z");
   });
 
-  it.each<[string, (m: QueueMessageV1) => unknown]>([
+  it.each<[string, (m: QueueMessageV2) => unknown]>([
     ["an upper-case sha256", (m) => ({ ...m, sha256: "A".repeat(64) })],
     ["a missing headers object", ({ headers: _, ...m }) => m],
     ["an unknown top-level field", (m) => ({ ...m, extra: 1 })],
-    ["a wrong schemaVersion", (m) => ({ ...m, schemaVersion: 2 })],
+    ["a v1 schemaVersion", (m) => ({ ...m, schemaVersion: 1 })],
+    ["a v1 top-level uidl", ({ source: _, ...m }) => ({ ...m, uidl: "UID-0001" })],
+    ["a POP3 source without uidl", (m) => ({ ...m, source: { protocol: "pop3" } })],
+    [
+      "an IMAP source with a zero UID",
+      (m) => ({ ...m, source: { protocol: "imap", folder: "INBOX", uidValidity: 7, uid: 0 } }),
+    ],
+    [
+      "a source mixing both protocols",
+      (m) => ({ ...m, source: { protocol: "pop3", uidl: "u", folder: "INBOX" } }),
+    ],
     [
       "an address without address",
       (m) => ({ ...m, headers: { ...m.headers, from: [{ name: "x" }] } }),
@@ -124,6 +167,25 @@ describe("queue message schema v1", () => {
     ["a 2 KB textPreview", (m) => ({ ...m, textPreview: "x".repeat(2048) })],
     ["a non-ISO date", (m) => ({ ...m, headers: { ...m.headers, date: "Tue, 1 Jul 2003" } })],
     ["an unknown auth result", (m) => ({ ...m, authResults: { spf: "maybe" } })],
+    ["a body with both content and ref", (m) => ({ ...m, text: { ...m.text, ref: "k" } })],
+    ["a body with neither content nor ref", (m) => ({ ...m, text: { size: 2 } })],
+    ["a v1 body reference", (m) => ({ ...m, text: { ref: "k", size: 2, extra: 1 } })],
+    [
+      "inline content over 64 KiB",
+      (m) => ({ ...m, text: { size: 70_000, content: "x".repeat(65_537) } }),
+    ],
+    ["a 17 KB textReply", (m) => ({ ...m, textReply: "x".repeat(17_000) })],
+    ["an empty textReply", (m) => ({ ...m, textReply: "" })],
+    ["an unknown security kind", (m) => ({ ...m, security: { signed: "dkim" } })],
+    ["an SCL of 10", (m) => ({ ...m, spam: { scl: 10 } })],
+    ["a string spam score", (m) => ({ ...m, spam: { score: "7.3" } })],
+    ["a missing headerList", ({ headerList: _, ...m }) => m],
+    ["a header without value", (m) => ({ ...m, headerList: [{ name: "X" }] })],
+    ["headerListTruncated false", (m) => ({ ...m, headerListTruncated: false })],
+    [
+      "headers without deliveredTo",
+      (m) => ({ ...m, headers: { ...m.headers, deliveredTo: undefined } }),
+    ],
   ])("rejects a message with %s", (_name, breakIt) => {
     const message = maximal();
     expect(validateQueueBody(message)).toBe(true);
@@ -173,10 +235,10 @@ describe("queue message schema v1", () => {
     const pointer: unknown = JSON.parse(body);
     expect(validateQueueBody(pointer), schemaErrors()).toBe(true);
     expect(pointer).toEqual({
-      schemaVersion: 1,
+      schemaVersion: 2,
       id: ID,
       mailbox: "support",
-      uidl: "UID-0001",
+      source: { protocol: "pop3", uidl: "UID-0001" },
       ingestedAt: "2024-05-01T12:00:00.000Z",
       size: 1234,
       sha256: sha256("raw"),
