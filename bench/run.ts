@@ -35,14 +35,15 @@ import {
   mpopAvailable,
   mpopClient,
 } from "./clients.ts";
+import type { BucketPuts } from "./fauxqs-server.ts";
 import { type LambdaOutcome, lambdaFigures } from "./lambda.ts";
 import { startLatencyProxy } from "./latency-proxy.ts";
 import { type Maildrop, type MaildropTls, maildropNotice, startMaildrop } from "./maildrop.ts";
 import { liveChildren, type Measured, measure, rssMethod } from "./measure.ts";
 import { formatSummary, type ProfileSummary, summariseDir } from "./profile.ts";
 import { buildDist, startupCase } from "./startup.ts";
-import { countSyscalls, type SyscallCounts } from "./syscalls.ts";
 import { MB, MiB, median } from "./stats.ts";
+import { countSyscalls, type SyscallCounts } from "./syscalls.ts";
 
 const RESULTS_DIR = fileURLToPath(new URL("./results/", import.meta.url));
 /** Messages delivered before each timed incremental poll (the issue's "10 new"). */
@@ -50,9 +51,11 @@ const INCREMENTAL_NEW = 10;
 /** The issue's big message: ~340 MB with two 120 MB attachments. */
 const BIG_TOTAL_BYTES = 340_000_000;
 const BIG_ATTACHMENTS = 2;
-/** Issue 5 goals. */
+/** Issue 5 goals; issue 14 tightened the incremental poll from 1.0 s to 0.3 s. */
 const GOAL_BIG_RSS_BYTES = 256 * MiB;
-const GOAL_INCREMENTAL_MS = 1_000;
+const GOAL_INCREMENTAL_MS = 300;
+/** Issue 14: S3 object writes per message on the bench corpus. */
+const GOAL_S3_PUTS_PER_MESSAGE = 2.5;
 /** A long backlog drained in one run: memory must stay bounded by the session's windows. */
 const BACKLOG_MESSAGES = 30_000;
 const GOAL_BACKLOG_RSS_BYTES = 200 * MiB;
@@ -318,7 +321,7 @@ async function incrementalCase(
     samples: r.samples,
   }));
   const text = table(
-    ["client", "median wall s", "peak RSS MiB", "vs mpop", "goal <= 1.0 s"],
+    ["client", "median wall s", "peak RSS MiB", "vs mpop", "goal <= 0.3 s"],
     [...results.values()].map((r) => [
       r.client,
       secs(r.medianWallMs),
@@ -598,6 +601,19 @@ async function main(): Promise<void> {
           `Full ingest (${options.messages} messages, ${(corpus.bytes / MB).toFixed(1)} MB, median of ${options.runs}):\n${full.text}`,
         );
         console.log(`\n${full.text}`);
+        if (fauxqs) {
+          // The S3 client ran last in the last run, so the newest bucket holds its writes.
+          const puts = await fauxqs.call<BucketPuts | undefined>("lastBucketPuts");
+          if (puts) {
+            report.s3Puts = { ...puts, perMessage: puts.puts / options.messages };
+            const parts = Object.entries(puts.byPrefix)
+              .map(([prefix, n]) => `${prefix}/ ${(n / options.messages).toFixed(2)}`)
+              .join(", ");
+            const text = `S3 PUTs per message (PutObject + UploadPart, fauxqs): ${(puts.puts / options.messages).toFixed(2)} (${parts}); goal <= ${GOAL_S3_PUTS_PER_MESSAGE}`;
+            sections.push(text);
+            console.log(text);
+          }
+        }
         if (options.profile) {
           const fs = clients.find((c) => c.name === "mail-ingest fs");
           if (fs) {
