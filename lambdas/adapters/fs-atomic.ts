@@ -124,6 +124,9 @@ interface SyncSlot {
 export class DirSyncer {
   private readonly slots = new Map<string, SyncSlot>();
 
+  /** @param fsync how one directory is fsynced (tests count the calls). */
+  constructor(private readonly fsync: (dir: string) => Promise<void> = fsyncDir) {}
+
   /** Resolves once an fsync of `dir` that started after this call has succeeded. */
   sync(dir: string): Promise<void> {
     let slot = this.slots.get(dir);
@@ -146,7 +149,7 @@ export class DirSyncer {
   }
 
   private start(dir: string, slot: SyncSlot): Promise<void> {
-    const running: Promise<void> = fsyncDir(dir).finally(() => {
+    const running: Promise<void> = this.fsync(dir).finally(() => {
       if (slot.running !== running) return;
       slot.running = undefined;
       if (!slot.queued) this.slots.delete(dir);
