@@ -52,6 +52,12 @@ export interface QueueEntry {
    * transports whose size limit the full body exceeds (EventBridge: 256 KiB).
    */
   readonly pointer?: string;
+  /**
+   * URI of a durably stored object whose bytes are exactly `body` (the metadata object, when the
+   * full message fits the queue). A queue on the same file system may hard-link it instead of
+   * writing and fsyncing a second copy; others ignore it.
+   */
+  readonly sameAs?: string;
 }
 
 export interface MessageQueue {

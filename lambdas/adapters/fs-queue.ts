@@ -1,14 +1,34 @@
 /**
  * {@link MessageQueue} on a local directory: one file per entry, `<dir>/<id>.json`, holding the
  * entry's JSON body verbatim. Each file is written atomically (temp + fsync + rename), and sending
- * the same id again replaces the file with identical content, which is the dedupe consumers of
- * SQS FIFO get. The body limit matches SQS so a message that fits here fits there too.
+ * the same id again replaces the file, which is the dedupe consumers of SQS FIFO get. The body
+ * limit matches SQS so a message that fits here fits there too.
+ *
+ * An entry whose body is already stored durably on this file system (`sameAs`: the metadata
+ * object) becomes a hard link to that file instead of a second copy: one link(2) instead of
+ * open, write, fsync, close and rename. The content is the same bytes; the directory fsync that
+ * makes the new name durable is shared by the batch. A later rewrite of the metadata object
+ * (a re-fetch after a crash) renames a new file over it, which never changes the linked inode. A
+ * body that must differ from the metadata (the pointer form, for a message over the size limit)
+ * is written as a file of its own.
  */
 import { readdir, readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { ErrorCode, MailIngestError } from "../errors.ts";
 import type { MessageQueue, QueueEntry } from "../ports.ts";
-import { DirCache, isMissing, TEMP_DIR_NAME, writeFilesAtomic } from "./fs-atomic.ts";
+import {
+  DirCache,
+  errnoCode,
+  fsyncDir,
+  isMissing,
+  linkPath,
+  renamePath,
+  TEMP_DIR_NAME,
+  tempPath,
+  unlinkPath,
+  writeFilesAtomic,
+} from "./fs-atomic.ts";
 
 /** SQS's message size limit (1 MiB), mirrored so both adapters accept the same messages. */
 export const FS_QUEUE_MAX_BODY_BYTES = 1_048_576;
@@ -49,15 +69,50 @@ export class FsQueue implements MessageQueue {
         );
       }
     }
-    const files = entries.map((entry) => ({ name: `${entry.id}${SUFFIX}`, data: entry.body }));
     try {
-      await writeFilesAtomic(this.dir, files, this.tmpDir, this.dirs);
+      await this.dirs.ensure(this.dir);
+      const linked = await Promise.all(entries.map((entry) => this.linkEntry(entry)));
+      const files = entries
+        .filter((_, i) => !linked[i])
+        .map((entry) => ({ name: `${entry.id}${SUFFIX}`, data: entry.body }));
+      if (files.length > 0) await writeFilesAtomic(this.dir, files, this.tmpDir, this.dirs);
+      else await fsyncDir(this.dir);
     } catch (err) {
       throw new MailIngestError(
         ErrorCode.QUEUE_FAILED,
         `Failed to enqueue ${entries.map((e) => e.id).join(", ")}`,
         { cause: err },
       );
+    }
+  }
+
+  /**
+   * Hard-links the entry's `sameAs` file into place; false when it must be written instead (no
+   * local file, another file system, links not supported). Not durable until the directory is
+   * fsynced.
+   */
+  private async linkEntry(entry: QueueEntry): Promise<boolean> {
+    if (!entry.sameAs?.startsWith("file:")) return false;
+    const source = fileURLToPath(entry.sameAs);
+    const target = join(this.dir, `${entry.id}${SUFFIX}`);
+    try {
+      await linkPath(source, target);
+      return true;
+    } catch (err) {
+      if (errnoCode(err) !== "EEXIST") return false;
+    }
+    // Sent again (a re-fetch after a crash): replace the entry atomically, as a write would.
+    await this.dirs.ensure(this.tmpDir);
+    const tmp = tempPath(this.tmpDir);
+    try {
+      await linkPath(source, tmp);
+      await renamePath(tmp, target);
+      // rename(2) between two links to one inode does nothing and leaves the source name.
+      await unlinkPath(tmp).catch(() => undefined);
+      return true;
+    } catch {
+      await unlinkPath(tmp).catch(() => undefined);
+      return false;
     }
   }
 

@@ -5,7 +5,7 @@
  * temp file, which get/head/list never see and {@link FsObjectStore.sweepTemp} removes.
  */
 import { constants } from "node:fs";
-import { link, open, opendir, rename, stat, unlink } from "node:fs/promises";
+import { open, opendir, stat, unlink } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import type { Readable } from "node:stream";
 import { pathToFileURL } from "node:url";
@@ -13,13 +13,19 @@ import { ErrorCode, MailIngestError } from "../errors.ts";
 import type { ObjectStore, PutOptions, PutResult } from "../ports.ts";
 import {
   DirCache,
+  DirSyncer,
   errnoCode,
-  FILE_MODE,
-  fsyncDir,
+  fdClose,
+  fdSync,
+  fdWriteAll,
   isMissing,
+  linkPath,
+  openNew,
+  renamePath,
   sweepTempDir,
   TEMP_DIR_NAME,
   tempPath,
+  unlinkPath,
 } from "./fs-atomic.ts";
 import { keySegments } from "./object-key.ts";
 
@@ -42,6 +48,8 @@ export class FsObjectStore implements ObjectStore {
   private readonly tmpDir: string;
   /** Directories already created by this instance. */
   private readonly dirs = new DirCache();
+  /** Directory fsyncs, shared by the puts that land in one directory at once. */
+  private readonly syncer = new DirSyncer();
   private readonly tempMaxAgeMs: number;
   /** The one-time crash-leftover sweep, started by the first put. */
   private sweep: Promise<unknown> | undefined;
@@ -84,19 +92,19 @@ export class FsObjectStore implements ObjectStore {
       if (options?.ifAbsent) {
         // link(2) never replaces an existing name, so of two racing writers exactly one wins.
         try {
-          await this.dirs.retry(parent, () => link(tmp, finalPath));
+          await this.dirs.retry(parent, () => linkPath(tmp, finalPath));
         } catch (err) {
           if (errnoCode(err) !== "EEXIST") throw err;
           created = false;
         }
-        await unlink(tmp);
+        await unlinkPath(tmp);
       } else {
-        await this.dirs.retry(parent, () => rename(tmp, finalPath));
+        await this.dirs.retry(parent, () => renamePath(tmp, finalPath));
       }
-      if (created) await fsyncDir(dirname(finalPath));
+      if (created) await this.syncer.sync(parent);
       return { size: created ? size : 0, created };
     } catch (err) {
-      await unlink(tmp).catch(() => undefined);
+      await unlinkPath(tmp).catch(() => undefined);
       if (!(body instanceof Uint8Array)) body.destroy();
       throw wrap(err, `write ${key}`);
     }
@@ -187,15 +195,29 @@ export class FsObjectStore implements ObjectStore {
   }
 }
 
+/**
+ * Bytes of a streamed body gathered before one write(2). A TLS socket delivers ~16 KiB chunks;
+ * writing each on its own cost a syscall and a thread-pool round trip apiece.
+ */
+const WRITE_BATCH_BYTES = 64 * 1024;
+
 /** Writes the whole body to a new file at `path`, fsyncs it, and returns the byte count. */
 async function writeDurably(path: string, body: Readable | Uint8Array): Promise<number> {
-  const handle = await open(path, "wx", FILE_MODE);
+  const fd = await openNew(path);
   try {
     let size = 0;
     if (body instanceof Uint8Array) {
-      await handle.writeFile(body);
+      await fdWriteAll(fd, body);
       size = body.byteLength;
     } else {
+      let batch: Uint8Array[] = [];
+      let batchBytes = 0;
+      const flush = async () => {
+        const data = batch.length === 1 ? (batch[0] as Uint8Array) : Buffer.concat(batch);
+        batch = [];
+        batchBytes = 0;
+        await fdWriteAll(fd, data);
+      };
       for await (const chunk of body) {
         if (!(chunk instanceof Uint8Array)) {
           throw new MailIngestError(
@@ -203,25 +225,17 @@ async function writeDurably(path: string, body: Readable | Uint8Array): Promise<
             "Object bodies must be byte streams (a string chunk means someone decoded the bytes)",
           );
         }
-        await writeAll(handle, chunk);
+        batch.push(chunk);
+        batchBytes += chunk.byteLength;
         size += chunk.byteLength;
+        if (batchBytes >= WRITE_BATCH_BYTES) await flush();
       }
+      if (batchBytes > 0) await flush();
     }
-    await handle.sync();
+    await fdSync(fd);
     return size;
   } finally {
-    await handle.close();
-  }
-}
-
-async function writeAll(
-  handle: Awaited<ReturnType<typeof open>>,
-  chunk: Uint8Array,
-): Promise<void> {
-  let offset = 0;
-  while (offset < chunk.byteLength) {
-    const { bytesWritten } = await handle.write(chunk, offset, chunk.byteLength - offset);
-    offset += bytesWritten;
+    await fdClose(fd);
   }
 }
 

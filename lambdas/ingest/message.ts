@@ -181,7 +181,8 @@ export async function describeStored(
   }
   return {
     message,
-    entry: { id, body, pointer },
+    // The queue body is the metadata object's bytes unless it had to be a pointer.
+    entry: { id, body, pointer, ...(body === full ? { sameAs: store.uri(meta) } : {}) },
     state: {
       uidl: message.key,
       id,

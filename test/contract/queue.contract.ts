@@ -1,6 +1,10 @@
 /**
  * The MessageQueue contract, written once and run against every adapter (see queue.test.ts).
  */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ErrorCode, isMailIngestError } from "../../lambdas/errors.ts";
 import type { MessageQueue, QueueEntry } from "../../lambdas/ports.ts";
@@ -39,6 +43,20 @@ export function queueContract(name: string, setup: () => Promise<QueueHarness>):
       await h.queue.send(entries);
       expect((await receive(h)).sort()).toEqual(entries.map((e) => e.body).sort());
       if (h.batchCalls) expect(h.batchCalls()).toBe(3);
+    });
+
+    // The fs queue links such an entry to the file; every adapter must still deliver the body.
+    it("delivers the body of an entry whose bytes are also a stored file (sameAs)", async () => {
+      const dir = await mkdtemp(join(tmpdir(), "mail-ingest-queue-same-"));
+      try {
+        const body = JSON.stringify({ id: "same1", subject: "stored once" });
+        const file = join(dir, "same1.json");
+        await writeFile(file, body);
+        await h.queue.send([{ id: "same1", body, sameAs: pathToFileURL(file).href }]);
+        expect(await receive(h)).toEqual([body]);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
     });
 
     it("splits batches so no request carries more than 1 MiB of bodies", async () => {

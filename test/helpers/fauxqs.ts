@@ -44,11 +44,20 @@ export interface FauxqsOptions {
    * 1.9.2 ignores. See {@link enforceConditionalPuts}. @default false
    */
   readonly conditionalPuts?: boolean;
+  /** Told of every request (method and URL), e.g. for the bench's S3 PUT count. */
+  readonly onRequest?: (method: string, url: string) => void;
 }
 
 export async function startFauxqs(options: FauxqsOptions = {}): Promise<Fauxqs> {
   const app = buildApp({ logger: false });
   if (options.conditionalPuts) enforceConditionalPuts(app);
+  const { onRequest } = options;
+  if (onRequest) {
+    app.addHook("onRequest", (request, _reply, done) => {
+      onRequest(request.method, request.url);
+      done();
+    });
+  }
   await app.listen({ port: 0, host: "127.0.0.1" });
   const address = app.server.address();
   if (address === null || typeof address === "string") {

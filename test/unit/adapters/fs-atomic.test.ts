@@ -2,7 +2,7 @@ import { mkdtemp, rm, rmdir, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { DirCache } from "../../../lambdas/adapters/fs-atomic.ts";
+import { DirCache, DirSyncer } from "../../../lambdas/adapters/fs-atomic.ts";
 
 let root: string | undefined;
 afterEach(async () => {
@@ -35,5 +35,65 @@ describe("DirCache", () => {
     await rmdir(a);
     await cache.ensure(a);
     expect((await stat(a)).isDirectory()).toBe(true);
+  });
+});
+
+describe("DirSyncer", () => {
+  /** A fake fsync whose calls are counted and finished by the test, one at a time. */
+  function fakeFsync() {
+    const pending: Array<{ dir: string; finish: (err?: Error) => void }> = [];
+    const fsync = (dir: string) =>
+      new Promise<void>((resolve, reject) => {
+        pending.push({ dir, finish: (err) => (err ? reject(err) : resolve()) });
+      });
+    return { fsync, pending };
+  }
+  const settled = async (p: Promise<unknown>) => {
+    let done = false;
+    p.then(
+      () => {
+        done = true;
+      },
+      () => {
+        done = true;
+      },
+    );
+    for (let i = 0; i < 5; i++) await Promise.resolve();
+    return done;
+  };
+
+  // The group commit: entries made while an fsync runs share the one queued behind it.
+  it("runs one fsync for every caller that arrived while another was running", async () => {
+    const { fsync, pending } = fakeFsync();
+    const syncer = new DirSyncer(fsync);
+    const first = syncer.sync("/d");
+    const later = [syncer.sync("/d"), syncer.sync("/d"), syncer.sync("/d")];
+    expect(pending).toHaveLength(1);
+    pending[0]?.finish();
+    await first;
+    // The running fsync may have started before their entries existed: it does not count.
+    expect(await settled(Promise.all(later))).toBe(false);
+    await Promise.resolve();
+    expect(pending).toHaveLength(2);
+    pending[1]?.finish();
+    await Promise.all(later);
+    expect(pending).toHaveLength(2);
+  });
+
+  it("keeps directories apart and passes an fsync failure to the callers that shared it", async () => {
+    const { fsync, pending } = fakeFsync();
+    const syncer = new DirSyncer(fsync);
+    const a = syncer.sync("/a");
+    const b = syncer.sync("/b");
+    expect(pending.map((p) => p.dir)).toEqual(["/a", "/b"]);
+    pending[0]?.finish(Object.assign(new Error("EIO"), { code: "EIO" }));
+    pending[1]?.finish();
+    await expect(a).rejects.toMatchObject({ code: "EIO" });
+    await expect(b).resolves.toBeUndefined();
+    // After a failure the next caller gets a fresh fsync, not the failed one.
+    const again = syncer.sync("/a");
+    expect(pending).toHaveLength(3);
+    pending[2]?.finish();
+    await expect(again).resolves.toBeUndefined();
   });
 });

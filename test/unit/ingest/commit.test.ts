@@ -132,15 +132,16 @@ describe("CommitSequence", () => {
     expect(w.commit.markedCount).toBe(3);
   });
 
-  it("flushes by itself once a queue batch (10) is full", async () => {
+  // Regression guard for issue 14: one checkpoint (an S3 PUT) per 20 messages, not per 10.
+  it("flushes by itself once a checkpoint batch (20) is full, with one send and one record", async () => {
     const w = world({ markAfterCommit: false });
-    for (let i = 1; i <= 9; i++) w.commit.add(item(`u${i}`));
-    const flush = w.commit.add(item("u10"));
+    for (let i = 1; i <= 19; i++) expect(w.commit.add(item(`u${i}`))).toBeUndefined();
+    const flush = w.commit.add(item("u20"));
     expect(flush).toBeInstanceOf(Promise);
     await flush;
     expect(w.calls).toEqual([
-      `send ${Array.from({ length: 10 }, (_, i) => `id-u${i + 1}`).join(",")}`,
-      `record ${Array.from({ length: 10 }, (_, i) => `u${i + 1}`).join(",")}`,
+      `send ${Array.from({ length: 20 }, (_, i) => `id-u${i + 1}`).join(",")}`,
+      `record ${Array.from({ length: 20 }, (_, i) => `u${i + 1}`).join(",")}`,
     ]);
   });
 
