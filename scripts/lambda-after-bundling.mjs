@@ -21,13 +21,18 @@ import { fileURLToPath } from "node:url";
 const CONFIG_FILE = "config.json";
 const MAP_FILE = "index.mjs.map";
 
+/** A source that is a URL (some dependencies' own maps point at their repository), not a path. */
+const URL_SOURCE = /^[a-z][a-z0-9+.-]*:\/\//i;
+
 /**
  * `sources` of a source map written in `outputDir`, made relative to `projectRoot` with `/`
- * separators: the same text wherever `outputDir` is.
+ * separators: the same text wherever `outputDir` is. URLs are kept as they are.
  */
 export function projectRelativeSources(sources, projectRoot, outputDir) {
   return sources.map((source) =>
-    path.relative(projectRoot, path.resolve(outputDir, source)).split(path.sep).join("/"),
+    URL_SOURCE.test(source)
+      ? source
+      : path.relative(projectRoot, path.resolve(outputDir, source)).split(path.sep).join("/"),
   );
 }
 

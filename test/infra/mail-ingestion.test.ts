@@ -70,6 +70,7 @@ describe("storage", () => {
             AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 },
             Status: "Enabled",
           }),
+          { ExpiredObjectDeleteMarker: true, Status: "Enabled" },
         ],
       },
       LoggingConfiguration: {
@@ -96,7 +97,7 @@ describe("storage", () => {
 describe("queues", () => {
   it("encrypts every queue and denies non-TLS access to each", () => {
     const queues = template.findResources("AWS::SQS::Queue");
-    expect(Object.keys(queues)).toHaveLength(4);
+    expect(Object.keys(queues)).toHaveLength(5);
     for (const queue of Object.values(queues)) {
       expect(queue.Properties.SqsManagedSseEnabled).toBe(true);
     }
@@ -198,6 +199,10 @@ describe("functions", () => {
       POWERTOOLS_SERVICE_NAME: "mail-ingest",
       POWERTOOLS_METRICS_NAMESPACE: "MailIngest",
       NODE_OPTIONS: "--enable-source-maps",
+      OUTPUT_MAX_MESSAGE_BYTES: "1048576",
+      PER_MAILBOX_METRICS: "false",
+      SCHEDULE_PERIOD_SECONDS: "300",
+      OAUTH_WRITE_BACK_AFTER_SECONDS: "86400",
     });
   });
 

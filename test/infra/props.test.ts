@@ -160,7 +160,9 @@ describe("optional features", () => {
       expect.objectContaining({
         ExpirationInDays: 365,
         Transitions: [{ StorageClass: "STANDARD_IA", TransitionInDays: 30 }],
+        NoncurrentVersionExpiration: { NoncurrentDays: 30 },
       }),
+      { ExpiredObjectDeleteMarker: true, Status: "Enabled" },
     ]);
   });
 
