@@ -17,13 +17,26 @@ export const HandlerEnv = {
   outputQueueUrl: LambdaEnv.outputQueueUrl,
   jobsQueueUrl: LambdaEnv.jobsQueueUrl,
   eventBusName: LambdaEnv.eventBusName,
+  outputMaxMessageBytes: LambdaEnv.outputMaxMessageBytes,
+  perMailboxMetrics: LambdaEnv.perMailboxMetrics,
+  schedulePeriodSeconds: LambdaEnv.schedulePeriodSeconds,
+  tokenWriteBackAfterSeconds: LambdaEnv.tokenWriteBackAfterSeconds,
 } as const;
 
-/** CloudWatch names the poller emits (Powertools EMF) and the alarms watch. */
+/**
+ * CloudWatch names the poller emits (Powertools EMF) and the alarms and the dashboard read. Both
+ * read the service-level series, whose only dimension is {@link serviceDimension} (Powertools'
+ * default dimension): they never depend on the opt-in per-mailbox series.
+ */
 export const Metrics = {
   namespace: EnvDefaults.metricsNamespace,
   serviceName: EnvDefaults.serviceName,
+  serviceDimension: "service",
+  messagesIngested: PollerMetric.MessagesIngested,
+  bytesIngested: PollerMetric.BytesIngested,
+  pollFailures: PollerMetric.PollFailures,
   authFailures: PollerMetric.AuthFailures,
+  backOffs: PollerMetric.BackOffs,
   backlog: PollerMetric.Backlog,
 } as const;
 

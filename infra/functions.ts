@@ -2,19 +2,25 @@
  * The two Lambda functions and their bundling. Every function of the construct is created here,
  * by {@link handlerFunction}: its own log group, its own role, ESM bundle with `config.json`.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
-import { ArnFormat, type Duration, Stack } from "aws-cdk-lib";
+import { ArnFormat, Duration, Stack } from "aws-cdk-lib";
 import type { ISecurityGroup, IVpc, SubnetSelection } from "aws-cdk-lib/aws-ec2";
 import { PolicyDocument, PolicyStatement, Role, ServicePrincipal } from "aws-cdk-lib/aws-iam";
 import type { IKey } from "aws-cdk-lib/aws-kms";
-import { Architecture, LoggingFormat, Runtime } from "aws-cdk-lib/aws-lambda";
+import {
+  Architecture,
+  type DestinationConfig,
+  type IDestination,
+  type IFunction,
+  LoggingFormat,
+  Runtime,
+} from "aws-cdk-lib/aws-lambda";
 import { NodejsFunction } from "aws-cdk-lib/aws-lambda-nodejs";
 import { LogGroup, type RetentionDays } from "aws-cdk-lib/aws-logs";
+import type { IQueue } from "aws-cdk-lib/aws-sqs";
 import type { Construct } from "constructs";
 import { CONFIG_FILE_NAME, HandlerEnv, Metrics } from "./contract.ts";
-import { type HandlerName, handlerCode } from "./handler-code.ts";
+import { type HandlerName, handlerCode, stageConfig } from "./handler-code.ts";
+import { grantSend } from "./permissions.ts";
 
 /** Where the poller runs when it must reach POP3 servers from fixed addresses. */
 export interface PollerNetwork {
@@ -39,6 +45,16 @@ export interface FunctionsOptions {
   /** Encrypts both log groups; else CloudWatch Logs' own encryption. */
   readonly logEncryptionKey?: IKey;
   readonly pollerNetwork?: PollerNetwork;
+  /** The poller's reserved concurrency (at least the event source's `maxConcurrency`). */
+  readonly pollerReservedConcurrency: number;
+  /** The schedule's period: the dispatcher's events expire after it, the poller drops jobs older. */
+  readonly schedulePeriod: Duration;
+  /** Where the dispatcher's failed asynchronous invocations go. */
+  readonly dispatchDlq: IQueue;
+  /** The output queue's maximum message size, bytes; above it the poller sends pointers. */
+  readonly outputMaxMessageBytes: number;
+  readonly perMailboxMetrics: boolean;
+  readonly tokenWriteBackAfter: Duration;
 }
 
 export interface Functions {
@@ -47,11 +63,10 @@ export interface Functions {
 }
 
 export function createFunctions(scope: Construct, options: FunctionsOptions): Functions {
-  // The bundling hook copies this file into each code package. It must exist only while the
-  // functions are constructed: local bundling runs synchronously in the NodejsFunction constructor.
-  const scratch = mkdtempSync(path.join(tmpdir(), "mail-ingest-config-"));
-  const configSource = path.join(scratch, CONFIG_FILE_NAME);
-  writeFileSync(configSource, options.configJson);
+  // Each code package carries this file. It must exist only while the functions are constructed:
+  // bundling runs synchronously in the NodejsFunction constructor.
+  const config = stageConfig(CONFIG_FILE_NAME, options.configJson);
+  const configSource = config.path;
   const commonEnv = {
     [HandlerEnv.configFile]: CONFIG_FILE_NAME,
     [HandlerEnv.jobsQueueUrl]: options.jobsQueueUrl,
@@ -71,6 +86,12 @@ export function createFunctions(scope: Construct, options: FunctionsOptions): Fu
       environment: commonEnv,
       configSource,
     });
+    dispatcher.configureAsyncInvoke({
+      // A tick older than one period is superseded by the next one, which enqueues the same jobs.
+      maxEventAge: Duration.seconds(Math.min(options.schedulePeriod.toSeconds(), 6 * 60 * 60)),
+      retryAttempts: 1,
+      onFailure: new SendToQueue(options.dispatchDlq),
+    });
     const poller = handlerFunction(scope, "Poller", {
       handler: "poller",
       description: "mail-ingest: runs one mailbox session per job",
@@ -84,13 +105,31 @@ export function createFunctions(scope: Construct, options: FunctionsOptions): Fu
         ...(options.bucketPrefix ? { [HandlerEnv.bucketPrefix]: options.bucketPrefix } : {}),
         [HandlerEnv.outputQueueUrl]: options.outputQueueUrl,
         ...(options.eventBusName ? { [HandlerEnv.eventBusName]: options.eventBusName } : {}),
+        [HandlerEnv.outputMaxMessageBytes]: String(options.outputMaxMessageBytes),
+        [HandlerEnv.perMailboxMetrics]: String(options.perMailboxMetrics),
+        [HandlerEnv.schedulePeriodSeconds]: String(options.schedulePeriod.toSeconds()),
+        [HandlerEnv.tokenWriteBackAfterSeconds]: String(options.tokenWriteBackAfter.toSeconds()),
       },
       configSource,
       network: options.pollerNetwork,
+      reservedConcurrentExecutions: options.pollerReservedConcurrency,
     });
     return { dispatcher, poller };
   } finally {
-    rmSync(scratch, { recursive: true, force: true });
+    config.remove();
+  }
+}
+
+/**
+ * An SQS on-failure destination granted with {@link grantSend}: `SqsDestination` would grant
+ * through `grantSendMessages`, whose KMS actions are wildcards.
+ */
+class SendToQueue implements IDestination {
+  constructor(private readonly queue: IQueue) {}
+
+  bind(_scope: Construct, fn: IFunction): DestinationConfig {
+    grantSend(this.queue, fn);
+    return { destination: this.queue.queueArn };
   }
 }
 
@@ -147,6 +186,7 @@ function handlerFunction(
     /** The config file to ship next to the bundle; its directory is scratch space. */
     configSource: string;
     network?: PollerNetwork;
+    reservedConcurrentExecutions?: number;
   },
 ): NodejsFunction {
   const logGroup = new LogGroup(scope, `${id}Logs`, {
@@ -178,6 +218,7 @@ function handlerFunction(
     logGroup,
     loggingFormat: LoggingFormat.JSON,
     environment: options.environment,
+    reservedConcurrentExecutions: options.reservedConcurrentExecutions,
     ...(options.network
       ? {
           vpc: options.network.vpc,

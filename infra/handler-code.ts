@@ -10,7 +10,8 @@
  *
  * Both packages carry the mailbox `config.json` beside `index.mjs` (see `MailIngestion`).
  */
-import { copyFileSync, existsSync, mkdirSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Code } from "aws-cdk-lib/aws-lambda";
@@ -31,6 +32,30 @@ export const BUNDLE_FILE = "index.mjs";
 const PREBUILT_ROOT = fileURLToPath(new URL("../lambda/", import.meta.url));
 const FROM_SOURCE = import.meta.url.endsWith(".ts");
 const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
+
+/** A config file written for the duration of the functions' construction. */
+export interface StagedConfig {
+  readonly path: string;
+  /** Removes the file and its directory (and any prebuilt code staged beside it). */
+  remove(): void;
+}
+
+/**
+ * Writes `json` as `fileName` into a fresh directory. From source, the directory is under the
+ * project root (`.tmp/`, git-ignored), so the bundling hook reaches it by a project-relative
+ * path, also inside CDK's Docker bundling image where host temp paths do not exist.
+ */
+export function stageConfig(fileName: string, json: string): StagedConfig {
+  let root = tmpdir();
+  if (FROM_SOURCE) {
+    root = path.join(REPO_ROOT, ".tmp");
+    mkdirSync(root, { recursive: true });
+  }
+  const dir = mkdtempSync(path.join(root, "mail-ingest-config-"));
+  const file = path.join(dir, fileName);
+  writeFileSync(file, json);
+  return { path: file, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
 
 /**
  * The code of handler `name`, with `configSource` (a file named `config.json`) beside its bundle.
@@ -68,11 +93,6 @@ export function stagePrebuilt(
   return to;
 }
 
-/** Single-quotes a word for POSIX sh (the local bundling shell). */
-function shellQuote(word: string): string {
-  return `'${word.replace(/'/g, `'\\''`)}'`;
-}
-
 /** esbuild at synth time, with the same options `scripts/build.mjs` uses for the prebuilt bundles. */
 function sourceBundling(name: HandlerName, configSource: string): HandlerCode {
   return {
@@ -93,15 +113,19 @@ function sourceBundling(name: HandlerName, configSource: string): HandlerCode {
       // CommonJS dependencies (mailparser) call require(); ESM output has none without this.
       banner:
         "import { createRequire } from 'module'; const require = createRequire(import.meta.url);",
-      // The path travels in the environment, not the command line, so no shell quoting of it is
-      // needed. It also enters CDK's asset cache key (functions do not), so two constructs with
-      // different configs in one app never share a staged package.
-      environment: { MAIL_INGEST_CONFIG_SOURCE: configSource },
+      // Relative to the project root, so it names the same file on the host and in Docker. It
+      // travels in the environment, which enters CDK's asset cache key (functions do not), so
+      // two constructs with different configs in one app never share a staged package.
+      environment: {
+        MAIL_INGEST_CONFIG_SOURCE: path.relative(REPO_ROOT, configSource).split(path.sep).join("/"),
+      },
       commandHooks: {
         beforeBundling: () => [],
         beforeInstall: () => [],
-        afterBundling: (_inputDir, outputDir) => [
-          `cp "$MAIL_INGEST_CONFIG_SOURCE" ${shellQuote(path.join(outputDir, path.basename(configSource)))}`,
+        // A Node script, not `cp`: the hook runs under sh, cmd.exe or Docker alike. Double
+        // quotes are the quoting both shells share.
+        afterBundling: (inputDir, outputDir) => [
+          `node "${inputDir}/scripts/lambda-after-bundling.mjs" "${inputDir}" "${outputDir}"`,
         ],
       },
     },

@@ -9,15 +9,18 @@
  * mailbox runs anywhere: RFC 1939 §8 lets a server lock the maildrop for the whole session, and a
  * second concurrent login would only earn `[IN-USE]` (RFC 2449 §8.1.1).
  *
- * Secure by default: SSE and enforced TLS on every bucket and queue, DLQs with alarms, and
- * least-privilege IAM with no wildcard actions. Mailbox passwords and OAuth tokens stay in Secrets
- * Manager; the template and the assets only ever carry secret *names*.
+ * Secure by default: SSE and enforced TLS on every bucket and queue, a versioned bucket the poller
+ * cannot delete mail from, DLQs with arrival alarms, and least-privilege IAM with no wildcard
+ * actions. Mailbox passwords and OAuth tokens stay in Secrets Manager or SSM Parameter Store; the
+ * template and the assets only ever carry their *names*.
  *
  * The construct is a composition of helpers, one per concern: `storage.ts`, `queues.ts`,
- * `functions.ts`, `permissions.ts`, `schedule.ts` and `alarms.ts`; `mailboxes.ts` validates the
- * mailboxes with the runtime's parser and `nag-suppressions.ts` holds the cdk-nag stance.
+ * `functions.ts`, `permissions.ts`, `schedule.ts`, `alarms.ts` and `dashboard.ts`; `mailboxes.ts`
+ * validates the mailboxes with the runtime's parser and `nag-suppressions.ts` holds the cdk-nag
+ * stance.
  */
 import { Duration, type RemovalPolicy, Tags } from "aws-cdk-lib";
+import type { Dashboard } from "aws-cdk-lib/aws-cloudwatch";
 import type { ISecurityGroup, IVpc, SubnetSelection } from "aws-cdk-lib/aws-ec2";
 import type { IEventBus } from "aws-cdk-lib/aws-events";
 import type { IKey } from "aws-cdk-lib/aws-kms";
@@ -29,19 +32,20 @@ import type { Schedule } from "aws-cdk-lib/aws-scheduler";
 import type { ITopic } from "aws-cdk-lib/aws-sns";
 import type { IQueue, Queue } from "aws-cdk-lib/aws-sqs";
 import { Construct } from "constructs";
-import { ConfigError, type DeletePolicy } from "../lambdas/config/index.ts";
+import { ConfigError, type DeletePolicy, EnvDefaults } from "../lambdas/config/index.ts";
 import { createAlarms, type MailIngestionAlarms } from "./alarms.ts";
+import { createDashboard } from "./dashboard.ts";
 import { createFunctions } from "./functions.ts";
 import { configDocument, type MailboxDefinition } from "./mailboxes.ts";
 import { acknowledgeNagFindings } from "./nag-suppressions.ts";
-import { grantPermissions } from "./permissions.ts";
+import { grantPermissions, grantSend } from "./permissions.ts";
 import { createQueues } from "./queues.ts";
 import { createSchedule } from "./schedule.ts";
 import { createStorage } from "./storage.ts";
 
 export type { MailIngestionAlarms } from "./alarms.ts";
 export { CONFIG_FILE_NAME, HandlerEnv, Metrics } from "./contract.ts";
-export type { MailboxDefinition } from "./mailboxes.ts";
+export type { DeployedSecretSource, MailboxDefinition } from "./mailboxes.ts";
 export { EXACT_SECRET_GRANT_LIMIT } from "./permissions.ts";
 
 export interface MailIngestionProps {
@@ -51,12 +55,32 @@ export interface MailIngestionProps {
   readonly schedule?: Duration;
   /** Delete policy for mailboxes that do not set one (RFC 1939 §6 DELE). @default "never" */
   readonly defaultDeletePolicy?: DeletePolicy;
-  /** Poller memory, MiB. More memory also buys CPU for MIME parsing. @default 1024 */
+  /**
+   * Poller memory, MiB. Lambda bills GB-seconds, and most polls find nothing new and wait on the
+   * network, so this is the largest lever on cost (README "Cost"). 512 MiB holds the measured
+   * peaks (a 340 MB message streamed in 234 MiB) with room; more memory also buys CPU for MIME
+   * parsing of large backlogs.
+   * @default 512
+   */
   readonly pollerMemorySize?: number;
   /** Poller timeout; one mailbox session per invocation. @default Duration.minutes(5) */
   readonly pollerTimeout?: Duration;
-  /** At most this many POP3 sessions at once (SQS event source `maxConcurrency`, 2–1000). @default 10 */
+  /**
+   * At most this many mail sessions at once (SQS event source `maxConcurrency`, 2–1000); the
+   * poller reserves exactly this much concurrency, so it neither starves the account nor is
+   * starved by it. Synth fails when it is below
+   * `mailboxes × estimatedPollSeconds ÷ schedule seconds × 1.5`: the jobs queue would then grow
+   * every tick.
+   * @default that minimum, and at least 10
+   */
   readonly maxConcurrency?: number;
+  /**
+   * Seconds one poll of one mailbox takes on average, for the capacity check on `maxConcurrency`.
+   * A poll that finds nothing new takes well under a second; measure yours (the poller's
+   * `SessionDuration` metric, or the dashboard's duration widget) and set it here.
+   * @default 1
+   */
+  readonly estimatedPollSeconds?: number;
   /** Dispatcher memory, MiB. @default 256 */
   readonly dispatcherMemorySize?: number;
   /** Dispatcher timeout. @default Duration.minutes(1) */
@@ -77,10 +101,39 @@ export interface MailIngestionProps {
   readonly accessLogsExpiration?: Duration;
   /** Removal policy of the buckets the construct creates. @default RemovalPolicy.RETAIN */
   readonly bucketRemovalPolicy?: RemovalPolicy;
+  /**
+   * The new bucket is versioned; overwritten and deleted versions are kept this long (new bucket
+   * only: with `bucket`, versioning is its owner's setting).
+   * @default Duration.days(30)
+   */
+  readonly noncurrentVersionExpiration?: Duration;
+  /**
+   * Create the bucket with S3 Object Lock in governance mode and this default retention: no
+   * version of stored mail can be deleted or overwritten before it, except by a principal with
+   * `s3:BypassGovernanceRetention`. Object Lock is bucket-wide (S3 has no per-prefix default), so
+   * it also holds the `state/` versions, which the noncurrent-version expiry then removes only
+   * after the retention. New bucket only: S3 enables Object Lock at creation (or on an existing
+   * versioned bucket through its owner's `PutObjectLockConfiguration`), so for a passed-in
+   * `bucket` configure it there.
+   * @default no Object Lock
+   */
+  readonly objectLockRetention?: Duration;
   /** Use this queue for message metadata instead of creating one (and its DLQ). @default a new queue */
   readonly outputQueue?: IQueue;
   /** Retention of the output queue and of every DLQ. @default Duration.days(14) */
   readonly queueRetention?: Duration;
+  /**
+   * Largest message the output queue accepts, bytes (1,024–1,048,576). Sets a new queue's limit;
+   * for a passed-in `outputQueue`, give its limit here. Above it the poller sends the pointer form.
+   * @default 1048576 (SQS's maximum)
+   */
+  readonly outputMaxMessageBytes?: number;
+  /**
+   * Alarm when the output queue's oldest message is older than this: its consumer stopped, and
+   * SQS drops messages at the end of their retention without any DLQ. Also for a passed-in queue.
+   * @default Duration.hours(24)
+   */
+  readonly outputQueueAgeAlarmAfter?: Duration;
   /** Also publish every message's metadata to this bus. @default no EventBridge publishing */
   readonly eventBus?: IEventBus;
   /**
@@ -94,6 +147,27 @@ export interface MailIngestionProps {
   readonly secretNamePrefix?: string;
   /** KMS key of the named secrets, when not the AWS managed `aws/secretsmanager` key. @default the AWS managed key */
   readonly secretsKey?: IKey;
+  /**
+   * KMS key of the `{"ssmParameter": NAME}` SecureStrings, when not the AWS managed `aws/ssm` key
+   * (whose key policy already lets the account's principals use it through SSM).
+   * @default the AWS managed key
+   */
+  readonly ssmParametersKey?: IKey;
+  /**
+   * A rotated OAuth2 refresh token is written back only once the stored one is this old (or was
+   * revoked): Secrets Manager throttles more than about one new version per 10 minutes.
+   * @default Duration.hours(24)
+   */
+  readonly tokenWriteBackAfter?: Duration;
+  /**
+   * Also emit every poller metric with a `mailbox` dimension. Each such metric costs $0.30 a
+   * month per mailbox (5,000 mailboxes: ~$15,000 a month for 10 metrics); the alarms and the
+   * dashboard never need them, and each log line already names its mailbox.
+   * @default false
+   */
+  readonly perMailboxMetrics?: boolean;
+  /** Create the CloudWatch dashboard ($3 a month). @default true */
+  readonly dashboard?: boolean;
   /** Every alarm notifies this topic. @default alarms without actions */
   readonly alarmTopic?: ITopic;
   /** The backlog alarm fires when some mailbox still has mail after this long. @default Duration.hours(2) */
@@ -165,6 +239,8 @@ export class MailIngestion extends Construct {
   readonly accessLogsBucket?: IBucket;
   /** Receives one schema v2 message per ingested message. */
   readonly outputQueue: IQueue;
+  /** Ticks the scheduler could not deliver and dispatcher invocations that failed twice. */
+  readonly dispatchDlq: Queue;
   /** Undefined when an existing `outputQueue` was given: its owner manages its DLQ. */
   readonly outputDlq?: IQueue;
   /** FIFO, one message group per mailbox. */
@@ -176,6 +252,9 @@ export class MailIngestion extends Construct {
   readonly poller: NodejsFunction;
   readonly schedule: Schedule;
   readonly alarms: MailIngestionAlarms;
+  readonly dashboard?: Dashboard;
+  /** The poller concurrency: the event source's `maxConcurrency` and the reserved concurrency. */
+  readonly maxConcurrency: number;
 
   constructor(scope: Construct, id: string, props: MailIngestionProps) {
     super(scope, id);
@@ -185,12 +264,31 @@ export class MailIngestion extends Construct {
     }
     this.configJson = configDocument(props.mailboxes, props.defaultDeletePolicy ?? "never");
     const pollerTimeout = props.pollerTimeout ?? Duration.minutes(5);
-    const maxConcurrency = props.maxConcurrency ?? 10;
+    const schedulePeriod = props.schedule ?? Duration.minutes(5);
     if (pollerTimeout.toSeconds() > 900) {
       throw new ConfigError("pollerTimeout", "must be at most 15 minutes (the Lambda limit)");
     }
-    if (!Number.isInteger(maxConcurrency) || maxConcurrency < 2 || maxConcurrency > 1000) {
-      throw new ConfigError("maxConcurrency", "must be an integer between 2 and 1000");
+    const maxConcurrency = checkCapacity(props, schedulePeriod);
+    this.maxConcurrency = maxConcurrency;
+    const outputMaxMessageBytes = props.outputMaxMessageBytes ?? EnvDefaults.outputMaxMessageBytes;
+    if (
+      !Number.isInteger(outputMaxMessageBytes) ||
+      outputMaxMessageBytes < 1024 ||
+      outputMaxMessageBytes > 1024 * 1024
+    ) {
+      throw new ConfigError("outputMaxMessageBytes", "must be an integer between 1024 and 1048576");
+    }
+    if (props.bucket && props.objectLockRetention) {
+      throw new ConfigError(
+        "objectLockRetention",
+        "applies to a bucket the construct creates; enable Object Lock on the passed-in `bucket` itself",
+      );
+    }
+    if (props.bucket && props.noncurrentVersionExpiration) {
+      throw new ConfigError(
+        "noncurrentVersionExpiration",
+        "applies to a bucket the construct creates; set versioning rules on the passed-in `bucket` itself",
+      );
     }
     if (!props.vpc && (props.vpcSubnets || props.securityGroups)) {
       throw new ConfigError("vpcSubnets/securityGroups", "need `vpc`");
@@ -207,6 +305,8 @@ export class MailIngestion extends Construct {
       accessLogsBucket: props.accessLogsBucket,
       accessLogsExpiration: props.accessLogsExpiration,
       removalPolicy: props.bucketRemovalPolicy,
+      noncurrentVersionExpiration: props.noncurrentVersionExpiration ?? Duration.days(30),
+      objectLockRetention: props.objectLockRetention,
     });
     this.bucket = storage.bucket;
     this.accessLogsBucket = storage.accessLogsBucket;
@@ -216,12 +316,14 @@ export class MailIngestion extends Construct {
       encryptionKey: queueKey,
       retention: props.queueRetention ?? Duration.days(14),
       pollerTimeout,
+      outputMaxMessageBytes,
     });
     ({
       outputQueue: this.outputQueue,
       outputDlq: this.outputDlq,
       jobsQueue: this.jobsQueue,
       jobsDlq: this.jobsDlq,
+      dispatchDlq: this.dispatchDlq,
     } = queues);
 
     ({ dispatcher: this.dispatcher, poller: this.poller } = createFunctions(this, {
@@ -233,13 +335,20 @@ export class MailIngestion extends Construct {
       eventBusName: props.eventBus?.eventBusName,
       dispatcherMemorySize: props.dispatcherMemorySize ?? 256,
       dispatcherTimeout: props.dispatcherTimeout ?? Duration.minutes(1),
-      pollerMemorySize: props.pollerMemorySize ?? 1024,
+      pollerMemorySize: props.pollerMemorySize ?? 512,
       pollerTimeout,
       logRetention: props.logRetention ?? RetentionDays.ONE_MONTH,
       logEncryptionKey: logKey,
       pollerNetwork: props.vpc
         ? { vpc: props.vpc, vpcSubnets: props.vpcSubnets, securityGroups: props.securityGroups }
         : undefined,
+      pollerReservedConcurrency: maxConcurrency,
+      schedulePeriod,
+      dispatchDlq: this.dispatchDlq,
+      outputMaxMessageBytes,
+      perMailboxMetrics: props.perMailboxMetrics ?? false,
+      tokenWriteBackAfter:
+        props.tokenWriteBackAfter ?? Duration.seconds(EnvDefaults.tokenWriteBackAfterSeconds),
     }));
     this.poller.addEventSource(
       new SqsEventSource(this.jobsQueue, {
@@ -260,19 +369,38 @@ export class MailIngestion extends Construct {
       mailboxes: props.mailboxes,
       secretNamePrefix: props.secretNamePrefix,
       secretsKey: props.secretsKey,
+      ssmParametersKey: props.ssmParametersKey,
       pollerInVpc: props.vpc !== undefined,
     });
 
-    const schedule = createSchedule(this, this.dispatcher, props.schedule ?? Duration.minutes(5));
+    const schedule = createSchedule(this, this.dispatcher, schedulePeriod, this.dispatchDlq);
+    grantSend(this.dispatchDlq, schedule.role);
     this.schedule = schedule.schedule;
     this.alarms = createAlarms(this, {
+      jobsQueue: this.jobsQueue,
       jobsDlq: this.jobsDlq,
+      outputQueue: this.outputQueue,
       outputDlq: this.outputDlq,
+      dispatchDlq: this.dispatchDlq,
       poller: this.poller,
       dispatcher: this.dispatcher,
       alarmTopic: props.alarmTopic,
       backlogAlarmAfter: props.backlogAlarmAfter,
+      outputQueueAgeAlarmAfter: props.outputQueueAgeAlarmAfter ?? Duration.hours(24),
+      schedulePeriod,
     });
+    if (props.dashboard ?? true) {
+      this.dashboard = createDashboard(this, {
+        jobsQueue: this.jobsQueue,
+        jobsDlq: this.jobsDlq,
+        outputQueue: this.outputQueue,
+        outputDlq: this.outputDlq,
+        dispatchDlq: this.dispatchDlq,
+        poller: this.poller,
+        dispatcher: this.dispatcher,
+        pollerLogGroup: this.poller.logGroup,
+      });
+    }
 
     for (const [key, value] of Object.entries(props.tags ?? {})) Tags.of(this).add(key, value);
     const roles = [this.dispatcher.role, this.poller.role, schedule.role].filter(
@@ -287,6 +415,7 @@ export class MailIngestion extends Construct {
       roles,
       dispatcher: this.dispatcher,
       poller: this.poller,
+      dispatchDlq: this.dispatchDlq,
       pollerRole: this.poller.role ?? this.poller,
       pollerInVpc: props.vpc !== undefined,
       alarms: Object.values(this.alarms).filter((alarm) => alarm !== undefined),
@@ -294,4 +423,40 @@ export class MailIngestion extends Construct {
       grants,
     });
   }
+}
+
+/** Headroom over the average load: ticks arrive all at once and some polls find mail. */
+const CAPACITY_HEADROOM = 1.5;
+
+/**
+ * The poller concurrency the fleet needs: `mailboxes × estimatedPollSeconds ÷ period × 1.5`.
+ * Below it the pollers finish fewer jobs per period than the dispatcher enqueues, and the jobs
+ * queue grows without bound. Returns `maxConcurrency`, or the minimum (at least 10) when unset.
+ */
+function checkCapacity(props: MailIngestionProps, period: Duration): number {
+  const estimate = props.estimatedPollSeconds ?? 1;
+  if (!Number.isFinite(estimate) || estimate <= 0) {
+    throw new ConfigError("estimatedPollSeconds", "must be a positive number of seconds");
+  }
+  const periodSeconds = period.toSeconds();
+  const mailboxes = props.mailboxes.length;
+  const needed = Math.ceil(((mailboxes * estimate) / periodSeconds) * CAPACITY_HEADROOM);
+  const sizing = `${mailboxes} mailboxes × ${estimate} s per poll (estimatedPollSeconds) ÷ ${periodSeconds} s per tick × ${CAPACITY_HEADROOM} = ${needed}`;
+  if (needed > 1000) {
+    throw new ConfigError(
+      "maxConcurrency",
+      `would need ${needed}, above the SQS event source's limit of 1000 (${sizing}); poll less often, split the mailboxes across constructs, or measure a lower estimatedPollSeconds`,
+    );
+  }
+  const maxConcurrency = props.maxConcurrency ?? Math.max(10, needed);
+  if (!Number.isInteger(maxConcurrency) || maxConcurrency < 2 || maxConcurrency > 1000) {
+    throw new ConfigError("maxConcurrency", "must be an integer between 2 and 1000");
+  }
+  if (maxConcurrency < needed) {
+    throw new ConfigError(
+      "maxConcurrency",
+      `is ${maxConcurrency}, below the ${needed} the fleet needs (${sizing}); the jobs queue would grow every tick. Raise maxConcurrency to at least ${needed}`,
+    );
+  }
+  return maxConcurrency;
 }

@@ -12,13 +12,21 @@ import {
 } from "../lambdas/config/index.ts";
 
 /**
+ * Where a deployed mailbox's password lives: a Secrets Manager secret, or an SSM Parameter Store
+ * SecureString (standard tier: no monthly charge). Either holds the password, or the OAuth2 JSON
+ * `{clientId, clientSecret?, refreshToken, tokenUrl, scope}`.
+ */
+export type DeployedSecretSource =
+  | { readonly secretId: string }
+  | { readonly ssmParameter: string };
+
+/**
  * One mailbox as deployed: a mailbox of the CLI config file ({@link MailboxInput}), except that the
- * password must name a Secrets Manager secret, so its value never enters the template. The secret
- * holds the password, or the OAuth2 JSON `{clientId, clientSecret?, refreshToken, tokenUrl, scope}`.
+ * password must name a secret or a parameter, so its value never enters the template.
  * `delete` defaults to the construct's `defaultDeletePolicy`.
  */
 export type MailboxDefinition = Omit<MailboxInput, "password"> & {
-  readonly password: { readonly secretId: string };
+  readonly password: DeployedSecretSource;
 };
 
 /**
@@ -29,10 +37,15 @@ export type MailboxDefinition = Omit<MailboxInput, "password"> & {
 export function parseDeployMailboxes(value: unknown): MailboxConfig[] {
   const mailboxes = parseMailboxes(value);
   for (const [i, mailbox] of mailboxes.entries()) {
-    if (typeof mailbox.password !== "object" || !("secretId" in mailbox.password)) {
+    const password: unknown = mailbox.password;
+    if (
+      typeof password !== "object" ||
+      password === null ||
+      !("secretId" in password || "ssmParameter" in password)
+    ) {
       throw new ConfigError(
         `mailboxes[${i}].password`,
-        'must be {"secretId": NAME} when deployed to AWS',
+        'must be {"secretId": NAME} or {"ssmParameter": NAME} when deployed to AWS',
       );
     }
     if (mailbox.ca !== undefined && !mailbox.ca.includes("-----BEGIN")) {

@@ -17,8 +17,14 @@ export const AwsSolutionsReasons = {
     "This is the server access logs bucket; logging it to itself would loop and to another bucket would only move the finding.",
   objectPrefixGrant:
     "Object keys are derived from message ids at run time; the grant is limited to the ingestion prefix of this one bucket, with no wildcard actions.",
+  stateDeleteGrant:
+    "The poller deletes folded state deltas and released leases, whose keys are per mailbox and per write; DeleteObject is limited to the state prefix of this one bucket, so stored mail cannot be deleted.",
   secretPrefixGrant: (count: number, prefix: string): Reason =>
     `${count} mailbox secrets exceed what IAM's role policy size allows by exact ARN; the grant is limited to secrets named "${prefix}*" in this account and region, with no wildcard actions.`,
+  parameterPrefixGrant: (count: number, prefix: string): Reason =>
+    `${count} mailbox parameters exceed what IAM's role policy size allows by exact ARN; the grant is limited to parameters named "/${prefix}*" in this account and region, with no wildcard actions.`,
+  dispatchDlq:
+    "This queue is itself a DLQ: the schedule's dead-letter target and the dispatcher's on-failure destination; its arrivals alarm.",
   networkInterfaces:
     "Lambda manages the poller's VPC network interfaces with these EC2 actions; the Describe actions take no resource ARN, and Lambda creates interfaces whose ids are unknown at deploy time (the same grant as AWSLambdaVPCAccessExecutionRole, without its logs wildcard).",
 } as const;
@@ -27,8 +33,8 @@ export const AwsSolutionsReasons = {
 export const NistReasons = {
   S3BucketReplicationEnabled:
     "Cross-region replication is an account-level recovery decision with its own cost and target; pass an existing replicated bucket as `bucket` to have it.",
-  S3BucketVersioningEnabled:
-    "The poller writes messages and parts create-only and never overwrites them; keeping versions is the bucket owner's retention decision: pass an existing versioned bucket as `bucket`.",
+  accessLogsVersioning:
+    "Server access logs are written once by S3 log delivery and expire by lifecycle; versions would only keep deleted log objects longer.",
   accessLogsKms:
     "S3 server access log delivery writes only to SSE-S3 buckets, so the access logs bucket cannot use a KMS key.",
   bucketKms:
@@ -39,10 +45,8 @@ export const NistReasons = {
     "Each role is the construct's own and its policy names only that role's resources; a managed policy would only add a reusable copy of the same statements.",
   dispatcherConcurrency:
     "One schedule invokes the dispatcher, once per tick; reserved concurrency would take capacity from the account pool for no gain.",
-  pollerConcurrency:
-    "The poller's concurrency is capped by its SQS event source (`maxConcurrency`), which also avoids the throttling that reserved concurrency would cause.",
   dispatcherDlq:
-    "A failed tick is retried by the scheduler's retry policy and then superseded by the next tick, which enqueues the same jobs; it alarms on errors.",
+    "The dispatcher is invoked asynchronously and its event invoke config sends failed events to an on-failure destination queue, which alarms; a function DLQ would duplicate it.",
   pollerDlq:
     "The poller is invoked by an SQS event source, not asynchronously: failed jobs are redriven to the jobs DLQ, which alarms.",
   dispatcherVpc:
@@ -64,6 +68,7 @@ export interface NagSubjects {
   readonly roles: readonly IConstruct[];
   readonly dispatcher: IConstruct;
   readonly poller: IConstruct;
+  readonly dispatchDlq: IConstruct;
   readonly pollerRole: IConstruct;
   readonly pollerInVpc: boolean;
   readonly alarms: readonly IConstruct[];
@@ -88,7 +93,9 @@ export function acknowledgeNagFindings(s: NagSubjects): void {
   for (const bucket of [s.bucket, s.accessLogsBucket]) {
     if (!bucket) continue;
     nist(bucket, "S3BucketReplicationEnabled", NistReasons.S3BucketReplicationEnabled);
-    nist(bucket, "S3BucketVersioningEnabled", NistReasons.S3BucketVersioningEnabled);
+  }
+  if (s.accessLogsBucket) {
+    nist(s.accessLogsBucket, "S3BucketVersioningEnabled", NistReasons.accessLogsVersioning);
   }
   if (s.bucket && !s.bucketKmsEncrypted) {
     nist(s.bucket, "S3DefaultEncryptionKMS", NistReasons.bucketKms);
@@ -104,6 +111,11 @@ export function acknowledgeNagFindings(s: NagSubjects): void {
     resourceFinding(s.grants.objects),
     AwsSolutionsReasons.objectPrefixGrant,
   );
+  acknowledge(
+    s.pollerRole,
+    resourceFinding(s.grants.stateObjects),
+    AwsSolutionsReasons.stateDeleteGrant,
+  );
   if (s.grants.secretPrefix) {
     const { resource, count, prefix } = s.grants.secretPrefix;
     acknowledge(
@@ -112,6 +124,15 @@ export function acknowledgeNagFindings(s: NagSubjects): void {
       AwsSolutionsReasons.secretPrefixGrant(count, prefix),
     );
   }
+  if (s.grants.parameterPrefix) {
+    const { resource, count, prefix } = s.grants.parameterPrefix;
+    acknowledge(
+      s.pollerRole,
+      resourceFinding(resource),
+      AwsSolutionsReasons.parameterPrefixGrant(count, prefix),
+    );
+  }
+  acknowledge(s.dispatchDlq, "AwsSolutions-SQS3", AwsSolutionsReasons.dispatchDlq);
   if (s.grants.networkInterfaces) {
     acknowledge(
       s.pollerRole,
@@ -122,7 +143,6 @@ export function acknowledgeNagFindings(s: NagSubjects): void {
   for (const role of s.roles) nist(role, "IAMNoInlinePolicy", NistReasons.IAMNoInlinePolicy);
 
   nist(s.dispatcher, "LambdaConcurrency", NistReasons.dispatcherConcurrency);
-  nist(s.poller, "LambdaConcurrency", NistReasons.pollerConcurrency);
   nist(s.dispatcher, "LambdaDLQ", NistReasons.dispatcherDlq);
   nist(s.poller, "LambdaDLQ", NistReasons.pollerDlq);
   nist(s.dispatcher, "LambdaInsideVPC", NistReasons.dispatcherVpc);

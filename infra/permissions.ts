@@ -14,9 +14,12 @@ import type { IQueue } from "aws-cdk-lib/aws-sqs";
 import { ConfigError } from "../lambdas/config/index.ts";
 import type { MailboxDefinition } from "./mailboxes.ts";
 
+/** The key prefix, under the bucket prefix, of the per-mailbox UIDL state and the mailbox leases. */
+export const STATE_PREFIX = "state/";
+
 /**
- * Up to this many secrets are granted by exact ARN. IAM allows 10,240 characters across a role's
- * inline policies; the poller's other statements take about 2,000.
+ * Up to this many secrets and parameters (together) are granted by exact ARN. IAM allows 10,240
+ * characters across a role's inline policies; the poller's other statements take about 2,500.
  */
 export const EXACT_SECRET_GRANT_LIMIT = 50;
 /** Exact ARNs above this many characters in total (long secret names) switch to the prefix too. */
@@ -25,6 +28,8 @@ const EXACT_SECRET_ARNS_MAX_CHARS = 6000;
 const SECRET_ARN_OVERHEAD_CHARS = 80;
 /** Characters Secrets Manager allows in a secret name. */
 const SECRET_NAME_PATTERN = /^[A-Za-z0-9/_+=.@-]+$/;
+/** Auth methods that may read OAuth2 JSON from the secret, and so write a rotated token back. */
+const OAUTH_CAPABLE_AUTH = new Set([undefined, "auto", "xoauth2", "oauthbearer"]);
 /** What a producer needs of an SSE-KMS queue's key (SQS developer guide, "Key management"). */
 const KMS_SEND_ACTIONS = ["kms:GenerateDataKey", "kms:Decrypt"];
 /** What a Lambda execution role needs to run in a VPC (the AWSLambdaVPCAccessExecutionRole EC2 actions). */
@@ -50,6 +55,8 @@ export interface PermissionsOptions {
   readonly mailboxes: readonly MailboxDefinition[];
   readonly secretNamePrefix?: string;
   readonly secretsKey?: IKey;
+  /** KMS key of the SecureString parameters, when not the AWS managed `aws/ssm` key. */
+  readonly ssmParametersKey?: IKey;
   /** The poller runs in a VPC, so its role must manage its network interfaces. */
   readonly pollerInVpc: boolean;
 }
@@ -58,14 +65,19 @@ export interface PermissionsOptions {
 export interface PatternGrants {
   /** The poller's object grant, `<bucket>/<prefix>*`. */
   readonly objects: string;
-  /** The secrets grant by name prefix, when there are too many secrets to name one by one. */
-  readonly secretPrefix?: {
-    readonly resource: string;
-    readonly prefix: string;
-    readonly count: number;
-  };
+  /** The poller's delete grant, `<bucket>/<prefix>state/*`. */
+  readonly stateObjects: string;
+  /** Grants by name prefix, when there are too many secrets and parameters to name one by one. */
+  readonly secretPrefix?: PrefixGrant;
+  readonly parameterPrefix?: PrefixGrant;
   /** `*` for the EC2 network-interface actions, which take no resource ARN, when in a VPC. */
   readonly networkInterfaces: boolean;
+}
+
+export interface PrefixGrant {
+  readonly resource: string;
+  readonly prefix: string;
+  readonly count: number;
 }
 
 export function grantPermissions(options: PermissionsOptions): PatternGrants {
@@ -80,10 +92,17 @@ export function grantPermissions(options: PermissionsOptions): PatternGrants {
   const objects = bucket.arnForObjects(`${prefix}*`);
   poller.addToRolePolicy(
     new PolicyStatement({
-      // Messages, MIME parts and the per-mailbox UIDL state.
-      actions: ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+      // Messages, MIME parts, metadata and the per-mailbox UIDL state.
+      actions: ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
       resources: [objects],
     }),
+  );
+  // Deletes only where the poller rewrites: folded state deltas and released leases. Stored mail
+  // (raw/, parts/, meta/) is the only copy once a mailbox deletes after ingest, so the role that
+  // fetches it can never delete it.
+  const stateObjects = bucket.arnForObjects(`${prefix}${STATE_PREFIX}*`);
+  poller.addToRolePolicy(
+    new PolicyStatement({ actions: ["s3:DeleteObject"], resources: [stateObjects] }),
   );
   poller.addToRolePolicy(
     new PolicyStatement({
@@ -102,15 +121,46 @@ export function grantPermissions(options: PermissionsOptions): PatternGrants {
     );
   }
 
-  const secrets = secretResources(poller, options);
-  poller.addToRolePolicy(
-    new PolicyStatement({
-      // PutSecretValue stores rotated OAuth2 refresh tokens.
-      actions: ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"],
-      resources: secrets.resources,
-    }),
-  );
-  if (options.secretsKey) {
+  const sources = passwordResources(poller, options);
+  if (sources.secrets.length > 0) {
+    poller.addToRolePolicy(
+      new PolicyStatement({
+        // PutSecretValue stores rotated OAuth2 refresh tokens.
+        actions: ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"],
+        resources: sources.secrets,
+      }),
+    );
+  }
+  if (sources.parameters.length > 0) {
+    poller.addToRolePolicy(
+      new PolicyStatement({ actions: ["ssm:GetParameter"], resources: sources.parameters }),
+    );
+  }
+  if (sources.writableParameters.length > 0) {
+    poller.addToRolePolicy(
+      new PolicyStatement({
+        // Rotated OAuth2 refresh tokens, only for mailboxes whose auth can be OAuth2.
+        actions: ["ssm:PutParameter"],
+        resources: sources.writableParameters,
+      }),
+    );
+  }
+  if (options.ssmParametersKey && sources.parameters.length > 0) {
+    // The AWS managed aws/ssm key needs no statement here: its key policy already lets every
+    // principal of the account use it through SSM. A customer-managed key needs Decrypt to read
+    // a SecureString and Encrypt to write one (Parameter Store user guide, "AWS KMS").
+    poller.addToRolePolicy(
+      new PolicyStatement({
+        actions:
+          sources.writableParameters.length > 0 ? ["kms:Decrypt", "kms:Encrypt"] : ["kms:Decrypt"],
+        resources: [options.ssmParametersKey.keyArn],
+        conditions: {
+          StringEquals: { "kms:ViaService": `ssm.${Stack.of(poller).region}.amazonaws.com` },
+        },
+      }),
+    );
+  }
+  if (options.secretsKey && sources.secrets.length > 0) {
     poller.addToRolePolicy(
       new PolicyStatement({
         effect: Effect.ALLOW,
@@ -131,7 +181,9 @@ export function grantPermissions(options: PermissionsOptions): PatternGrants {
   }
   return {
     objects,
-    secretPrefix: secrets.prefix,
+    stateObjects,
+    secretPrefix: sources.secretPrefix,
+    parameterPrefix: sources.parameterPrefix,
     networkInterfaces: options.pollerInVpc,
   };
 }
@@ -140,7 +192,7 @@ export function grantPermissions(options: PermissionsOptions): PatternGrants {
  * `grantSendMessages` without its KMS wildcards: the same SQS actions, and for an SSE-KMS queue
  * only the two key actions a producer needs.
  */
-function grantSend(queue: IQueue, grantee: IGrantable): void {
+export function grantSend(queue: IQueue, grantee: IGrantable): void {
   queue.grant(grantee, "sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl");
   if (queue.encryptionMasterKey) {
     grantee.grantPrincipal.addToPrincipalPolicy(
@@ -153,18 +205,35 @@ function grantSend(queue: IQueue, grantee: IGrantable): void {
 }
 
 /**
- * The secrets the poller may read and update: exactly the named ones while their ARNs fit in the
- * role policy, else every secret under `secretNamePrefix`. The prefix grant is the trade-off
- * that lets one construct hold thousands of mailboxes: still no wildcard action, and only secrets
- * in this account and region under that prefix, but any such secret, including ones created
- * later for another purpose. Keep the prefix for mailbox secrets only.
+ * The secrets and parameters the poller may read and update: exactly the named ones while their
+ * ARNs fit in the role policy, else every secret and parameter under `secretNamePrefix`. The
+ * prefix grant is the trade-off that lets one construct hold thousands of mailboxes: still no
+ * wildcard action, and only names in this account and region under that prefix, but any such
+ * name, including ones created later for another purpose. Keep the prefix for mailbox secrets.
  */
-function secretResources(
+function passwordResources(
   poller: IFunction,
   options: Pick<PermissionsOptions, "mailboxes" | "secretNamePrefix">,
-): { resources: string[]; prefix?: PatternGrants["secretPrefix"] } {
+): {
+  secrets: string[];
+  parameters: string[];
+  writableParameters: string[];
+  secretPrefix?: PrefixGrant;
+  parameterPrefix?: PrefixGrant;
+} {
   const stack = Stack.of(poller);
-  const secretIds = [...new Set(options.mailboxes.map((m) => m.password.secretId))];
+  const secretIds = new Set<string>();
+  const parameters = new Set<string>();
+  const writable = new Set<string>();
+  for (const mailbox of options.mailboxes) {
+    const source = mailbox.password;
+    if ("secretId" in source) {
+      secretIds.add(source.secretId);
+    } else {
+      parameters.add(source.ssmParameter);
+      if (OAUTH_CAPABLE_AUTH.has(mailbox.auth)) writable.add(source.ssmParameter);
+    }
+  }
   const secretArn = (resourceName: string) =>
     stack.formatArn({
       service: "secretsmanager",
@@ -172,25 +241,58 @@ function secretResources(
       resourceName,
       arnFormat: ArnFormat.COLON_RESOURCE_NAME,
     });
-  const exactChars = secretIds.reduce((sum, id) => sum + id.length + SECRET_ARN_OVERHEAD_CHARS, 0);
-  if (secretIds.length <= EXACT_SECRET_GRANT_LIMIT && exactChars <= EXACT_SECRET_ARNS_MAX_CHARS) {
-    // Secrets Manager appends "-" and 6 random characters to every secret ARN.
+  // A hierarchical name starts with "/", which the ARN's "parameter/" already supplies.
+  const parameterArn = (name: string) =>
+    name.startsWith("arn:")
+      ? name
+      : stack.formatArn({
+          service: "ssm",
+          resource: "parameter",
+          resourceName: name.replace(/^\//, ""),
+          arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
+        });
+  const names = [...secretIds, ...parameters];
+  const exactChars = names.reduce((sum, id) => sum + id.length + SECRET_ARN_OVERHEAD_CHARS, 0);
+  if (names.length <= EXACT_SECRET_GRANT_LIMIT && exactChars <= EXACT_SECRET_ARNS_MAX_CHARS) {
     return {
-      resources: secretIds.map((id) => (id.startsWith("arn:") ? id : secretArn(`${id}-??????`))),
+      // Secrets Manager appends "-" and 6 random characters to every secret ARN.
+      secrets: [...secretIds].map((id) => (id.startsWith("arn:") ? id : secretArn(`${id}-??????`))),
+      parameters: [...parameters].map(parameterArn),
+      writableParameters: [...writable].map(parameterArn),
     };
   }
   const prefix = options.secretNamePrefix ?? "mail-ingest/";
   if (!SECRET_NAME_PATTERN.test(prefix)) {
     throw new ConfigError("secretNamePrefix", "must be a non-empty secret name prefix");
   }
+  const tooMany = `${names.length} secrets and parameters are too many to grant one by one within IAM's role policy size limit`;
   for (const [i, mailbox] of options.mailboxes.entries()) {
-    if (!mailbox.password.secretId.startsWith(prefix)) {
+    const source = mailbox.password;
+    if ("secretId" in source) {
+      if (!source.secretId.startsWith(prefix)) {
+        throw new ConfigError(
+          `mailboxes[${i}].password.secretId`,
+          `must be a secret name starting with "${prefix}" (secretNamePrefix): ${tooMany}`,
+        );
+      }
+    } else if (!source.ssmParameter.replace(/^\//, "").startsWith(prefix)) {
       throw new ConfigError(
-        `mailboxes[${i}].password.secretId`,
-        `must be a secret name starting with "${prefix}" (secretNamePrefix): ${secretIds.length} secrets are too many to grant one by one within IAM's role policy size limit`,
+        `mailboxes[${i}].password.ssmParameter`,
+        `must be a parameter name starting with "/${prefix}" (secretNamePrefix): ${tooMany}`,
       );
     }
   }
-  const resource = secretArn(`${prefix}*`);
-  return { resources: [resource], prefix: { resource, prefix, count: secretIds.length } };
+  const secretResource = secretArn(`${prefix}*`);
+  const parameterResource = parameterArn(`${prefix}*`);
+  return {
+    secrets: secretIds.size > 0 ? [secretResource] : [],
+    parameters: parameters.size > 0 ? [parameterResource] : [],
+    writableParameters: writable.size > 0 ? [parameterResource] : [],
+    ...(secretIds.size > 0
+      ? { secretPrefix: { resource: secretResource, prefix, count: secretIds.size } }
+      : {}),
+    ...(parameters.size > 0
+      ? { parameterPrefix: { resource: parameterResource, prefix, count: parameters.size } }
+      : {}),
+  };
 }

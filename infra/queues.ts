@@ -16,6 +16,11 @@ import type { Construct } from "constructs";
 
 /** AWS guidance for SQS event sources: visibility timeout at least 6x the function timeout. */
 const VISIBILITY_TIMEOUT_FACTOR = 6;
+/**
+ * Receives before a job is dead-lettered. At least 5 (AWS guidance for Lambda event sources): a
+ * receive that Lambda throttles, or that meets a transient fault, counts like a real failure.
+ */
+export const JOBS_MAX_RECEIVE_COUNT = 5;
 
 export interface SecureQueueOptions {
   /** SSE-KMS with this key; else SSE-SQS. */
@@ -50,6 +55,8 @@ export interface QueuesOptions {
   readonly retention: Duration;
   /** The poller's timeout, from which the jobs visibility timeout follows. */
   readonly pollerTimeout: Duration;
+  /** The output queue's maximum message size, bytes (only set on a queue created here). */
+  readonly outputMaxMessageBytes: number;
 }
 
 export interface Queues {
@@ -57,6 +64,11 @@ export interface Queues {
   readonly outputDlq?: Queue;
   readonly jobsQueue: Queue;
   readonly jobsDlq: Queue;
+  /**
+   * Ticks that never ran: the scheduler's failed deliveries and the dispatcher's failed
+   * asynchronous invocations. Standard, since neither sender can write to a FIFO queue.
+   */
+  readonly dispatchDlq: Queue;
 }
 
 export function createQueues(scope: Construct, options: QueuesOptions): Queues {
@@ -69,6 +81,7 @@ export function createQueues(scope: Construct, options: QueuesOptions): Queues {
       encryptionKey,
       retentionPeriod: retention,
       deadLetterQueue: { queue: outputDlq, maxReceiveCount: 5 },
+      extra: { maxMessageSizeBytes: options.outputMaxMessageBytes },
     });
   }
   const jobsDlq = secureQueue(scope, "JobsDlq", {
@@ -78,9 +91,10 @@ export function createQueues(scope: Construct, options: QueuesOptions): Queues {
   });
   const jobsQueue = secureQueue(scope, "JobsQueue", {
     encryptionKey,
-    // A job older than a few ticks is superseded by newer ones.
+    // The poller drops a scheduled job older than one period (a newer tick has enqueued its
+    // successor); the day of retention only bounds what a stopped poller leaves behind.
     retentionPeriod: Duration.days(1),
-    deadLetterQueue: { queue: jobsDlq, maxReceiveCount: 3 },
+    deadLetterQueue: { queue: jobsDlq, maxReceiveCount: JOBS_MAX_RECEIVE_COUNT },
     extra: {
       fifo: true,
       // The dispatcher sets an explicit dedup id per mailbox and tick.
@@ -93,5 +107,9 @@ export function createQueues(scope: Construct, options: QueuesOptions): Queues {
       ),
     },
   });
-  return { outputQueue, outputDlq, jobsQueue, jobsDlq };
+  const dispatchDlq = secureQueue(scope, "DispatchDlq", {
+    encryptionKey,
+    retentionPeriod: retention,
+  });
+  return { outputQueue, outputDlq, jobsQueue, jobsDlq, dispatchDlq };
 }

@@ -1,4 +1,7 @@
-/** The schedule that invokes the dispatcher, with a role allowed to invoke exactly that function. */
+/**
+ * The schedule that invokes the dispatcher, with a role allowed to invoke exactly that function,
+ * and a DLQ for ticks it could not deliver.
+ */
 import { type Duration, Stack } from "aws-cdk-lib";
 import {
   type IRole,
@@ -16,6 +19,7 @@ import {
   type ScheduleTargetConfig,
   ScheduleTargetInput,
 } from "aws-cdk-lib/aws-scheduler";
+import type { IQueue } from "aws-cdk-lib/aws-sqs";
 import type { Construct } from "constructs";
 
 /** Inputs Lambda receives from the schedule: a tick id the dispatcher uses for FIFO dedup. */
@@ -30,6 +34,7 @@ class InvokeExactly implements IScheduleTarget {
   constructor(
     private readonly func: IFunction,
     private readonly role: IRole,
+    private readonly deadLetterQueue: IQueue,
   ) {}
 
   bind(_schedule: ISchedule): ScheduleTargetConfig {
@@ -39,6 +44,9 @@ class InvokeExactly implements IScheduleTarget {
       input: ScheduleTargetInput.fromObject(SCHEDULE_INPUT),
       // A missed tick is harmless: the next one polls the same mailboxes.
       retryPolicy: { maximumRetryAttempts: 2, maximumEventAgeInSeconds: 120 },
+      // A tick the scheduler could not hand to Lambda (throttled, denied) lands here, where its
+      // arrival alarms, instead of vanishing.
+      deadLetterConfig: { arn: this.deadLetterQueue.queueArn },
     };
   }
 }
@@ -47,6 +55,7 @@ export function createSchedule(
   scope: Construct,
   dispatcher: IFunction,
   rate: Duration,
+  deadLetterQueue: IQueue,
 ): { schedule: Schedule; role: IRole } {
   const schedulerRole = new Role(scope, "SchedulerRole", {
     assumedBy: new ServicePrincipal("scheduler.amazonaws.com", {
@@ -66,7 +75,7 @@ export function createSchedule(
   const schedule = new Schedule(scope, "Schedule", {
     description: "mail-ingest: poll every mailbox",
     schedule: ScheduleExpression.rate(rate),
-    target: new InvokeExactly(dispatcher, schedulerRole),
+    target: new InvokeExactly(dispatcher, schedulerRole, deadLetterQueue),
   });
   return { schedule, role: schedulerRole };
 }

@@ -1,4 +1,8 @@
-/** The ingestion bucket and its server access logs bucket. */
+/**
+ * The ingestion bucket and its server access logs bucket. The ingestion bucket is versioned: once
+ * a mailbox deletes after ingest (RFC 1939 §6 DELE), S3 holds the only copy of the mail, so an
+ * overwrite or a delete must leave the previous version recoverable.
+ */
 import { Duration, RemovalPolicy } from "aws-cdk-lib";
 import type { IKey } from "aws-cdk-lib/aws-kms";
 import {
@@ -6,6 +10,7 @@ import {
   Bucket,
   BucketEncryption,
   type IBucket,
+  ObjectLockRetention,
   ObjectOwnership,
   StorageClass,
 } from "aws-cdk-lib/aws-s3";
@@ -20,6 +25,10 @@ export interface StorageOptions {
   readonly accessLogsBucket?: IBucket;
   readonly accessLogsExpiration?: Duration;
   readonly removalPolicy?: RemovalPolicy;
+  /** Noncurrent (overwritten or deleted) versions are expired after this long. */
+  readonly noncurrentVersionExpiration: Duration;
+  /** Object Lock in governance mode with this default retention; the bucket is created with it. */
+  readonly objectLockRetention?: Duration;
 }
 
 export interface Storage {
@@ -78,12 +87,29 @@ export function createStorage(scope: Construct, options: StorageOptions): Storag
     removalPolicy,
     serverAccessLogsBucket: accessLogsBucket,
     serverAccessLogsPrefix: "bucket/",
+    versioned: true,
+    ...(options.objectLockRetention
+      ? {
+          // S3 sets Object Lock at bucket creation only, and only as a bucket-wide default: it
+          // cannot be limited to `raw/`. Governance mode lets a principal with
+          // s3:BypassGovernanceRetention remove a version early; compliance mode would not.
+          objectLockEnabled: true,
+          objectLockDefaultRetention: ObjectLockRetention.governance(options.objectLockRetention),
+        }
+      : {}),
     lifecycleRules: [
       {
         // Uploads interrupted by a Lambda timeout leave parts that are billed until aborted.
         abortIncompleteMultipartUploadAfter: Duration.days(1),
         expiration: options.objectExpiration,
         transitions,
+        // State snapshots, deltas and leases are rewritten every poll; their old versions are
+        // only a recovery window, not an archive.
+        noncurrentVersionExpiration: options.noncurrentVersionExpiration,
+      },
+      {
+        // A delete marker whose versions have all expired hides nothing; S3 keeps it unless told.
+        expiredObjectDeleteMarker: true,
       },
     ],
   });

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { App, Stack, Validations } from "aws-cdk-lib";
-import { Match, Template } from "aws-cdk-lib/assertions";
+import { Template } from "aws-cdk-lib/assertions";
 import { Queue } from "aws-cdk-lib/aws-sqs";
 import type { CloudAssembly } from "aws-cdk-lib/cx-api";
 import { AwsSolutionsChecks } from "cdk-nag";
@@ -70,6 +70,7 @@ describe("storage", () => {
             AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 },
             Status: "Enabled",
           }),
+          { ExpiredObjectDeleteMarker: true, Status: "Enabled" },
         ],
       },
       LoggingConfiguration: {
@@ -96,7 +97,7 @@ describe("storage", () => {
 describe("queues", () => {
   it("encrypts every queue and denies non-TLS access to each", () => {
     const queues = template.findResources("AWS::SQS::Queue");
-    expect(Object.keys(queues)).toHaveLength(4);
+    expect(Object.keys(queues)).toHaveLength(5);
     for (const queue of Object.values(queues)) {
       expect(queue.Properties.SqsManagedSseEnabled).toBe(true);
     }
@@ -122,7 +123,7 @@ describe("queues", () => {
       FifoThroughputLimit: "perMessageGroupId",
       RedrivePolicy: {
         deadLetterTargetArn: { "Fn::GetAtt": [ref(jobsDlq), "Arn"] },
-        maxReceiveCount: 3,
+        maxReceiveCount: 5,
       },
     });
     expect(queues[ref(jobsDlq)]?.Properties.FifoQueue).toBe(true);
@@ -198,6 +199,10 @@ describe("functions", () => {
       POWERTOOLS_SERVICE_NAME: "mail-ingest",
       POWERTOOLS_METRICS_NAMESPACE: "MailIngest",
       NODE_OPTIONS: "--enable-source-maps",
+      OUTPUT_MAX_MESSAGE_BYTES: "1048576",
+      PER_MAILBOX_METRICS: "false",
+      SCHEDULE_PERIOD_SECONDS: "300",
+      OAUTH_WRITE_BACK_AFTER_SECONDS: "86400",
     });
   });
 
@@ -274,41 +279,36 @@ describe("IAM", () => {
 });
 
 describe("alarms", () => {
-  it("alarms on both DLQs, both functions' errors, auth failures and backlog, all paging the topic", () => {
+  it("alarms on DLQ arrivals, queue ages, function errors, the dispatcher's heartbeat, auth failures and backlog, all paging the topic", () => {
     const alarms = Object.values(template.findResources("AWS::CloudWatch::Alarm"));
-    expect(alarms).toHaveLength(6);
+    expect(alarms).toHaveLength(10);
     for (const alarm of alarms) expect(alarm.Properties.AlarmActions).toEqual([TOPIC_ARN]);
     const watched = alarms.map((a) =>
       a.Properties.Metrics
-        ? a.Properties.Metrics[0].Expression
+        ? a.Properties.Metrics.find((m: { Expression?: string }) => m.Expression).Expression
         : `${a.Properties.Namespace}/${a.Properties.MetricName}`,
     );
     expect(watched.sort()).toEqual([
       "AWS/Lambda/Errors",
       "AWS/Lambda/Errors",
-      "AWS/SQS/ApproximateNumberOfMessagesVisible",
-      "AWS/SQS/ApproximateNumberOfMessagesVisible",
-      'SELECT MAX(Backlog) FROM "MailIngest"',
-      'SELECT SUM(AuthFailures) FROM "MailIngest"',
+      "AWS/Lambda/Invocations",
+      "AWS/SQS/ApproximateAgeOfOldestMessage",
+      "AWS/SQS/ApproximateAgeOfOldestMessage",
+      "AWS/SQS/NumberOfMessagesSent",
+      "DIFF(FILL(jobsVisible, 0))",
+      "DIFF(FILL(outputVisible, 0))",
+      "MailIngest/AuthFailures",
+      "MailIngest/Backlog",
     ]);
-    template.hasResourceProperties("AWS::CloudWatch::Alarm", {
-      MetricName: "ApproximateNumberOfMessagesVisible",
-      Dimensions: [
-        {
-          Name: "QueueName",
-          Value: Match.objectLike({ "Fn::GetAtt": [ref(stack.ingestion.jobsDlq), "QueueName"] }),
-        },
-      ],
-      Threshold: 0,
-      ComparisonOperator: "GreaterThanThreshold",
-    });
   });
 
-  it("fires the backlog alarm only after two hours of unshrunk backlog", () => {
+  it("fires the backlog alarm only after two hours of unshrunk backlog, fleet-wide", () => {
     template.hasResourceProperties("AWS::CloudWatch::Alarm", {
-      Metrics: [
-        Match.objectLike({ Expression: 'SELECT MAX(Backlog) FROM "MailIngest"', Period: 900 }),
-      ],
+      Namespace: "MailIngest",
+      MetricName: "Backlog",
+      Dimensions: [{ Name: "service", Value: "mail-ingest" }],
+      Statistic: "Maximum",
+      Period: 900,
       EvaluationPeriods: 8,
       DatapointsToAlarm: 8,
     });

@@ -189,10 +189,10 @@ describe("customer-managed KMS keys", () => {
     ]);
   });
 
-  it("encrypts all four queues and both log groups with the key", () => {
+  it("encrypts all five queues and both log groups with the key", () => {
     const { template, keyRef } = keyed();
     const queues = Object.values(template.findResources("AWS::SQS::Queue"));
-    expect(queues).toHaveLength(4);
+    expect(queues).toHaveLength(5);
     for (const queue of queues) {
       expect(queue.Properties.KmsMasterKeyId).toEqual(keyRef);
       expect(queue.Properties.SqsManagedSseEnabled).toBeUndefined();

@@ -50,7 +50,7 @@ function expectConfigError(build: () => unknown, field: RegExp) {
 }
 
 describe("existing resources", () => {
-  it("uses a given bucket and output queue instead of creating them, and drops the output DLQ alarm", () => {
+  it("uses a given bucket and output queue instead of creating them, drops the output DLQ alarm and keeps its age alarm", () => {
     const { template, ingestion, stack } = synth({}, (s) => ({
       bucket: Bucket.fromBucketName(s, "Existing", "corp-mail-archive"),
       outputQueue: Queue.fromQueueArn(
@@ -60,11 +60,18 @@ describe("existing resources", () => {
       ),
     }));
     template.resourceCountIs("AWS::S3::Bucket", 0);
-    // Only the jobs queue and its DLQ remain.
-    template.resourceCountIs("AWS::SQS::Queue", 2);
+    // Only the jobs queue, its DLQ and the dispatch DLQ remain.
+    template.resourceCountIs("AWS::SQS::Queue", 3);
     expect(ingestion.outputDlq).toBeUndefined();
-    expect(ingestion.alarms.outputDlqDepth).toBeUndefined();
-    template.resourceCountIs("AWS::CloudWatch::Alarm", 5);
+    expect(ingestion.alarms.outputDlqArrivals).toBeUndefined();
+    template.resourceCountIs("AWS::CloudWatch::Alarm", 9);
+    // The passed-in queue is watched for messages nobody consumes.
+    template.hasResourceProperties("AWS::CloudWatch::Alarm", {
+      MetricName: "ApproximateAgeOfOldestMessage",
+      Dimensions: [{ Name: "QueueName", Value: "mail-out" }],
+      Threshold: 24 * 3600,
+      ComparisonOperator: "GreaterThanThreshold",
+    });
     const objectStatement = identityStatements(template).find(({ statement }) =>
       actionsOf(statement).includes("s3:PutObject"),
     );
@@ -153,7 +160,9 @@ describe("optional features", () => {
       expect.objectContaining({
         ExpirationInDays: 365,
         Transitions: [{ StorageClass: "STANDARD_IA", TransitionInDays: 30 }],
+        NoncurrentVersionExpiration: { NoncurrentDays: 30 },
       }),
+      { ExpiredObjectDeleteMarker: true, Status: "Enabled" },
     ]);
   });
 
