@@ -8,7 +8,7 @@
  *   against the service account's public key), device_code (RFC 8628 §3.4) and
  *   authorization_code with PKCE (RFC 7636 §4.6) grants;
  * - `/{tenant}/oauth2/v2.0/devicecode`: RFC 8628 §3.1-3.2;
- * - `/auth`: the authorization endpoint, which "consents" as `authorizeAs` and redirects;
+ * - `/o/oauth2/v2/auth`: the (Google-style) authorization endpoint, which "consents" as `authorizeAs` and redirects;
  * - `/introspect`: RFC 7662 token introspection, which Dovecot's oauth2 passdb calls
  *   (`introspection_mode = post`), answering `{active, username}`.
  *
@@ -361,7 +361,7 @@ export async function startOAuthServer(): Promise<OAuthServerHandle> {
     form: URLSearchParams,
   ): { status: number; body: unknown; location?: string } => {
     const url = new URL(req.url ?? "/", origin);
-    if (req.method === "GET" && url.pathname === "/auth") {
+    if (req.method === "GET" && url.pathname === "/o/oauth2/v2/auth") {
       const q = url.searchParams;
       const redirect = new URL(q.get("redirect_uri") ?? "");
       redirect.searchParams.set("state", q.get("state") ?? "");
@@ -481,7 +481,7 @@ export async function startOAuthServer(): Promise<OAuthServerHandle> {
     origin,
     tokenUrl: (tenant = "tenant") => `${origin}/${tenant}/oauth2/v2.0/token`,
     googleTokenUrl: `${origin}/token`,
-    authorizationUrl: `${origin}/auth`,
+    authorizationUrl: `${origin}/o/oauth2/v2/auth`,
     introspectionUrl: `${origin}/introspect`,
     registerClient: (client: RegisteredClient) => {
       clients.set(client.clientId, client);

@@ -332,4 +332,190 @@ describeDovecot("OAuth2 against Dovecot's oauth2 passdb", () => {
       authority.revokeOnRotate = false;
     }
   });
+
+  /** Runs `mail-ingest oauth login ...`; `waitFor` resolves with the first stderr match. */
+  function login_(args: string[], env: NodeJS.ProcessEnv = {}) {
+    const child = spawn(process.execPath, [CLI, "oauth", "login", ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, ...env },
+    });
+    let stderr = "";
+    const waiters: Array<{ re: RegExp; resolve: (m: RegExpMatchArray) => void }> = [];
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+      for (const w of waiters.splice(0)) {
+        const m = stderr.match(w.re);
+        if (m) w.resolve(m);
+        else waiters.push(w);
+      }
+    });
+    const done = finish(child);
+    return {
+      done,
+      waitFor: (re: RegExp) =>
+        new Promise<RegExpMatchArray>((resolve, reject) => {
+          const m = stderr.match(re);
+          if (m) return resolve(m);
+          waiters.push({ re, resolve });
+          void done.then((r) => reject(new Error(`CLI exited ${r.code}: ${r.stderr}`)));
+        }),
+    };
+  }
+
+  it("oauth login, Microsoft device code: prints the code, honours slow_down, writes a 0600 secret that then polls through Dovecot", async () => {
+    authority.registerClient({ clientId: "device-id" });
+    authority.slowDownOnce = true;
+    try {
+      const out = path.join(dir, "device.json");
+      const run = login_([
+        "--provider",
+        "microsoft",
+        "--tenant",
+        "tenant",
+        "--client-id",
+        "device-id",
+        "--authority",
+        authority.origin,
+        "--out",
+        out,
+      ]);
+      const [, code] = await run.waitFor(/enter the code (\S+)/);
+      authority.approveDevice(code ?? "", "alice");
+      const result = await run.done;
+      expect(result.code, result.stderr).toBe(0);
+      const device = authority.deviceCodes.find((d) => d.userCode === code);
+      // One slow_down, then the token: at least two polls, and the CLI kept going after slow_down.
+      expect(device?.polls()).toBeGreaterThanOrEqual(2);
+      const polls = authority.requests.filter((r) => r.form.get("device_code"));
+      expect(polls.map((r) => r.error)).toContain("slow_down");
+      const secret = JSON.parse(await readFile(out, "utf8"));
+      expect(secret).toMatchObject({
+        clientId: "device-id",
+        tokenUrl: authority.tokenUrl("tenant"),
+        scope: "https://outlook.office365.com/POP.AccessAsUser.All offline_access",
+      });
+      expect(authority.issuedRefreshTokens).toContain(secret.refreshToken);
+      expect((await stat(out)).mode & 0o777).toBe(0o600);
+      expect(result.stdout + result.stderr).not.toContain(secret.refreshToken);
+
+      // The file refuses a second login without --force.
+      const again = login_([
+        "--provider",
+        "microsoft",
+        "--client-id",
+        "device-id",
+        "--authority",
+        authority.origin,
+        "--out",
+        out,
+      ]);
+      const refusedRun = await again.done;
+      expect(refusedRun.code).toBe(1);
+      expect(refusedRun.stderr).toContain("use --force");
+
+      const poll = await pollWith("device", "alice", secret);
+      expect(poll.code, poll.stderr).toBe(0);
+      expect(poll.ingested).toBeGreaterThanOrEqual(1);
+    } finally {
+      authority.slowDownOnce = false;
+    }
+  });
+
+  it("oauth login, Microsoft: a declined consent and a wrong tenant each end with exit 1 and one line quoting the provider", async () => {
+    authority.registerClient({ clientId: "deny-id" });
+    const run = login_([
+      "--provider",
+      "microsoft",
+      "--tenant",
+      "tenant",
+      "--client-id",
+      "deny-id",
+      "--authority",
+      authority.origin,
+    ]);
+    const [, code] = await run.waitFor(/enter the code (\S+)/);
+    authority.denyDevice(code ?? "");
+    const denied = await run.done;
+    expect(denied.code).toBe(1);
+    const line = denied.stderr.trim().split("\n").at(-1) ?? "";
+    expect(line).toMatch(/^mail-ingest: oauth login failed: .*access_denied: AADSTS65004/);
+    expect(denied.stdout).toBe("");
+
+    const wrong = await login_([
+      "--provider",
+      "microsoft",
+      "--tenant",
+      "no-such-tenant",
+      "--client-id",
+      "deny-id",
+      "--authority",
+      authority.origin,
+    ]).done;
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr.trim()).toBe(
+      "mail-ingest: oauth login failed: device authorization refused: invalid_request: AADSTS90002: Tenant not found.",
+    );
+  });
+
+  it("oauth login, Google loopback + PKCE: the test plays the browser; the secret printed to stdout then polls through Dovecot", async () => {
+    authority.registerClient({ clientId: "google-id", clientSecret: "google-client-SECRET-42" });
+    authority.authorizeAs = "bob";
+    const run = login_([
+      "--provider",
+      "google",
+      "--client-id",
+      "google-id",
+      "--client-secret",
+      "google-client-SECRET-42",
+      "--authority",
+      authority.origin,
+    ]);
+    const [url] = await run.waitFor(/http:\/\/127\.0\.0\.1:\d+\/o\/oauth2\/v2\/auth\S+/);
+    const auth = new URL(url ?? "");
+    expect(auth.searchParams.get("code_challenge_method")).toBe("S256");
+    expect(auth.searchParams.get("scope")).toBe("https://mail.google.com/");
+    expect(new URL(auth.searchParams.get("redirect_uri") ?? "").hostname).toBe("127.0.0.1");
+    // The browser: the authority consents and redirects to the CLI's loopback listener.
+    const browser = await fetch(url ?? "", { redirect: "follow" });
+    expect(browser.status).toBe(200);
+    const result = await run.done;
+    expect(result.code, result.stderr).toBe(0);
+    const secret = JSON.parse(result.stdout);
+    expect(secret).toMatchObject({
+      clientId: "google-id",
+      clientSecret: "google-client-SECRET-42",
+      tokenUrl: authority.googleTokenUrl,
+      scope: "https://mail.google.com/",
+    });
+    const exchange = authority.requests.at(-1);
+    expect(exchange?.form.get("grant_type")).toBe("authorization_code");
+    expect(exchange?.status).toBe(200);
+    const poll = await pollWith("google", "bob", secret);
+    expect(poll.code, poll.stderr).toBe(0);
+    expect(poll.ingested).toBeGreaterThanOrEqual(1);
+  });
+
+  it("oauth login, Google: a redirect with the wrong state is refused and nothing is exchanged", async () => {
+    authority.registerClient({ clientId: "state-id", clientSecret: "state-client-SECRET" });
+    const before = authority.requests.length;
+    const run = login_([
+      "--provider",
+      "google",
+      "--client-id",
+      "state-id",
+      "--client-secret",
+      "state-client-SECRET",
+      "--authority",
+      authority.origin,
+    ]);
+    const [url] = await run.waitFor(/http:\/\/127\.0\.0\.1:\d+\/o\/oauth2\/v2\/auth\S+/);
+    const redirect = new URL(new URL(url ?? "").searchParams.get("redirect_uri") ?? "");
+    redirect.searchParams.set("code", "attacker-code");
+    redirect.searchParams.set("state", "forged");
+    expect((await fetch(redirect)).status).toBe(400);
+    const result = await run.done;
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("state mismatch");
+    expect(authority.requests.length).toBe(before);
+  });
 });
