@@ -206,6 +206,32 @@ describeDovecot("OAuth2 against Dovecot's oauth2 passdb", () => {
     expectNoSecrets(poll, [clientSecret]);
   });
 
+  it("check prints the grant, the access token's expiry and its roles, never the token", async () => {
+    authority.registerClient({
+      clientId: "app-id",
+      clientSecret: "app-client-SECRET-value-123",
+      mailbox: "app",
+    });
+    await pollWith("app", "app", {
+      grant: "client_credentials",
+      clientId: "app-id",
+      clientSecret: "app-client-SECRET-value-123",
+      tokenUrl: authority.tokenUrl(),
+      scope: "https://outlook.office365.com/.default",
+    });
+    const child = spawn(
+      process.execPath,
+      [CLI, "check", "--config", path.join(dir, "app.config.json")],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    const result = await finish(child);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(
+      /oauth: grant client_credentials, access token expires \d{4}-\d\d-\d\dT[\d:.]+Z, roles: POP\.AccessAsApp/,
+    );
+    expectNoSecrets({ ...result, ingested: 0 }, ["app-client-SECRET-value-123"]);
+  });
+
   it("client_credentials with a certificate: the authority verifies the signed assertion and x5t#S256", async () => {
     const { key, cert } = keyAndCertificate(dir, "cert-app");
     authority.registerClient({ clientId: "cert-id", certificatePem: cert, mailbox: "cert" });
