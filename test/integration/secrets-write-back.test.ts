@@ -4,6 +4,8 @@
  * OAuth2 authority: the issue 9 rules (write back only once the stored token is older than the
  * threshold or was revoked; a failed write never fails the poll and is retried later).
  */
+import { spawn } from "node:child_process";
+import path from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { cliCredentials } from "../../lambdas/cli/credentials.ts";
 import { type MailboxConfig, parseConfig } from "../../lambdas/config/index.ts";
@@ -12,6 +14,7 @@ import { secretsManagerStore } from "../../lambdas/secrets/secrets-manager.ts";
 import { ssmSecretStore } from "../../lambdas/secrets/ssm.ts";
 import { type AwsSecretsFake, startAwsSecretsFake } from "../helpers/aws-secrets-fake.ts";
 import { type OAuthServerHandle, startOAuthServer } from "../helpers/oauth-server.ts";
+import { finish } from "../helpers/process.ts";
 
 const CLIENT_SECRET = "wb-client-SECRET-0123456789";
 const HOUR_MS = 3_600_000;
@@ -149,5 +152,64 @@ describe("write-back threshold and failures (the poller's wiring: credentialDeps
     await resolveCredentials(box, deps);
     expect(writes("PutSecretValue")).toHaveLength(2);
     expect(JSON.parse(aws.secrets.get("mail/throttled") ?? "{}").refreshToken).toBe(rotated);
+  });
+});
+
+describe("oauth login stores the secret in AWS", () => {
+  const CLI = path.resolve(import.meta.dirname, "../../bin/mail-ingest.js");
+
+  /** The Google loopback flow with the test as the browser, storing to `destination`. */
+  async function googleLogin(destination: string[]) {
+    authority.registerClient({ clientId: "store-id", clientSecret: "store-client-SECRET" });
+    const child = spawn(
+      process.execPath,
+      [
+        CLI,
+        "oauth",
+        "login",
+        "--provider",
+        "google",
+        "--client-id",
+        "store-id",
+        "--client-secret",
+        "store-client-SECRET",
+        "--authority",
+        authority.origin,
+        ...destination,
+      ],
+      { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...aws.env } },
+    );
+    const done = finish(child);
+    let stderr = "";
+    const url = await new Promise<string>((resolve) => {
+      child.stderr?.on("data", (d: Buffer) => {
+        stderr += d.toString();
+        const m = /http:\/\/\S+\/o\/oauth2\/v2\/auth\S+/.exec(stderr);
+        if (m) resolve(m[0]);
+      });
+    });
+    await fetch(url);
+    return done;
+  }
+
+  it("--ssm-parameter writes a SecureString; --secret-id creates the secret, then adds a version", async () => {
+    const ssm = await googleLogin(["--ssm-parameter", "/mail/login"]);
+    expect(ssm.code, ssm.stderr).toBe(0);
+    expect(ssm.stdout).toBe("");
+    const parameter = aws.parameters.get("/mail/login");
+    expect(parameter?.type).toBe("SecureString");
+    expect(JSON.parse(parameter?.value ?? "{}").refreshToken).toBe(
+      authority.issuedRefreshTokens.at(-1),
+    );
+
+    const created = await googleLogin(["--secret-id", "mail/login"]);
+    expect(created.code, created.stderr).toBe(0);
+    expect(writes("CreateSecret")).toHaveLength(1);
+    const updated = await googleLogin(["--secret-id", "mail/login"]);
+    expect(updated.code, updated.stderr).toBe(0);
+    expect(JSON.parse(aws.secrets.get("mail/login") ?? "{}").refreshToken).toBe(
+      authority.issuedRefreshTokens.at(-1),
+    );
+    expect(writes("PutSecretValue").length).toBeGreaterThanOrEqual(2);
   });
 });
