@@ -8,7 +8,9 @@ import type { MailboxConfig } from "../config/index.ts";
 import { describeError } from "../errors.ts";
 import { planSession } from "../ingest/plan.ts";
 import type { StateStore } from "../ports.ts";
-import { type ResolveCredentialsDeps, resolveCredentials } from "../secrets/credentials.ts";
+import { type ResolveCredentialsDeps, resolveCredentialsDetail } from "../secrets/credentials.ts";
+import { peekJwtClaims } from "../secrets/jws.ts";
+import type { AccessTokenInfo } from "../secrets/oauth.ts";
 import { loadSelection, parse } from "./args.ts";
 import { cliCredentials } from "./credentials.ts";
 import { type CliIo, EXIT_MAILBOX_FAILED, EXIT_OK } from "./io.ts";
@@ -43,7 +45,8 @@ async function checkMailbox(
   state: StateStore,
   credentials: ResolveCredentialsDeps,
 ): Promise<string> {
-  const client = await openMailbox(mailbox, await resolveCredentials(mailbox, credentials));
+  const { credentials: session, token } = await resolveCredentialsDetail(mailbox, credentials);
+  const client = await openMailbox(mailbox, session);
   const stateWarnings: string[] = [];
   try {
     const [uidls, sizes, known] = await Promise.all([
@@ -59,6 +62,7 @@ async function checkMailbox(
     const lines = [
       `${mailbox.id}: OK ${mailbox.username}@${mailbox.host}:${mailbox.port} (${client.secure ? "TLS" : "no TLS"})`,
       `  capabilities: ${caps.raw.length > 0 ? caps.raw.join(", ") : "(server has no CAPA)"}`,
+      ...(token ? [describeToken(token)] : []),
       `  messages: ${listed.length} on server (${formatBytes(total)}), ${plan.newCount} new, ${plan.tooLarge.length} over maxMessageBytes, ${plan.deleteKnown.length} due for deletion`,
     ];
     if (plan.duplicateUidls.length > 0)
@@ -70,4 +74,28 @@ async function checkMailbox(
   } finally {
     client.close();
   }
+}
+
+/**
+ * The grant, the access token's expiry and, for a JWT, the scopes (`scp`, `scope`) or app roles
+ * (`roles`) it claims: what an admin needs to see why a login fails. Never the token itself.
+ */
+function describeToken(token: AccessTokenInfo): string {
+  const parts = [
+    `grant ${token.grant}`,
+    `access token expires ${new Date(token.expiresAt).toISOString()}`,
+  ];
+  const claims = peekJwtClaims(token.accessToken);
+  const list = (value: unknown) =>
+    Array.isArray(value)
+      ? value.filter((v) => typeof v === "string").join(" ")
+      : typeof value === "string"
+        ? value
+        : "";
+  const roles = list(claims?.roles);
+  const scopes = list(claims?.scp) || list(claims?.scope);
+  // Bounded: claims come from the token, which is the provider's text.
+  if (roles) parts.push(`roles: ${roles.slice(0, 300)}`);
+  if (scopes) parts.push(`scopes: ${scopes.slice(0, 300)}`);
+  return `  oauth: ${parts.join(", ")}`;
 }

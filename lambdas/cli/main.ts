@@ -10,12 +10,16 @@ const USAGE = `Usage:
   mail-ingest poll  --config FILE [--mailbox ID] [--json] [--every DURATION]
   mail-ingest check --config FILE [--mailbox ID]
   mail-ingest demo  [--dir DIR]
+  mail-ingest oauth login --provider microsoft --tenant TENANT --client-id ID [--client-secret S]
+                          [--authority URL] [--scope "..."] [--out FILE [--force] | --secret-id NAME | --ssm-parameter NAME]
+  mail-ingest oauth login --provider google --client-id ID --client-secret S [--authority URL] [--scope "..."] [...]
 
 Commands:
   poll    Fetch new mail from each mailbox, store it and queue its metadata.
           --every 60s keeps polling (daemon mode) until SIGINT/SIGTERM.
   check   Connect and log in to each mailbox; show capabilities and counts. Fetches nothing.
   demo    Start a built-in POP3 test server with sample mail and poll it into ./mail-ingest-data.
+  oauth   Sign in (Microsoft device code, Google loopback + PKCE) and store the refresh-token secret.
 
 Exit codes: 0 ok, 1 a mailbox failed, 2 usage or config error.`;
 
@@ -35,6 +39,8 @@ export async function main(argv: readonly string[], io?: Partial<CliIo>): Promis
         return await (await import("./check.ts")).checkCommand(rest, full);
       case "demo":
         return await (await import("./demo.ts")).demoCommand(rest, full);
+      case "oauth":
+        return await (await import("./oauth-login.ts")).oauthCommand(rest, full);
       case undefined:
       case "help":
       case "--help":

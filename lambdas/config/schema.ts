@@ -40,7 +40,9 @@ export type SecretSource =
   | string
   | { readonly env: string }
   | { readonly file: string }
-  | { readonly secretId: string };
+  | { readonly secretId: string }
+  /** An SSM Parameter Store SecureString (standard tier: no per-secret cost). */
+  | { readonly ssmParameter: string };
 
 /** RFC 1939 §6: DELE is committed at QUIT; these say when we issue it. */
 export type DeletePolicy = "never" | "after-ingest" | { readonly afterDays: number };
@@ -267,19 +269,26 @@ function parseSecretSource(value: unknown, at: string, baseDir: string): SecretS
   if (!isRecord(value)) {
     throw new ConfigError(
       at,
-      'must be a string, {"env": NAME}, {"file": PATH} or {"secretId": ID}',
+      'must be a string, {"env": NAME}, {"file": PATH}, {"secretId": ID} or {"ssmParameter": NAME}',
     );
   }
   const keys = Object.keys(value);
   const key = keys[0];
-  if (keys.length !== 1 || (key !== "env" && key !== "file" && key !== "secretId")) {
-    throw new ConfigError(at, 'must have exactly one of "env", "file" or "secretId"');
+  if (
+    keys.length !== 1 ||
+    (key !== "env" && key !== "file" && key !== "secretId" && key !== "ssmParameter")
+  ) {
+    throw new ConfigError(
+      at,
+      'must have exactly one of "env", "file", "secretId" or "ssmParameter"',
+    );
   }
   const f = new Fields(value, at);
   const source = f.string(key);
   f.done();
   if (key === "env") return { env: source };
   if (key === "file") return { file: path.resolve(baseDir, source) };
+  if (key === "ssmParameter") return { ssmParameter: source };
   return { secretId: source };
 }
 

@@ -51,6 +51,7 @@ import {
   resolveCredentials,
 } from "../secrets/credentials.ts";
 import { secretsManagerStore } from "../secrets/secrets-manager.ts";
+import { ssmSecretStore } from "../secrets/ssm.ts";
 import {
   MAX_STALLED_IDS,
   type PollJob,
@@ -271,15 +272,25 @@ export function defaultPollerDeps(env: NodeJS.ProcessEnv = process.env): PollerD
       }),
   );
   const sqs = lazy(() => new SQSClient({}));
-  const credentials = lazy(() =>
-    credentialDeps({
+  const credentials = lazy(() => {
+    const cacheSeconds = integerEnv(
+      env,
+      LambdaEnv.secretCacheSeconds,
+      EnvDefaults.secretCacheSeconds,
+    );
+    return credentialDeps({
       env,
       warn: (message) => logger().warn(message),
-      store: secretsManagerStore({
-        cacheSeconds: integerEnv(env, LambdaEnv.secretCacheSeconds, EnvDefaults.secretCacheSeconds),
-      }),
-    }),
-  );
+      store: secretsManagerStore({ cacheSeconds }),
+      ssm: ssmSecretStore({ cacheSeconds }),
+      // Issue 9: warm containers each rotate on every refresh; only an aged token is written back.
+      writeBackAfterSeconds: integerEnv(
+        env,
+        LambdaEnv.tokenWriteBackAfterSeconds,
+        EnvDefaults.tokenWriteBackAfterSeconds,
+      ),
+    });
+  });
   const loadConfig = lazy(() =>
     createConfigLoader(env, (name, maxAge) => getParameter(name, { maxAge })),
   );

@@ -12,12 +12,14 @@ import {
   mailboxMessage,
 } from "../errors.ts";
 import type { SessionCredentials } from "../ingest/types.ts";
-import { TokenProvider } from "./oauth.ts";
+import { writeRefreshTokenToFile } from "./file.ts";
+import { type AccessTokenInfo, TokenProvider } from "./oauth.ts";
 import { parseSecretString } from "./parse.ts";
 import {
   type RefreshTokenWriter,
   resolveSecret,
   type SecretIdResolver,
+  type SecretWriters,
   writeBackFor,
 } from "./source.ts";
 
@@ -26,6 +28,10 @@ export interface ResolveCredentialsDeps {
   readonly getSecret?: SecretIdResolver;
   /** Stores a rotated refresh token into a `{secretId}` secret; without it none is writable. */
   readonly writeRefreshToken?: RefreshTokenWriter;
+  /** SSM SecureString by name; without it `{ssmParameter}` sources cannot be resolved. */
+  readonly getSsmParameter?: SecretIdResolver;
+  /** Writers for `{ssmParameter}` and `{file}` sources (Secrets Manager's is `writeRefreshToken`). */
+  readonly writers?: Omit<SecretWriters, "secretId">;
   /** Needed only for OAuth2 secrets. */
   readonly tokenProvider?: TokenProvider;
   /** For `{env}` sources. @default process.env */
@@ -40,8 +46,24 @@ export async function resolveCredentials(
   mailbox: MailboxConfig,
   deps: ResolveCredentialsDeps,
 ): Promise<SessionCredentials> {
+  return (await resolveWith(mailbox, deps, false)).credentials;
+}
+
+/** {@link resolveCredentials}, plus the OAuth2 grant and token expiry when there is one (`check`). */
+export async function resolveCredentialsDetail(
+  mailbox: MailboxConfig,
+  deps: ResolveCredentialsDeps,
+): Promise<{ credentials: SessionCredentials; token?: AccessTokenInfo }> {
+  return resolveWith(mailbox, deps, true);
+}
+
+async function resolveWith(
+  mailbox: MailboxConfig,
+  deps: ResolveCredentialsDeps,
+  detail: boolean,
+): Promise<{ credentials: SessionCredentials; token?: AccessTokenInfo }> {
   try {
-    return await credentialsFor(mailbox, deps);
+    return await credentialsFor(mailbox, deps, detail);
   } catch (err) {
     const code = isMailIngestError(err) ? err.code : ErrorCode.SECRET_UNRESOLVED;
     // describeError skips the cause's own message, which this one already quotes, so a report
@@ -55,10 +77,15 @@ export async function resolveCredentials(
 async function credentialsFor(
   mailbox: MailboxConfig,
   deps: ResolveCredentialsDeps,
-): Promise<SessionCredentials> {
-  const text = await resolveSecret(mailbox.password, { env: deps.env, secretId: deps.getSecret });
+  detail: boolean,
+): Promise<{ credentials: SessionCredentials; token?: AccessTokenInfo }> {
+  const text = await resolveSecret(mailbox.password, {
+    env: deps.env,
+    secretId: deps.getSecret,
+    ssmParameter: deps.getSsmParameter,
+  });
   const parsed = parseSecretString(text);
-  if (parsed.kind === "password") return { password: parsed.password };
+  if (parsed.kind === "password") return { credentials: { password: parsed.password } };
 
   if (mailbox.auth !== "auto" && mailbox.auth !== "xoauth2" && mailbox.auth !== "oauthbearer") {
     throw new MailIngestError(
@@ -70,16 +97,24 @@ async function credentialsFor(
     throw new MailIngestError(ErrorCode.SECRET_UNRESOLVED, "OAuth2 secret needs a token provider");
   }
   // One secret per mailbox, so the secret id (when there is one) names the credential.
+  const source = mailbox.password;
   const key =
-    typeof mailbox.password === "object" && "secretId" in mailbox.password
-      ? mailbox.password.secretId
-      : `mailbox ${mailbox.id}`;
-  return {
-    accessToken: await deps.tokenProvider.getAccessToken(parsed.oauth, {
-      key,
-      writeBack: writeBackFor(mailbox.password, deps.writeRefreshToken),
-    }),
+    typeof source === "object" && "secretId" in source
+      ? source.secretId
+      : typeof source === "object" && "ssmParameter" in source
+        ? `ssm:${source.ssmParameter}`
+        : `mailbox ${mailbox.id}`;
+  const options = {
+    key,
+    writeBack: writeBackFor(source, { ...deps.writers, secretId: deps.writeRefreshToken }),
   };
+  if (!detail) {
+    return {
+      credentials: { accessToken: await deps.tokenProvider.getAccessToken(parsed.oauth, options) },
+    };
+  }
+  const token = await deps.tokenProvider.getToken(parsed.oauth, options);
+  return { credentials: { accessToken: token.accessToken }, token };
 }
 
 export interface CredentialDepsOptions {
@@ -92,6 +127,16 @@ export interface CredentialDepsOptions {
     readonly getSecret: SecretIdResolver;
     readonly writeRefreshToken: RefreshTokenWriter;
   };
+  /** SSM Parameter Store (or a stand-in); without it `{ssmParameter}` sources cannot be resolved. */
+  readonly ssm?: {
+    readonly getParameter: SecretIdResolver;
+    readonly writeRefreshToken: RefreshTokenWriter;
+  };
+  /**
+   * A rotated refresh token is written back only once the stored one is this old, s (issue 9:
+   * Secrets Manager throttles frequent versions). @default 0 (always)
+   */
+  readonly writeBackAfterSeconds?: number;
   /** For the token endpoint. @default globalThis.fetch */
   readonly fetch?: typeof globalThis.fetch;
 }
@@ -104,17 +149,28 @@ export interface CredentialDepsOptions {
 export function credentialDeps(options: CredentialDepsOptions): ResolveCredentialsDeps {
   const tokenProvider = new TokenProvider({
     fetch: options.fetch,
+    writeBackAfterMs: (options.writeBackAfterSeconds ?? 0) * 1000,
     persistRefreshToken: async ({ key, refreshToken, writeBack }) => {
       if (writeBack?.writable) return writeBack.write(refreshToken);
       options.warn(
         `rotated OAuth2 refresh token for ${key} kept in memory only: ${writeBack?.reason ?? "its secret is not writable"}`,
       );
     },
+    // The error names the store and its cause (throttling, access), never the token.
+    onPersistFailure: (key, err) =>
+      options.warn(
+        `could not store the rotated OAuth2 refresh token for ${key} (kept in memory, retried on a later run): ${describeError(err)}`,
+      ),
   });
-  const { store } = options;
+  const { store, ssm } = options;
   return {
     tokenProvider,
     env: options.env,
+    writers: {
+      file: writeRefreshTokenToFile,
+      ...(ssm ? { ssmParameter: ssm.writeRefreshToken } : {}),
+    },
+    ...(ssm ? { getSsmParameter: (name: string) => ssm.getParameter(name) } : {}),
     ...(store
       ? {
           getSecret: (id: string) => store.getSecret(id),

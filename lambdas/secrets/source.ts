@@ -6,16 +6,16 @@ import { readFile } from "node:fs/promises";
 import type { SecretSource } from "../config/schema.ts";
 import { ErrorCode, MailIngestError } from "../errors.ts";
 
-/** Resolves `{secretId}` sources; Secrets Manager in the Lambda and, when configured, the CLI. */
+/** Resolves `{secretId}` (Secrets Manager) or `{ssmParameter}` (SSM) sources by name. */
 export type SecretIdResolver = (secretId: string) => Promise<string>;
 
 /** Stores a rotated refresh token into the secret `secretId` (keeping its other fields). */
 export type RefreshTokenWriter = (secretId: string, refreshToken: string) => Promise<void>;
 
 /**
- * Whether a rotated refresh token can be stored where the secret came from. Only a Secrets
- * Manager secret can: an inline password, an environment variable or an operator's file is not
- * ours to rewrite, so the token is kept in memory and the operator is told why.
+ * Whether a rotated refresh token can be stored where the secret came from. A Secrets Manager
+ * secret, an SSM parameter and a `{file}` can (given a writer); an inline password or an
+ * environment variable cannot, so the token is kept in memory and the operator is told why.
  */
 export type SecretWriteBack =
   | { readonly writable: true; readonly write: (refreshToken: string) => Promise<void> }
@@ -25,6 +25,15 @@ export interface ResolveSecretOptions {
   /** For `{env}` sources. @default process.env */
   readonly env?: NodeJS.ProcessEnv;
   readonly secretId?: SecretIdResolver;
+  readonly ssmParameter?: SecretIdResolver;
+}
+
+/** Writers per writable source kind; a kind without one is not written back. */
+export interface SecretWriters {
+  readonly secretId?: RefreshTokenWriter;
+  readonly ssmParameter?: RefreshTokenWriter;
+  /** Rewrites a `{file}` secret (path, refresh token). */
+  readonly file?: RefreshTokenWriter;
 }
 
 /**
@@ -52,6 +61,16 @@ export async function resolveSecret(
       throw fail(`cannot read password file ${source.file}`, err);
     }
   }
+  if ("ssmParameter" in source) {
+    if (!options.ssmParameter) {
+      throw fail(`ssmParameter ${source.ssmParameter} needs an SSM resolver (AWS)`);
+    }
+    try {
+      return await options.ssmParameter(source.ssmParameter);
+    } catch (err) {
+      throw fail(`cannot read SSM parameter ${source.ssmParameter}`, err);
+    }
+  }
   if (!options.secretId) throw fail(`secretId ${source.secretId} needs a secrets resolver (AWS)`);
   try {
     return await options.secretId(source.secretId);
@@ -60,18 +79,35 @@ export async function resolveSecret(
   }
 }
 
-/** Where a rotated refresh token for `source` can go, given the writer the caller has (if any). */
-export function writeBackFor(source: SecretSource, writer?: RefreshTokenWriter): SecretWriteBack {
+/**
+ * Where a rotated refresh token for `source` can go, given the writers the caller has. The second
+ * argument may be a bare writer, meaning Secrets Manager (the signature before SSM and files).
+ */
+export function writeBackFor(
+  source: SecretSource,
+  writers?: RefreshTokenWriter | SecretWriters,
+): SecretWriteBack {
+  const all: SecretWriters =
+    typeof writers === "function" ? { secretId: writers } : (writers ?? {});
   if (typeof source === "string") {
     return { writable: false, reason: "update the password in the config" };
   }
   if ("env" in source) {
-    return { writable: false, reason: `update environment variable ${source.env}` };
+    return {
+      writable: false,
+      reason: `an environment variable cannot be written back; update ${source.env}`,
+    };
   }
-  if ("file" in source) return { writable: false, reason: `update the file ${source.file}` };
-  const { secretId } = source;
-  if (!writer) {
-    return { writable: false, reason: `update secret ${secretId} (no Secrets Manager access)` };
-  }
-  return { writable: true, write: (refreshToken) => writer(secretId, refreshToken) };
+  const [name, writer, what] =
+    "file" in source
+      ? [source.file, all.file, `the file ${source.file}`]
+      : "ssmParameter" in source
+        ? [
+            source.ssmParameter,
+            all.ssmParameter,
+            `SSM parameter ${source.ssmParameter} (no SSM access)`,
+          ]
+        : [source.secretId, all.secretId, `secret ${source.secretId} (no Secrets Manager access)`];
+  if (!writer) return { writable: false, reason: `update ${what}` };
+  return { writable: true, write: (refreshToken) => writer(name, refreshToken) };
 }

@@ -171,15 +171,36 @@ export async function ipv6LoopbackAvailable(): Promise<boolean> {
   }
 }
 
+/**
+ * Dovecot validates OAuth2 bearer tokens itself with its oauth2 passdb (part of `dovecot-core`:
+ * `/usr/share/dovecot/dovecot-oauth2.conf.ext`), asking an RFC 7662 introspection endpoint.
+ */
+export interface DovecotOAuth2Options {
+  /** POSTed `token=...` (`introspection_mode = post`); answers `{active, username}`. */
+  readonly introspectionUrl: string;
+}
+
 interface ConfigInput {
   dir: string;
   listen: string;
   pop3Port: number;
   pop3sPort: number;
   asRoot: boolean;
+  oauth2?: DovecotOAuth2Options;
 }
 
-function dovecotConfig({ dir, listen, pop3Port, pop3sPort, asRoot }: ConfigInput): string {
+/** The oauth2 passdb's settings file: introspection only, the login name must equal `username`. */
+function oauth2Config(options: DovecotOAuth2Options): string {
+  return `introspection_url = ${options.introspectionUrl}
+introspection_mode = post
+username_attribute = username
+active_attribute = active
+active_value = true
+timeout_msecs = 10000
+`;
+}
+
+function dovecotConfig({ dir, listen, pop3Port, pop3sPort, asRoot, oauth2 }: ConfigInput): string {
   const internalUser = asRoot ? "root" : currentUserName();
   // Non-root Dovecot cannot switch users, so every service runs as the current user.
   const loginUser = asRoot ? "dovenull" : internalUser;
@@ -198,7 +219,7 @@ first_valid_uid = 1
 first_valid_gid = 1
 # The tests, not the server, decide when plaintext credentials are acceptable.
 disable_plaintext_auth = no
-auth_mechanisms = plain login cram-md5 apop
+auth_mechanisms = plain login cram-md5 apop${oauth2 ? " xoauth2 oauthbearer" : ""}
 # Failed-login tests should not wait out the 2 s default penalty.
 auth_failure_delay = 0
 ssl = yes
@@ -209,7 +230,18 @@ mail_fsync = never
 mail_max_userip_connections = 1000
 pop3_uidl_format = %08Xu%08Xv
 pop3_lock_session = yes
+${
+  oauth2
+    ? `# Bearer tokens are checked by Dovecot against the test authority, never by a password.
 passdb {
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = ${dir}/dovecot-oauth2.conf.ext
+  result_failure = return-fail
+}
+`
+    : ""
+}passdb {
   driver = passwd-file
   args = ${dir}/passwd
 }
@@ -312,7 +344,7 @@ function bareLineFeeds(data: Uint8Array, prev: number): number {
 }
 
 export async function startDovecot(
-  options: { users?: DovecotUser[]; ipv6?: boolean } = {},
+  options: { users?: DovecotUser[]; ipv6?: boolean; oauth2?: DovecotOAuth2Options } = {},
 ): Promise<DovecotHandle> {
   const found = dovecotAvailable();
   if (!found.ok) throw new Error(`Dovecot unavailable: ${found.reason}`);
@@ -327,7 +359,7 @@ export async function startDovecot(
   let lastError: unknown;
   for (let attempt = 0; attempt < START_ATTEMPTS; attempt++) {
     try {
-      return await startOnce(found.path, users, ipv6);
+      return await startOnce(found.path, users, ipv6, options.oauth2);
     } catch (err) {
       lastError = err;
       // Only a lost race for a probed port is worth retrying; anything else fails the same way.
@@ -342,6 +374,7 @@ async function startOnce(
   dovecotPath: string,
   users: DovecotUser[],
   ipv6: boolean,
+  oauth2: DovecotOAuth2Options | undefined,
 ): Promise<DovecotHandle> {
   const owner = mailOwner();
   const dir = await mkdtemp(join(tmpdir(), "mail-ingest-dovecot-"));
@@ -381,9 +414,10 @@ async function startOnce(
     const [pop3Port, pop3sPort] = await freePorts(ipv6);
     const listen = ipv6 ? "127.0.0.1, ::1" : "127.0.0.1";
     const confPath = join(dir, "dovecot.conf");
+    if (oauth2) await writeFile(join(dir, "dovecot-oauth2.conf.ext"), oauth2Config(oauth2));
     await writeFile(
       confPath,
-      dovecotConfig({ dir, listen, pop3Port, pop3sPort, asRoot: owner.asRoot }),
+      dovecotConfig({ dir, listen, pop3Port, pop3sPort, asRoot: owner.asRoot, oauth2 }),
     );
     child = spawn(
       "/bin/sh",

@@ -4,7 +4,7 @@
  * endpoint on loopback.
  */
 import { once } from "node:events";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -60,9 +60,9 @@ const base = { host: "pop.example.com", username: "u", auth: "xoauth2" };
 const oauth = () => ({ clientId: "cid", refreshToken: "rt-1-SECRET", tokenUrl, note: "keep me" });
 
 describe("cliCredentials", () => {
-  it("refreshes an OAuth2 secret from a file, keeps the rotated token in memory and says which file to update", async () => {
+  it("refreshes an OAuth2 secret from a file and rewrites the file (mode 0600) with the rotated token", async () => {
     const file = path.join(dir, "oauth.json");
-    await writeFile(file, JSON.stringify(oauth()));
+    await writeFile(file, JSON.stringify(oauth()), { mode: 0o644 });
     const config = await parseConfig({ mailboxes: [{ ...base, id: "a", password: { file } }] });
     const mailbox = config.mailboxes[0];
     if (!mailbox) throw new Error("no mailbox");
@@ -72,15 +72,34 @@ describe("cliCredentials", () => {
     await expect(resolveCredentials(mailbox, deps)).resolves.toEqual({
       accessToken: "at-for-rt-1-SECRET",
     });
-    // The file still holds rt-1, but the endpoint rotated it: the next refresh must use the new one.
-    await expect(resolveCredentials(mailbox, deps)).resolves.toEqual({
+    const stored = JSON.parse(await readFile(file, "utf8"));
+    expect(stored).toMatchObject({ ...oauth(), refreshToken: "rt-1-SECRET-next" });
+    expect(Date.parse(stored.rotatedAt)).toBeGreaterThan(0);
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    // The next run (here: a fresh process's deps) starts from the rotated token in the file.
+    const next = await cliCredentials(config.mailboxes, {}, (m) => warnings.push(m));
+    await expect(resolveCredentials(mailbox, next)).resolves.toEqual({
       accessToken: "at-for-rt-1-SECRET-next",
     });
     expect(received).toEqual(["refresh_token:rt-1-SECRET", "refresh_token:rt-1-SECRET-next"]);
-    expect(JSON.parse(await readFile(file, "utf8"))).toEqual(oauth());
-    expect(warnings).toHaveLength(2);
+    expect(warnings).toEqual([]);
+  });
+
+  it("keeps a rotated token from an env secret in memory and warns that env cannot be written back", async () => {
+    const config = await parseConfig({
+      mailboxes: [{ ...base, id: "e", password: { env: "MAIL_OAUTH" } }],
+    });
+    const mailbox = config.mailboxes[0];
+    if (!mailbox) throw new Error("no mailbox");
+    const warnings: string[] = [];
+    const env = { MAIL_OAUTH: JSON.stringify(oauth()) };
+    const deps = await cliCredentials(config.mailboxes, env, (m) => warnings.push(m));
+    await resolveCredentials(mailbox, deps);
+    await expect(resolveCredentials(mailbox, deps)).resolves.toEqual({
+      accessToken: "at-for-rt-1-SECRET-next",
+    });
     expect(warnings[0]).toBe(
-      `rotated OAuth2 refresh token for mailbox a kept in memory only: update the file ${file}`,
+      "rotated OAuth2 refresh token for mailbox e kept in memory only: an environment variable cannot be written back; update MAIL_OAUTH",
     );
     expect(warnings.join("\n")).not.toContain("SECRET");
   });
@@ -108,7 +127,7 @@ describe("cliCredentials", () => {
     await expect(resolveCredentials(mailbox, deps)).resolves.toEqual({
       accessToken: "at-for-rt-1-SECRET",
     });
-    expect(JSON.parse(stored)).toEqual({ ...oauth(), refreshToken: "rt-1-SECRET-next" });
+    expect(JSON.parse(stored)).toMatchObject({ ...oauth(), refreshToken: "rt-1-SECRET-next" });
     expect(calls.filter((c) => c.command === "PutSecretValueCommand")).toHaveLength(1);
     expect(calls.find((c) => c.command === "PutSecretValueCommand")?.input.SecretId).toBe("mail/b");
     expect(warnings).toEqual([]);

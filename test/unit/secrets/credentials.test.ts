@@ -203,11 +203,14 @@ describe("resolveCredentials names the mailbox once, whatever failed", () => {
 describe("withRotatedRefreshToken", () => {
   it("replaces only the refresh token, keeping every other field of the secret", () => {
     const current = JSON.stringify({ ...OAUTH, clientSecret: "cs", note: "owner: mail team" });
-    expect(JSON.parse(withRotatedRefreshToken("mail/m1", current, "rt-NEW"))).toEqual({
+    const at = new Date("2026-11-30T07:00:00.000Z");
+    expect(JSON.parse(withRotatedRefreshToken("mail/m1", current, "rt-NEW", at))).toEqual({
       ...OAUTH,
       clientSecret: "cs",
       note: "owner: mail team",
       refreshToken: "rt-NEW",
+      // Dates the stored token for the write-back threshold.
+      rotatedAt: "2026-11-30T07:00:00.000Z",
     });
   });
 

@@ -1,11 +1,11 @@
 import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { describeError, ErrorCode, MailIngestError } from "../../../lambdas/errors.ts";
 import {
-  type OAuthSecret,
   type RefreshTokenRotation,
+  type RefreshTokenSecret,
   TokenProvider,
 } from "../../../lambdas/secrets/oauth.ts";
 
@@ -70,7 +70,7 @@ beforeEach(() => {
 const REFRESH = "rt-original-SECRET-value";
 const CLIENT_SECRET = "client-SECRET-xyz";
 
-function secret(overrides: Partial<OAuthSecret> = {}): OAuthSecret {
+function secret(overrides: Partial<RefreshTokenSecret> = {}): RefreshTokenSecret {
   return {
     clientId: "client-1",
     clientSecret: CLIENT_SECRET,
@@ -173,7 +173,9 @@ describe("TokenProvider", () => {
       order.push(`got ${token}`);
       return token;
     });
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // The write has started and, until it is released, no token has been handed out.
+    await vi.waitFor(() => expect(order).toEqual(["persist secret/m1 rt-rotated-1"]));
+    await new Promise((resolve) => setTimeout(resolve, 20));
     expect(order).toEqual(["persist secret/m1 rt-rotated-1"]);
     releasePersist();
     await expect(pending).resolves.toBe(`at-for-${REFRESH}`);
@@ -213,27 +215,103 @@ describe("TokenProvider", () => {
     expect(persisted).toEqual([]);
   });
 
-  it("withholds the token when persisting a rotation fails, and retries the write first next time", async () => {
+  it("hands out the token when persisting a rotation fails, reports it, and retries the write next time", async () => {
     reply = () => ({
       status: 200,
       body: { access_token: "at-new", expires_in: 3600, refresh_token: "rt-rotated" },
     });
     let failWrites = true;
     const writes: string[] = [];
+    const failures: string[] = [];
     const tokens = new TokenProvider({
       now: () => 0,
       persistRefreshToken: async ({ refreshToken }) => {
         writes.push(refreshToken);
         if (failWrites) throw new Error("PutSecretValue throttled");
       },
+      onPersistFailure: (key, err) => failures.push(`${key}: ${describeError(err)}`),
     });
-    const err = await tokens.getAccessToken(secret(), { key: "m1" }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(MailIngestError);
-    expect((err as MailIngestError).code).toBe(ErrorCode.SECRET_UNRESOLVED);
+    // Issue 9: a failed write-back never fails the poll.
+    await expect(tokens.getAccessToken(secret(), { key: "m1" })).resolves.toBe("at-new");
+    expect(failures).toEqual(["m1: PutSecretValue throttled"]);
     failWrites = false;
     await expect(tokens.getAccessToken(secret(), { key: "m1" })).resolves.toBe("at-new");
     expect(writes).toEqual(["rt-rotated", "rt-rotated"]);
+    await tokens.getAccessToken(secret(), { key: "m1" });
+    expect(writes).toHaveLength(2);
     expect(requests).toHaveLength(1);
+  });
+
+  it("writes a rotation back only once the stored token is older than writeBackAfterMs", async () => {
+    const clock = { t: 10 * 3_600_000 };
+    let n = 0;
+    reply = () => {
+      n += 1;
+      return {
+        status: 200,
+        body: { access_token: `at-${n}`, expires_in: 3600, refresh_token: `rt-rotated-${n}` },
+      };
+    };
+    const writes: string[] = [];
+    const tokens = new TokenProvider({
+      now: () => clock.t,
+      writeBackAfterMs: 24 * 3_600_000,
+      persistRefreshToken: async ({ refreshToken }) => {
+        writes.push(refreshToken);
+      },
+    });
+    // Stored 1 h ago: the rotation stays in memory.
+    const stored = secret({ rotatedAt: clock.t - 3_600_000 });
+    await expect(tokens.getAccessToken(stored, { key: "m1" })).resolves.toBe("at-1");
+    expect(writes).toEqual([]);
+    clock.t += 3_600_000;
+    await expect(tokens.getAccessToken(stored, { key: "m1" })).resolves.toBe("at-2");
+    expect(requests.map((r) => r.form.get("refresh_token"))).toEqual([REFRESH, "rt-rotated-1"]);
+    expect(writes).toEqual([]);
+    // 24 h after the stored token was written, the pending rotation goes back before the next
+    // refresh; that refresh's rotation is then young again and stays in memory.
+    clock.t += 22 * 3_600_000;
+    await expect(tokens.getAccessToken(stored, { key: "m1" })).resolves.toBe("at-3");
+    expect(writes).toEqual(["rt-rotated-2"]);
+    // An unknown age (no rotatedAt) counts as old: written at once.
+    await tokens.getAccessToken(secret({ refreshToken: "rt-other" }), { key: "m2" });
+    expect(writes).toEqual(["rt-rotated-2", "rt-rotated-4"]);
+  });
+
+  it("writes back at once after the provider revoked the rotated token it held in memory", async () => {
+    const clock = { t: 0 };
+    let n = 0;
+    const revoked = new Set<string>();
+    reply = (form) => {
+      const sent = form.get("refresh_token") ?? "";
+      if (revoked.has(sent)) return { status: 400, body: { error: "invalid_grant" } };
+      n += 1;
+      return {
+        status: 200,
+        body: { access_token: `at-${n}`, expires_in: 3600, refresh_token: `rt-rotated-${n}` },
+      };
+    };
+    const writes: string[] = [];
+    const tokens = new TokenProvider({
+      now: () => clock.t,
+      writeBackAfterMs: 24 * 3_600_000,
+      persistRefreshToken: async ({ refreshToken }) => {
+        writes.push(refreshToken);
+      },
+    });
+    const stored = secret({ rotatedAt: 0 });
+    await tokens.getAccessToken(stored, { key: "m1" });
+    expect(writes).toEqual([]);
+    revoked.add("rt-rotated-1");
+    clock.t += 3_600_000;
+    // The unwritten token is refused; the stored one still works and its rotation is stored.
+    await expect(tokens.getAccessToken(stored, { key: "m1" })).resolves.toBe("at-2");
+    expect(requests.map((r) => r.form.get("refresh_token"))).toEqual([
+      REFRESH,
+      "rt-rotated-1",
+      REFRESH,
+    ]);
+    expect(writes).toEqual(["rt-rotated-2"]);
   });
 
   it("starts over when the operator replaces the secret's refresh token", async () => {

@@ -49,7 +49,7 @@ describe("resolveSecret", () => {
 });
 
 describe("writeBackFor", () => {
-  it("is writable only for a secretId, and only with a writer, which it calls with that id", async () => {
+  it("is writable for a secretId, an SSM parameter or a file, only with a writer, which it calls with that name", async () => {
     const written: string[] = [];
     const writer = async (id: string, token: string) => {
       written.push(`${id}=${token}`);
@@ -61,9 +61,16 @@ describe("writeBackFor", () => {
     expect(writeBackFor({ secretId: "mail/a" })).toMatchObject({ writable: false });
     expect(writeBackFor({ env: "PW" }, writer)).toEqual({
       writable: false,
-      reason: "update environment variable PW",
+      reason: "an environment variable cannot be written back; update PW",
     });
+    // A bare writer is Secrets Manager's: files and SSM need their own.
     expect(writeBackFor({ file: "/etc/pw" }, writer)).toMatchObject({ writable: false });
+    expect(writeBackFor({ ssmParameter: "/mail/a" }, writer)).toMatchObject({ writable: false });
+    const file = writeBackFor({ file: "/etc/pw" }, { file: writer });
+    const ssm = writeBackFor({ ssmParameter: "/mail/a" }, { ssmParameter: writer });
+    if (file.writable) await file.write("rt-3");
+    if (ssm.writable) await ssm.write("rt-4");
+    expect(written).toEqual(["mail/a=rt-2", "/etc/pw=rt-3", "/mail/a=rt-4"]);
     expect(writeBackFor("inline", writer)).toMatchObject({ writable: false });
   });
 });
