@@ -76,7 +76,12 @@ export const EnvDefaults = {
   tokenWriteBackAfterSeconds: 24 * 60 * 60,
 } as const;
 
-/** The poller's EMF metrics (namespace {@link EnvDefaults.metricsNamespace}, dimension `mailbox`). */
+/**
+ * The poller's EMF metrics (namespace {@link EnvDefaults.metricsNamespace}). Their only dimension
+ * is `service`; the mailbox is an EMF property of every blob (searchable in Logs Insights), and a
+ * `mailbox` dimension only with `PER_MAILBOX_METRICS=true`, since each dimension value is a
+ * separately billed custom metric.
+ */
 export const PollerMetric = {
   MessagesIngested: "MessagesIngested",
   BytesIngested: "BytesIngested",
@@ -89,6 +94,8 @@ export const PollerMetric = {
   BackOffs: "BackOffs",
   DeadlineStalls: "DeadlineStalls",
   Continuations: "Continuations",
+  /** Scheduled jobs dropped unrun because they were older than one schedule period. */
+  StaleJobsDropped: "StaleJobsDropped",
 } as const;
 
 export type PollerMetricName = (typeof PollerMetric)[keyof typeof PollerMetric];
@@ -114,6 +121,23 @@ export function integerEnv(env: NodeJS.ProcessEnv, name: LambdaEnvName, fallback
     );
   }
   return value;
+}
+
+/** An optional boolean environment variable: `true` or `false` (any case), unset is `fallback`. */
+export function booleanEnv(
+  env: NodeJS.ProcessEnv,
+  name: LambdaEnvName,
+  fallback: boolean,
+): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = raw.trim().toLowerCase();
+  if (value === "true") return true;
+  if (value === "false") return false;
+  throw new MailIngestError(
+    ErrorCode.CONFIG_INVALID,
+    `environment variable ${name} must be "true" or "false"`,
+  );
 }
 
 /**
