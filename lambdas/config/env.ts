@@ -5,7 +5,13 @@
  * on first invocation, never at import (Powertools style).
  */
 import { ErrorCode, MailIngestError } from "../errors.ts";
-import { ConfigError, parseStorage, type S3StorageConfig } from "./schema.ts";
+import {
+  ConfigError,
+  MAX_QUEUE_MESSAGE_BYTES,
+  MIN_QUEUE_MESSAGE_BYTES,
+  parseStorage,
+  type S3StorageConfig,
+} from "./schema.ts";
 
 /** Environment variables the handlers read. */
 export const LambdaEnv = {
@@ -138,6 +144,22 @@ export function booleanEnv(
     ErrorCode.CONFIG_INVALID,
     `environment variable ${name} must be "true" or "false"`,
   );
+}
+
+/**
+ * `OUTPUT_MAX_MESSAGE_BYTES`: the output queue's MaximumMessageSize, bytes, within SQS's range
+ * (1 KiB to 1 MiB); unset means SQS's 1 MiB.
+ */
+export function outputMaxMessageBytesEnv(env: NodeJS.ProcessEnv): number {
+  const name = LambdaEnv.outputMaxMessageBytes;
+  const value = integerEnv(env, name, EnvDefaults.outputMaxMessageBytes);
+  if (value < MIN_QUEUE_MESSAGE_BYTES || value > MAX_QUEUE_MESSAGE_BYTES) {
+    throw new MailIngestError(
+      ErrorCode.CONFIG_INVALID,
+      `environment variable ${name} must be between ${MIN_QUEUE_MESSAGE_BYTES} and ${MAX_QUEUE_MESSAGE_BYTES}`,
+    );
+  }
+  return value;
 }
 
 /**

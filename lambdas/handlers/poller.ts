@@ -45,6 +45,7 @@ import {
   EnvDefaults,
   integerEnv,
   LambdaEnv,
+  outputMaxMessageBytesEnv,
   PollerMetric,
   requireEnv,
   storageFromEnv,
@@ -348,6 +349,8 @@ export function defaultPollerDeps(env: NodeJS.ProcessEnv = process.env): PollerD
     const output = {
       type: "sqs",
       queueUrl: requireEnv(env, LambdaEnv.outputQueueUrl),
+      // A passed-in queue may cap messages below 1 MiB; larger bodies then go in pointer form.
+      maxMessageBytes: outputMaxMessageBytesEnv(env),
     } as const;
     const eventBusName = env[LambdaEnv.eventBusName];
     return createAdapters(storage, output).then((base) => {

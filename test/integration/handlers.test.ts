@@ -139,13 +139,22 @@ describeDovecot("Lambda handlers against Dovecot and fauxqs", () => {
     });
   }
 
-  function poller(bucketStore: S3ObjectStore = store, periodSeconds = 1e10) {
+  function poller(
+    bucketStore: S3ObjectStore = store,
+    periodSeconds = 1e10,
+    outputMaxBytes?: number,
+  ) {
     return createPoller({
       loadConfig: createConfigLoader({ MAIL_INGEST_CONFIG: configJson }, async () => undefined),
       // What createAdapters builds for `{type: "s3"}` + `{type: "sqs"}`, with fauxqs's clients.
       adapters: () => ({
         store: bucketStore,
-        queue: new SqsQueue({ client: fauxqs.sqs, queueUrl: outputQueue }),
+        queue: new SqsQueue({
+          client: fauxqs.sqs,
+          queueUrl: outputQueue,
+          // What OUTPUT_MAX_MESSAGE_BYTES becomes (see defaultPollerDeps).
+          ...(outputMaxBytes === undefined ? {} : { maxBodyBytes: outputMaxBytes }),
+        }),
         state: new ObjectStateStore({ store: bucketStore, prefix: "state/" }),
       }),
       sendMessageBatch: sendToJobs,
@@ -260,6 +269,31 @@ describeDovecot("Lambda handlers against Dovecot and fauxqs", () => {
     expect(failure).toMatchObject({ level: "WARN", code: "CONNECT_FAILED" });
     const emf = output.emf().find((o) => o.mailbox === "dead");
     expect(emf).toMatchObject({ PollFailures: 1 });
+  });
+
+  it("sends the pointer form when the full body exceeds the output queue's configured maximum size", async () => {
+    output = captureOutput();
+    await dovecot.deliver("slow", [mail("slow", 5)]);
+    await dispatcher()({ scheduledTime: "2024-05-01T10:30:00Z" });
+    const job = jobFor(await fauxqs.receiveAll(jobsQueue), "slow");
+    const result = await poller(
+      store,
+      1e10,
+      2048,
+    )(
+      sqsEvent([job]),
+      lambdaContext(() => 300_000),
+    );
+    expect(result).toEqual({ batchItemFailures: [] });
+    // Earlier tests left their (full-form) messages in the queue; this run queued one.
+    const pointers = (await fauxqs.receiveAll(outputQueue))
+      .map((m) => m.Body ?? "")
+      .filter((b) => JSON.parse(b).pointer === true);
+    expect(pointers).toHaveLength(1);
+    const body = JSON.parse(pointers[0] ?? "");
+    expect(body).toMatchObject({ mailbox: "slow" });
+    expect(body.meta.key).toBe(`meta/slow/${body.id}.json`);
+    expect(Buffer.byteLength(pointers[0] ?? "")).toBeLessThanOrEqual(2048);
   });
 
   it("drops a scheduled job from the jobs queue that is older than one period, without polling", async () => {

@@ -529,6 +529,20 @@ describe("poller", () => {
     );
   });
 
+  it("builds the output queue with OUTPUT_MAX_MESSAGE_BYTES as its body limit, so larger bodies go in pointer form", async () => {
+    const env = {
+      BUCKET_NAME: "b",
+      OUTPUT_QUEUE_URL: "https://sqs.us-east-1.amazonaws.com/000000000000/out",
+      OUTPUT_MAX_MESSAGE_BYTES: "262144",
+    };
+    expect((await defaultPollerDeps(env).adapters()).queue.maxBodyBytes).toBe(262_144);
+    const { OUTPUT_MAX_MESSAGE_BYTES: _, ...unset } = env;
+    expect((await defaultPollerDeps(unset).adapters()).queue.maxBodyBytes).toBe(1_048_576);
+    expect(() =>
+      defaultPollerDeps({ ...env, OUTPUT_MAX_MESSAGE_BYTES: "2000000" }).adapters(),
+    ).toThrow(/OUTPUT_MAX_MESSAGE_BYTES must be between 1024 and 1048576/);
+  });
+
   describe("stale scheduled jobs", () => {
     const SCHEDULED = Date.parse("2024-05-01T10:05:00.000Z");
     const scheduled = { mailboxId: "alpha", tick: TICK, scheduledAt: "2024-05-01T10:05:00.000Z" };
