@@ -106,7 +106,7 @@ export function buildQueueMessage(input: QueueMessageInput): QueueMessageV1 {
 }
 
 /** The pointer form of `message`, referring to its full form stored at `metaRef`. */
-export function toPointer(message: QueueMessageV1, metaRef: ObjectRef): QueuePointerV1 {
+export function toPointer(message: QueueIdentity, metaRef: ObjectRef): QueuePointerV1 {
   return {
     schemaVersion: SCHEMA_VERSION,
     id: message.id,
