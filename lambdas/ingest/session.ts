@@ -12,6 +12,7 @@
  * to the same keys (the raw object is created once); the queue may then carry the same `id` twice,
  * which consumers dedupe. A message is marked done only once its checkpoint is durable.
  */
+import { createHash } from "node:crypto";
 import { hostname } from "node:os";
 import type { Readable } from "node:stream";
 import { pop3Source } from "../adapters/pop3-source.ts";
@@ -26,7 +27,12 @@ import {
 import type { HeldLock, LockHolder, MailSource, SourceMessage, StateEntry } from "../ports.ts";
 import { CommitSequence, storageError } from "./commit.ts";
 import { messageId } from "./keys.ts";
-import { describeStored, discardStored, type FetchOutcome, fetchAndStore } from "./message.ts";
+import {
+  describeStored,
+  type FetchOutcome,
+  fetchAndStore,
+  RUNAWAY_SLACK_BYTES,
+} from "./message.ts";
 import { planSession, type SessionPlan } from "./plan.ts";
 import type {
   MailboxReport,
@@ -49,6 +55,8 @@ const MIN_ESTIMATE_BYTES = 256 * 1024;
 const MAX_WARNINGS = 50;
 /** Ids of deadline-stalled messages kept in a report (they ride along in continuation jobs). */
 const MAX_STALLED = 20;
+/** Copies found after a UIDL reset are recorded in state this many at a time. */
+const RESET_RECORD_BATCH = 100;
 
 const silentLogger: SessionLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -87,8 +95,6 @@ class MailboxSession {
   private readonly started: number;
   private readonly report: MailboxReport;
   private commit: CommitSequence | undefined;
-  /** sha256 → entry, only during a suspected UIDL reset: identity is the hash of the bytes. */
-  private knownSha: Map<string, StateEntry> | undefined;
   /** Bodies being read right now; destroyed if the deadline passes mid-download. */
   private readonly streaming = new Set<Readable>();
   /** Fires at the deadline; cleared when the session ends. */
@@ -187,14 +193,19 @@ class MailboxSession {
     this.report.listingComplete = true;
     this.reportPlanWarnings(plan);
 
-    if (plan.uidlReset) this.knownSha = new Map([...state.values()].map((e) => [e.sha256, e]));
-    const fetch = plan.fetch;
+    this.armDeadline();
+    let fetch = plan.fetch;
+    let unchecked = 0;
+    if (plan.uidlReset) {
+      const known = new Map([...state.values()].map((e) => [e.sha256, e]));
+      ({ fresh: fetch, unchecked } = await this.dropKnownByHash(source, fetch, known));
+    }
     this.messagesTotal = fetch.length;
     this.bytesTotal = fetch.reduce((sum, m) => sum + m.size, 0);
 
     this.progress("ingesting");
     const started = await this.ingestAll(source, fetch);
-    this.report.remaining = plan.deferred + (fetch.length - started) + this.abandoned;
+    this.report.remaining = plan.deferred + unchecked + (fetch.length - started) + this.abandoned;
 
     // Forget keys only after a complete listing: a vanished key is gone from the source.
     if (plan.vanished.length > 0) {
@@ -230,6 +241,107 @@ class MailboxSession {
   }
 
   /**
+   * During a suspected UIDL reset, tells copies from new mail before anything is stored: each
+   * message is fetched once and only hashed, and one whose sha256 matches an earlier ingest
+   * under another id is recorded under its new key and not fetched again. The rest (new mail)
+   * are returned for the normal fetch, which downloads them a second time.
+   *
+   * Why not store first and remove a copy afterwards: storage is create-only outside `state/`
+   * (the deployed poller may delete only there, and the bucket is versioned), so a copy's objects
+   * could never be removed, and nothing would stay stored only once. In a reset most listed
+   * messages are copies, so hashing first also saves their uploads and parses; only the few new
+   * messages cost a second download.
+   *
+   * Sequential, not pipelined: a reset is rare, and each body is read to its end (or destroyed,
+   * which the source discards) before the next request. Messages the deadline or a shutdown left
+   * unchecked are counted in `unchecked` and wait for the next run.
+   */
+  private async dropKnownByHash(
+    source: MailSource,
+    fetch: readonly SourceMessage[],
+    known: ReadonlyMap<string, StateEntry>,
+  ): Promise<{ fresh: SourceMessage[]; unchecked: number }> {
+    const { mailbox, deps } = this;
+    const fresh: SourceMessage[] = [];
+    let copies: StateEntry[] = [];
+    const record = async () => {
+      if (copies.length === 0) return;
+      const batch = copies;
+      copies = [];
+      try {
+        await deps.state.record(mailbox.id, batch);
+      } catch (err) {
+        throw storageError(
+          ErrorCode.STORE_FAILED,
+          "recording copies found after a UIDL reset",
+          err,
+        );
+      }
+      this.report.skipped += batch.length;
+    };
+    let checked = 0;
+    for (const message of fetch) {
+      if (this.shouldStop()) break;
+      const sha256 = await this.hashOnly(source, message);
+      if (sha256 === "deadline") break;
+      checked++;
+      const copyOf = sha256 === undefined ? undefined : known.get(sha256);
+      if (copyOf && copyOf.id !== messageId(mailbox.id, message.key)) {
+        // Identical bytes ingested before under another key: record the new key, queue nothing.
+        copies.push({ ...copyOf, uidl: message.key });
+        if (copies.length >= RESET_RECORD_BATCH) await record();
+      } else {
+        fresh.push(message);
+      }
+    }
+    await record();
+    return { fresh, unchecked: fetch.length - checked };
+  }
+
+  /**
+   * sha256 of a message's bytes, read and discarded; undefined when the source refused it or it
+   * ran past maxMessageBytes (the normal fetch then reports it), "deadline" when the deadline
+   * abandoned it.
+   */
+  private async hashOnly(
+    source: MailSource,
+    message: SourceMessage,
+  ): Promise<string | "deadline" | undefined> {
+    let body: Readable;
+    try {
+      body = await source.fetch(message);
+    } catch (err) {
+      if (isMailIngestError(err, ErrorCode.COMMAND_FAILED)) return undefined;
+      throw err;
+    }
+    this.streaming.add(body);
+    const hash = createHash("sha256");
+    let size = 0;
+    try {
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > this.mailbox.maxMessageBytes + RUNAWAY_SLACK_BYTES) {
+          body.destroy();
+          return undefined;
+        }
+        hash.update(chunk);
+      }
+    } catch (err) {
+      if (isMailIngestError(err, ErrorCode.DEADLINE)) {
+        this.stalled(
+          message,
+          `abandoned after ${size} bytes while checking for a copy: the deadline passed`,
+        );
+        return "deadline";
+      }
+      throw err;
+    } finally {
+      this.streaming.delete(body);
+    }
+    return hash.digest("hex");
+  }
+
+  /**
    * The fetch window. Messages are fetched one after another on the connection, with two
    * overlaps:
    * - fetches are pipelined a few messages ahead (RFC 2449 §6.6), so a server's round trip is not
@@ -255,7 +367,6 @@ class MailboxSession {
     let failure: { err: unknown } | undefined;
     let started = 0;
     this.ingestStarted = Date.now();
-    this.armDeadline();
     const requestAhead = () => {
       while (cursor < fetch.length) {
         const next = fetch[cursor] as SourceMessage;
@@ -369,18 +480,6 @@ class MailboxSession {
         listed: message.size,
         received: outcome.size,
       });
-    }
-    const duplicateOf = this.knownSha?.get(outcome.sha256);
-    if (duplicateOf && duplicateOf.id !== outcome.id) {
-      // Identical bytes ingested before under another key: record the new key, queue nothing.
-      try {
-        await discardStored(deps.store, mailbox.id, outcome.id);
-        await deps.state.record(mailbox.id, [{ ...duplicateOf, uidl: message.key }]);
-      } catch (err) {
-        throw storageError(ErrorCode.STORE_FAILED, "recording a duplicate", err);
-      }
-      this.report.skipped++;
-      return;
     }
     const item = await describeStored(
       mailbox.id,
