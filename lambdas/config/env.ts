@@ -92,6 +92,8 @@ export const PollerMetric = {
   MessagesIngested: "MessagesIngested",
   BytesIngested: "BytesIngested",
   MessagesFailed: "MessagesFailed",
+  /** The report's `skipped`: too large, UIDL-reset copies, permanently refused (not backlog). */
+  MessagesSkipped: "MessagesSkipped",
   SessionDuration: "SessionDuration",
   /** Only after a completed session: what is left on the server. */
   Backlog: "Backlog",

@@ -304,9 +304,11 @@ function recordReportMetrics(metrics: Metrics, report: MailboxReport): void {
   metrics.addMetric(PollerMetric.MessagesIngested, MetricUnit.Count, report.ingested);
   metrics.addMetric(PollerMetric.BytesIngested, MetricUnit.Bytes, report.bytes);
   metrics.addMetric(PollerMetric.MessagesFailed, MetricUnit.Count, report.failed);
+  metrics.addMetric(PollerMetric.MessagesSkipped, MetricUnit.Count, report.skipped);
   metrics.addMetric(PollerMetric.SessionDuration, MetricUnit.Milliseconds, report.durationMs);
   // Only a completed session knows what is left on the server; a failed one would report a false 0
-  // and hide a backlog that is not shrinking.
+  // and hide a backlog that is not shrinking. Skipped messages (permanently refused among them)
+  // are not backlog, so it can return to zero.
   if (report.error === undefined && report.lockedBy === undefined) {
     metrics.addMetric(PollerMetric.Backlog, MetricUnit.Count, report.remaining + report.failed);
   }

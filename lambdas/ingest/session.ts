@@ -34,6 +34,7 @@ import {
   RUNAWAY_SLACK_BYTES,
 } from "./message.ts";
 import { planSession, type SessionPlan } from "./plan.ts";
+import { countRefusals } from "./refusals.ts";
 import type {
   MailboxReport,
   SessionDeps,
@@ -110,6 +111,8 @@ class MailboxSession {
   private warningsDropped = 0;
   /** Downloads started but abandoned at the deadline; still at the source, left for later. */
   private abandoned = 0;
+  /** Messages refused this run (RETR -ERR, or past maxMessageBytes); counted as failed so far. */
+  private readonly refused: SourceMessage[] = [];
 
   constructor(
     private readonly mailbox: MailboxConfig,
@@ -205,6 +208,7 @@ class MailboxSession {
 
     this.progress("ingesting");
     const started = await this.ingestAll(source, fetch);
+    if (this.refused.length > 0) await this.settleRefusals(listed);
     this.report.remaining = plan.deferred + unchecked + (fetch.length - started) + this.abandoned;
 
     // Forget keys only after a complete listing: a vanished key is gone from the source.
@@ -236,6 +240,28 @@ class MailboxSession {
     if (plan.uidlReset) {
       this.warn(
         `UIDL reset suspected: ${plan.newCount} of ${plan.listed.length} listed messages are unknown; each is fetched, and one whose sha256 matches an earlier ingest is recorded, not queued again`,
+      );
+    }
+  }
+
+  /**
+   * Turns this run's refusals that have been refused often enough into skips (see refusals.ts),
+   * so a message the server never hands over leaves the backlog. It is never deleted for it.
+   */
+  private async settleRefusals(listed: readonly SourceMessage[]): Promise<void> {
+    const verdict = await countRefusals(
+      this.deps.store,
+      this.mailbox.id,
+      this.refused.map((m) => m.key),
+      new Set(listed.map((m) => m.key)),
+      (message) => this.warn(message),
+    );
+    for (const message of this.refused) {
+      if (!verdict.permanent.has(message.key)) continue;
+      this.report.failed--;
+      this.report.skipped++;
+      this.warn(
+        `message ${message.ref} (UIDL ${message.uidl}) was refused in ${verdict.counts.get(message.key)} polls in a row: reported as skipped, not as backlog; it is tried again each run and never deleted`,
       );
     }
   }
@@ -459,10 +485,12 @@ class MailboxSession {
     switch (outcome.kind) {
       case "refused":
         this.report.failed++;
+        this.refused.push(message);
         this.warn(`RETR ${message.ref} refused: ${describeError(outcome.error)}`);
         return;
       case "runaway":
         this.report.failed++;
+        this.refused.push(message);
         this.warn(`RETR ${message.ref} failed: ${describeError(outcome.error)}`);
         return;
       case "abandoned":

@@ -470,6 +470,32 @@ describe("mailbox session against the test server", () => {
     }
   });
 
+  it("reports a message the server refuses in 3 polls in a row as skipped, not failed, and never deletes it", async () => {
+    const initial = messages(3);
+    const { server, world } = await setup(
+      initial,
+      { delete: "after-ingest" },
+      { faults: { refuseRetrUidls: ["uid-1"] } },
+    );
+    const first = await world.poll();
+    expect(first).toMatchObject({ ingested: 2, failed: 1, skipped: 0, deleted: 2 });
+    expect(await world.poll()).toMatchObject({ ingested: 0, failed: 1, skipped: 0 });
+    const third = await world.poll();
+    // The third refusal is the evidence: it leaves the backlog (remaining + failed) as a skip.
+    expect(third).toMatchObject({ ingested: 0, failed: 0, skipped: 1, remaining: 0 });
+    expect(third.warnings.join("\n")).toMatch(/refused in 3 polls in a row: reported as skipped/);
+    expect(await world.poll()).toMatchObject({ failed: 0, skipped: 1 });
+    expect(server.messages(USER).map((m) => m.uidl)).toEqual(["uid-1"]);
+    // Kept with the state, where the deployed poller may write.
+    const record = JSON.parse(
+      await readFile(
+        path.join(world.dir, "mail-ingest-data", "state", "~refused", "box.json"),
+        "utf8",
+      ),
+    );
+    expect(record).toEqual({ version: 1, refusals: { "uid-1": 4 } });
+  });
+
   it("ingests the demo's sample messages with attachments and parts", async () => {
     const { world } = await setup(sampleMessages());
     const report = await world.poll();

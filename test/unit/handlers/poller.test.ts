@@ -477,7 +477,9 @@ describe("poller", () => {
   }
 
   it("publishes EMF metrics with service-level dimensions only, and the mailbox as a property", async () => {
-    const h = harness((m) => report(m.id, { ingested: 4, failed: 1, remaining: 0, bytes: 999 }));
+    const h = harness((m) =>
+      report(m.id, { ingested: 4, failed: 1, skipped: 2, remaining: 0, bytes: 999 }),
+    );
     await createPoller(h.deps)(event(sqsRecord({ mailboxId: "alpha", tick: TICK })), ctx);
     const blobs = h.output.emf();
     expect(blobs).toHaveLength(1);
@@ -488,6 +490,8 @@ describe("poller", () => {
       MessagesIngested: 4,
       BytesIngested: 999,
       MessagesFailed: 1,
+      // Skipped (too large, permanently refused) is not backlog: Backlog can return to zero.
+      MessagesSkipped: 2,
       SessionDuration: 321,
       Backlog: 1,
     });
