@@ -56,6 +56,8 @@ const MIN_ESTIMATE_BYTES = 256 * 1024;
 const MAX_WARNINGS = 50;
 /** Ids of deadline-stalled messages kept in a report (they ride along in continuation jobs). */
 const MAX_STALLED = 20;
+/** Vanished state entries that, with new mail listed, continue an unfinished UIDL reset. */
+const RESET_CONTINUE_VANISHED = 10;
 /** Copies found after a UIDL reset are recorded in state this many at a time. */
 const RESET_RECORD_BATCH = 100;
 
@@ -199,7 +201,14 @@ class MailboxSession {
     this.armDeadline();
     let fetch = plan.fetch;
     let unchecked = 0;
-    if (plan.uidlReset) {
+    // A reset whose checking an earlier run could not finish (cap, deadline) left its vanished
+    // entries in state (see below), and by then enough copies may be known that the listing no
+    // longer looks like a reset: many vanished entries plus new mail continue it. The same
+    // shape after another client deleted many messages costs only a second download of the new
+    // mail, once.
+    const hashFirst =
+      plan.uidlReset || (plan.vanished.length >= RESET_CONTINUE_VANISHED && fetch.length > 0);
+    if (hashFirst) {
       const known = new Map([...state.values()].map((e) => [e.sha256, e]));
       ({ fresh: fetch, unchecked } = await this.dropKnownByHash(source, fetch, known));
     }
@@ -211,8 +220,10 @@ class MailboxSession {
     if (this.refused.length > 0) await this.settleRefusals(listed);
     this.report.remaining = plan.deferred + unchecked + (fetch.length - started) + this.abandoned;
 
-    // Forget keys only after a complete listing: a vanished key is gone from the source.
-    if (plan.vanished.length > 0) {
+    // Forget keys only after a complete listing: a vanished key is gone from the source. While
+    // copies of them may still be unchecked on the server, their hashes are kept to find them.
+    const checkingLeft = hashFirst && (unchecked > 0 || plan.deferred > 0);
+    if (plan.vanished.length > 0 && !checkingLeft) {
       await deps.state.forget(mailbox.id, plan.vanished).catch((err: unknown) => {
         throw storageError(ErrorCode.STORE_FAILED, "forgetting vanished UIDLs", err);
       });

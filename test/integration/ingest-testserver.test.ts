@@ -440,6 +440,56 @@ describe("mailbox session against the test server", () => {
     }
   });
 
+  it("after a UIDL reset, messages the deadline left unhashed count as remaining and wait for the next run", async () => {
+    const initial = messages(10);
+    const { world } = await setup(initial);
+    await world.poll();
+    const migrated = await startPop3TestServer({
+      users: {
+        [USER]: {
+          password: PASSWORD,
+          messages: initial.map((m) => ({ uidl: `migrated-${m.uidl}`, data: m.data })),
+        },
+      },
+    });
+    try {
+      const late = await world.poll({ mailbox: { port: migrated.port }, deadline: Date.now() });
+      expect(late).toMatchObject({ ingested: 0, skipped: 0, remaining: 10 });
+      expect(late.error).toBeUndefined();
+      const next = await world.poll({ mailbox: { port: migrated.port } });
+      expect(next).toMatchObject({ ingested: 0, skipped: 10, remaining: 0 });
+      expect(await world.queue()).toHaveLength(10);
+    } finally {
+      await migrated.close();
+    }
+  });
+
+  it("a UIDL reset spread over several capped runs queues no copy: vanished entries are kept until every message was checked", async () => {
+    const initial = messages(10);
+    const { world } = await setup(initial);
+    await world.poll();
+    const migrated = await startPop3TestServer({
+      users: {
+        [USER]: {
+          password: PASSWORD,
+          messages: initial.map((m) => ({ uidl: `migrated-${m.uidl}`, data: m.data })),
+        },
+      },
+    });
+    try {
+      const capped = { port: migrated.port, maxMessagesPerRun: 4 };
+      expect(await world.poll({ mailbox: capped })).toMatchObject({ skipped: 4, remaining: 6 });
+      // By now 4 of 10 listed UIDLs are known: the listing alone no longer looks like a reset.
+      expect(await world.poll({ mailbox: capped })).toMatchObject({ skipped: 4, remaining: 2 });
+      expect(await world.poll({ mailbox: capped })).toMatchObject({ skipped: 2, remaining: 0 });
+      expect(await world.poll({ mailbox: capped })).toMatchObject({ new: 0, ingested: 0 });
+      expect(await world.queue()).toHaveLength(10);
+      expect((await world.raw()).size).toBe(10);
+    } finally {
+      await migrated.close();
+    }
+  });
+
   it("after a UIDL reset of mail without Message-IDs, dedupes by sha256 and keeps no second copy", async () => {
     const initial = messages(10).map((m) => ({
       uidl: m.uidl,
