@@ -44,6 +44,7 @@ export {
   type PollResult,
   pollMailbox,
 } from "./ingest/poll-mailbox.ts";
+export { type ReplayOptions, type ReplayReport, replayMailbox } from "./ingest/replay.ts";
 export { emptyReport, runMailbox } from "./ingest/session.ts";
 export type {
   MailboxReport,

@@ -71,7 +71,11 @@ export async function createAdapters(
       ...(queue.region === undefined ? {} : { region: queue.region }),
       ...(queue.endpoint === undefined ? {} : { endpoint: queue.endpoint }),
     });
-    messageQueue = new SqsQueue({ client, queueUrl: queue.queueUrl });
+    messageQueue = new SqsQueue({
+      client,
+      queueUrl: queue.queueUrl,
+      ...(queue.maxMessageBytes === undefined ? {} : { maxBodyBytes: queue.maxMessageBytes }),
+    });
   }
   return { store, queue: messageQueue, state, lock };
 }

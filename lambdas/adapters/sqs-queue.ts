@@ -26,10 +26,16 @@ export interface SqsQueueOptions {
   readonly maxAttempts?: number;
   /** First retry delay in ms; doubles each attempt (full jitter). @default 100 */
   readonly baseDelayMs?: number;
+  /**
+   * The queue's MaximumMessageSize, bytes (a queue may be configured below SQS's 1 MiB); the
+   * session sends the pointer form of a message whose full body exceeds it.
+   * @default SQS_MAX_BODY_BYTES
+   */
+  readonly maxBodyBytes?: number;
 }
 
 export class SqsQueue implements MessageQueue {
-  readonly maxBodyBytes = SQS_MAX_BODY_BYTES;
+  readonly maxBodyBytes: number;
   readonly queueUrl: string;
   readonly fifo: boolean;
   private readonly client: SQSClient;
@@ -44,6 +50,7 @@ export class SqsQueue implements MessageQueue {
     this.groupId = options.groupId ?? ((entry) => entry.id);
     this.maxAttempts = options.maxAttempts ?? DEFAULT_SEND_ATTEMPTS;
     this.baseDelayMs = options.baseDelayMs ?? DEFAULT_RETRY_BASE_MS;
+    this.maxBodyBytes = Math.min(options.maxBodyBytes ?? SQS_MAX_BODY_BYTES, SQS_MAX_BODY_BYTES);
   }
 
   async send(entries: readonly QueueEntry[]): Promise<void> {

@@ -9,6 +9,7 @@ import { type CliIo, EXIT_OK, EXIT_USAGE, UsageError } from "./io.ts";
 const USAGE = `Usage:
   mail-ingest poll  --config FILE [--mailbox ID] [--json] [--every DURATION]
   mail-ingest check --config FILE [--mailbox ID]
+  mail-ingest replay --config FILE --mailbox ID [--since DATE] [--json]
   mail-ingest demo  [--dir DIR]
   mail-ingest oauth login --provider microsoft --tenant TENANT --client-id ID [--client-secret S]
                           [--authority URL] [--scope "..."] [--out FILE [--force] | --secret-id NAME | --ssm-parameter NAME]
@@ -18,6 +19,9 @@ Commands:
   poll    Fetch new mail from each mailbox, store it and queue its metadata.
           --every 60s keeps polling (daemon mode) until SIGINT/SIGTERM.
   check   Connect and log in to each mailbox; show capabilities and counts. Fetches nothing.
+  replay  Re-send a mailbox's stored metadata (meta/) to the configured queue, in pointer form
+          where a message exceeds the queue's size limit; --since keeps messages ingested at or
+          after DATE (e.g. 2026-11-30 or 2026-11-30T08:00:00Z). Contacts no mail server.
   demo    Start a built-in POP3 test server with sample mail and poll it into ./mail-ingest-data.
   oauth   Sign in (Microsoft device code, Google loopback + PKCE) and store the refresh-token secret.
 
@@ -37,6 +41,8 @@ export async function main(argv: readonly string[], io?: Partial<CliIo>): Promis
         return await (await import("./poll.ts")).pollCommand(rest, full);
       case "check":
         return await (await import("./check.ts")).checkCommand(rest, full);
+      case "replay":
+        return await (await import("./replay.ts")).replayCommand(rest, full);
       case "demo":
         return await (await import("./demo.ts")).demoCommand(rest, full);
       case "oauth":

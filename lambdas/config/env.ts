@@ -5,7 +5,13 @@
  * on first invocation, never at import (Powertools style).
  */
 import { ErrorCode, MailIngestError } from "../errors.ts";
-import { ConfigError, parseStorage, type S3StorageConfig } from "./schema.ts";
+import {
+  ConfigError,
+  MAX_QUEUE_MESSAGE_BYTES,
+  MIN_QUEUE_MESSAGE_BYTES,
+  parseStorage,
+  type S3StorageConfig,
+} from "./schema.ts";
 
 /** Environment variables the handlers read. */
 export const LambdaEnv = {
@@ -76,11 +82,18 @@ export const EnvDefaults = {
   tokenWriteBackAfterSeconds: 24 * 60 * 60,
 } as const;
 
-/** The poller's EMF metrics (namespace {@link EnvDefaults.metricsNamespace}, dimension `mailbox`). */
+/**
+ * The poller's EMF metrics (namespace {@link EnvDefaults.metricsNamespace}). Their only dimension
+ * is `service`; the mailbox is an EMF property of every blob (searchable in Logs Insights), and a
+ * `mailbox` dimension only with `PER_MAILBOX_METRICS=true`, since each dimension value is a
+ * separately billed custom metric.
+ */
 export const PollerMetric = {
   MessagesIngested: "MessagesIngested",
   BytesIngested: "BytesIngested",
   MessagesFailed: "MessagesFailed",
+  /** The report's `skipped`: too large, UIDL-reset copies, permanently refused (not backlog). */
+  MessagesSkipped: "MessagesSkipped",
   SessionDuration: "SessionDuration",
   /** Only after a completed session: what is left on the server. */
   Backlog: "Backlog",
@@ -89,6 +102,8 @@ export const PollerMetric = {
   BackOffs: "BackOffs",
   DeadlineStalls: "DeadlineStalls",
   Continuations: "Continuations",
+  /** Scheduled jobs dropped unrun because they were older than one schedule period. */
+  StaleJobsDropped: "StaleJobsDropped",
 } as const;
 
 export type PollerMetricName = (typeof PollerMetric)[keyof typeof PollerMetric];
@@ -111,6 +126,39 @@ export function integerEnv(env: NodeJS.ProcessEnv, name: LambdaEnvName, fallback
     throw new MailIngestError(
       ErrorCode.CONFIG_INVALID,
       `environment variable ${name} must be a non-negative integer`,
+    );
+  }
+  return value;
+}
+
+/** An optional boolean environment variable: `true` or `false` (any case), unset is `fallback`. */
+export function booleanEnv(
+  env: NodeJS.ProcessEnv,
+  name: LambdaEnvName,
+  fallback: boolean,
+): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = raw.trim().toLowerCase();
+  if (value === "true") return true;
+  if (value === "false") return false;
+  throw new MailIngestError(
+    ErrorCode.CONFIG_INVALID,
+    `environment variable ${name} must be "true" or "false"`,
+  );
+}
+
+/**
+ * `OUTPUT_MAX_MESSAGE_BYTES`: the output queue's MaximumMessageSize, bytes, within SQS's range
+ * (1 KiB to 1 MiB); unset means SQS's 1 MiB.
+ */
+export function outputMaxMessageBytesEnv(env: NodeJS.ProcessEnv): number {
+  const name = LambdaEnv.outputMaxMessageBytes;
+  const value = integerEnv(env, name, EnvDefaults.outputMaxMessageBytes);
+  if (value < MIN_QUEUE_MESSAGE_BYTES || value > MAX_QUEUE_MESSAGE_BYTES) {
+    throw new MailIngestError(
+      ErrorCode.CONFIG_INVALID,
+      `environment variable ${name} must be between ${MIN_QUEUE_MESSAGE_BYTES} and ${MAX_QUEUE_MESSAGE_BYTES}`,
     );
   }
   return value;

@@ -32,6 +32,11 @@ export interface SqsQueueConfig {
   readonly queueUrl: string;
   readonly region?: string;
   readonly endpoint?: string;
+  /**
+   * The queue's MaximumMessageSize, bytes, when set below SQS's 1 MiB: larger bodies go out in
+   * pointer form. @default 1048576
+   */
+  readonly maxMessageBytes?: number;
 }
 export type QueueConfig = FsQueueConfig | SqsQueueConfig;
 
@@ -243,6 +248,13 @@ export function parseStorage(value: unknown, dataDir: string): StorageConfig {
   return result;
 }
 
+/**
+ * SQS's MaximumMessageSize range, bytes (1 KiB to 1 MiB). Below ~1 KiB a pointer-form body would
+ * not fit either.
+ */
+export const MIN_QUEUE_MESSAGE_BYTES = 1024;
+export const MAX_QUEUE_MESSAGE_BYTES = 1_048_576;
+
 function parseQueue(value: unknown, dataDir: string): QueueConfig {
   if (value === undefined) return { type: "fs", dir: path.join(dataDir, "queue") };
   if (!isRecord(value)) throw new ConfigError("queue", "must be an object");
@@ -256,6 +268,10 @@ function parseQueue(value: unknown, dataDir: string): QueueConfig {
           queueUrl: f.string("queueUrl", { pattern: /^https?:\/\// }),
           region: f.string("region", { optional: true }),
           endpoint: f.string("endpoint", { optional: true }),
+          maxMessageBytes: f.integer("maxMessageBytes", {
+            min: MIN_QUEUE_MESSAGE_BYTES,
+            max: MAX_QUEUE_MESSAGE_BYTES,
+          }),
         };
   f.done();
   return result;

@@ -34,6 +34,8 @@ export interface Pop3TestServerFaults {
   duplicateUidl?: boolean;
   /** LIST and STAT report each size one octet too large. */
   reportWrongSize?: boolean;
+  /** RETR of a message with one of these unique-ids always answers -ERR (a server that cannot read it). */
+  refuseRetrUidls?: readonly string[];
 }
 
 export interface Pop3TestServerOptions {
@@ -471,6 +473,10 @@ class Session {
       case "RETR": {
         const message = this.message(args[0]);
         if (!message) return;
+        if (this.server.options.faults?.refuseRetrUidls?.includes(message.uidl)) {
+          this.reply("-ERR message is unreadable");
+          return;
+        }
         this.reply(`+OK ${message.data.length} octets`);
         if (this.server.options.faults?.stallOnRetr) {
           // Never answer: the session stays busy until the client gives up.

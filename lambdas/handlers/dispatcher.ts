@@ -14,7 +14,13 @@ import {
   LambdaEnv,
   requireEnv,
 } from "../config/index.ts";
-import { type PollJob, type SendMessageBatch, scheduleTick, sendJobs } from "./jobs.ts";
+import {
+  formatTick,
+  type PollJob,
+  type SendMessageBatch,
+  scheduledInstant,
+  sendJobs,
+} from "./jobs.ts";
 import { lazy } from "./runtime.ts";
 
 export interface DispatcherDeps {
@@ -35,9 +41,15 @@ export function createDispatcher(deps: DispatcherDeps) {
   return async (event: unknown, context?: Context): Promise<DispatchResult> => {
     const { logger } = deps;
     if (context) logger.addContext(context);
-    const tick = scheduleTick(event, (deps.now ?? (() => new Date()))());
+    const scheduled = scheduledInstant(event, (deps.now ?? (() => new Date()))());
+    const tick = formatTick(scheduled);
+    const scheduledAt = scheduled.toISOString();
     const config = await deps.loadConfig();
-    const jobs: PollJob[] = config.mailboxes.map((mailbox) => ({ mailboxId: mailbox.id, tick }));
+    const jobs: PollJob[] = config.mailboxes.map((mailbox) => ({
+      mailboxId: mailbox.id,
+      tick,
+      scheduledAt,
+    }));
     await sendJobs(deps.sendMessageBatch, deps.jobsQueueUrl, jobs);
     logger.info("dispatched poll jobs", { tick, jobs: jobs.length });
     return { tick, jobs: jobs.length };

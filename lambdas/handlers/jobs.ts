@@ -18,6 +18,12 @@ export interface PollJob {
   readonly mailboxId: string;
   /** The schedule tick this job (or the chain it continues) belongs to, `YYYYMMDDTHHmmZ`. */
   readonly tick: string;
+  /**
+   * The scheduled instant of the tick, ISO-8601 with seconds (the tick itself is floored to the
+   * minute). The poller drops a scheduled job older than one period by it; jobs from a dispatcher
+   * that predates this field are judged by the tick.
+   */
+  readonly scheduledAt?: string;
   /** 1, 2, … for jobs a poller enqueued because a run stopped with mail left over. */
   readonly continuation?: number;
   /**
@@ -32,6 +38,8 @@ export const MAX_STALLED_IDS = 20;
 const MESSAGE_ID = /^[0-9a-f]{32}$/;
 
 const TICK_PATTERN = /^\d{8}T\d{4}Z$/;
+/** What `Date.prototype.toISOString` writes; nothing else is accepted from a job body. */
+const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 
 /** `2024-05-01T10:05:59.123Z` -> `20240501T1005Z`: one id per minute. */
 export function formatTick(date: Date): string {
@@ -46,16 +54,37 @@ export function formatTick(date: Date): string {
  * (a manual invoke) the invocation time, floored to the minute, stands in.
  */
 export function scheduleTick(event: unknown, now: Date): string {
+  return formatTick(scheduledInstant(event, now));
+}
+
+/** The scheduled instant behind {@link scheduleTick}, to the millisecond. */
+export function scheduledInstant(event: unknown, now: Date): Date {
   if (isRecord(event)) {
     for (const key of ["scheduledTime", "time"]) {
       const value = event[key];
       if (typeof value === "string") {
         const ms = Date.parse(value);
-        if (Number.isFinite(ms)) return formatTick(new Date(ms));
+        if (Number.isFinite(ms)) return new Date(ms);
       }
     }
   }
-  return formatTick(now);
+  return now;
+}
+
+/**
+ * When a job was scheduled, epoch ms: its `scheduledAt`, else the start of its tick's minute
+ * (which can only make an old job look older, by under a minute).
+ */
+export function jobScheduledAt(job: PollJob): number {
+  if (job.scheduledAt !== undefined) return Date.parse(job.scheduledAt);
+  const t = job.tick;
+  return Date.UTC(
+    Number(t.slice(0, 4)),
+    Number(t.slice(4, 6)) - 1,
+    Number(t.slice(6, 8)),
+    Number(t.slice(9, 11)),
+    Number(t.slice(11, 13)),
+  );
 }
 
 /**
@@ -79,17 +108,26 @@ export function parseJob(body: string): PollJob {
     throw fail("body is not JSON");
   }
   if (!isRecord(json)) throw fail("body must be a JSON object");
-  const { mailboxId, tick, continuation, stalled } = json;
+  const { mailboxId, tick, scheduledAt, continuation, stalled } = json;
   if (typeof mailboxId !== "string" || !isValidMailboxId(mailboxId)) {
     throw fail("mailboxId is missing or invalid");
   }
   if (typeof tick !== "string" || !TICK_PATTERN.test(tick))
     throw fail("tick is missing or invalid");
-  if (continuation === undefined) return { mailboxId, tick };
+  if (
+    scheduledAt !== undefined &&
+    (typeof scheduledAt !== "string" ||
+      !ISO_INSTANT.test(scheduledAt) ||
+      !Number.isFinite(Date.parse(scheduledAt)))
+  ) {
+    throw fail("scheduledAt must be an ISO-8601 instant");
+  }
+  const base = scheduledAt === undefined ? { mailboxId, tick } : { mailboxId, tick, scheduledAt };
+  if (continuation === undefined) return base;
   if (typeof continuation !== "number" || !Number.isInteger(continuation) || continuation < 1) {
     throw fail("continuation must be a positive integer");
   }
-  if (stalled === undefined) return { mailboxId, tick, continuation };
+  if (stalled === undefined) return { ...base, continuation };
   if (
     !Array.isArray(stalled) ||
     stalled.length > MAX_STALLED_IDS ||
@@ -97,7 +135,7 @@ export function parseJob(body: string): PollJob {
   ) {
     throw fail(`stalled must be at most ${MAX_STALLED_IDS} message ids`);
   }
-  return { mailboxId, tick, continuation, stalled };
+  return { ...base, continuation, stalled };
 }
 
 export type { SendMessageBatch } from "../adapters/sqs-batch.ts";

@@ -14,8 +14,20 @@
  * - the mailbox lock is held by another run (a report with `lockedBy`, not an error) → success
  *   with a warning and a `BackOffs` metric, like `IN_USE`; a lease left by a timed-out invocation
  *   lapses `LEASE_MARGIN_MS` after that timeout, so the next tick gets it;
- * - anything else (connection, timeouts, `SYS_TEMP`, storage or queue failures) → a batch item
- *   failure, so SQS redelivers it and moves it to the DLQ after `maxReceiveCount`.
+ * - the server could not be reached or stopped answering (connect failures and timeouts, a
+ *   dropped connection) → success with a warning and a `PollFailures` metric, like `IN_USE`: a
+ *   failed record would keep the jobs queue's visibility timeout (30 min) and hold the mailbox's
+ *   FIFO group that long, while the next tick (one period) is the soonest useful retry anyway;
+ * - anything else (`SYS_TEMP`, storage or queue failures, a bug) → a batch item failure, so SQS
+ *   redelivers it and moves it to the DLQ after `maxReceiveCount`.
+ *
+ * Before any of that, a scheduled job older than one schedule period (`SCHEDULE_PERIOD_SECONDS`)
+ * is dropped with a `StaleJobsDropped` metric: a newer tick's job for the same mailbox is already
+ * queued behind it, so running both would only poll twice while the queue is behind.
+ * Continuations are never dropped: they carry on a chain that is making progress.
+ *
+ * Metrics have only the `service` dimension unless `PER_MAILBOX_METRICS=true`; the mailbox is an
+ * EMF property of every blob either way, so Logs Insights can find one mailbox's figures.
  */
 import { processPartialResponse, SqsFifoPartialProcessorAsync } from "@aws-lambda-powertools/batch";
 import { Logger } from "@aws-lambda-powertools/logger";
@@ -28,10 +40,12 @@ import { EventBridgeFanout } from "../adapters/eventbridge-fanout.ts";
 import { type Adapters, createAdapters } from "../adapters/index.ts";
 import {
   type AppConfig,
+  booleanEnv,
   createConfigLoader,
   EnvDefaults,
   integerEnv,
   LambdaEnv,
+  outputMaxMessageBytesEnv,
   PollerMetric,
   requireEnv,
   storageFromEnv,
@@ -53,6 +67,7 @@ import {
 import { secretsManagerStore } from "../secrets/secrets-manager.ts";
 import { ssmSecretStore } from "../secrets/ssm.ts";
 import {
+  jobScheduledAt,
   MAX_STALLED_IDS,
   type PollJob,
   parseJob,
@@ -81,6 +96,13 @@ export interface PollerDeps {
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly safetyMarginMs: number;
+  /** Add a `mailbox` dimension to every metric (`PER_MAILBOX_METRICS`). @default false */
+  readonly perMailboxMetrics?: boolean;
+  /**
+   * The dispatch schedule's period, s (`SCHEDULE_PERIOD_SECONDS`): a scheduled job older than this
+   * is dropped. @default EnvDefaults.schedulePeriodSeconds
+   */
+  readonly schedulePeriodSeconds?: number;
   /** Epoch ms. */
   readonly now?: () => number;
 }
@@ -122,8 +144,12 @@ async function processRecord(deps: PollerDeps, record: SQSRecord, context: Conte
     tick: job.tick,
     continuation: job.continuation ?? 0,
   });
-  metrics.addDimension("mailbox", job.mailboxId);
+  // Per-mailbox dimensions are a custom metric per mailbox (billed each); the property alone
+  // costs nothing and still lets Logs Insights filter one mailbox's blobs.
+  if (deps.perMailboxMetrics) metrics.addDimension("mailbox", job.mailboxId);
+  else metrics.addMetadata("mailbox", job.mailboxId);
   try {
+    if (isStale(deps, job)) return;
     await runJob(deps, job, context);
   } catch (err) {
     metrics.addMetric(PollerMetric.PollFailures, MetricUnit.Count, 1);
@@ -134,9 +160,34 @@ async function processRecord(deps: PollerDeps, record: SQSRecord, context: Conte
     throw err;
   } finally {
     if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
-    else metrics.clearDimensions();
+    else {
+      metrics.clearDimensions();
+      metrics.clearMetadata();
+    }
     logger.removeKeys(JOB_KEYS);
   }
+}
+
+/**
+ * Whether a scheduled job is older than one schedule period, and so dropped (logged, counted).
+ * By then the next tick has queued a job for the same mailbox behind it (FIFO group), so this one
+ * is superseded; without the drop a queue that fell behind would poll each mailbox once per
+ * queued tick and never catch up.
+ */
+function isStale(deps: PollerDeps, job: PollJob): boolean {
+  if (job.continuation !== undefined) return false;
+  const periodMs = (deps.schedulePeriodSeconds ?? EnvDefaults.schedulePeriodSeconds) * 1000;
+  const ageMs = (deps.now ?? Date.now)() - jobScheduledAt(job);
+  if (!(ageMs > periodMs)) return false;
+  deps.metrics.addMetric(PollerMetric.StaleJobsDropped, MetricUnit.Count, 1);
+  deps.logger.warn(
+    "scheduled job is older than one schedule period; dropped, a newer tick polls the mailbox",
+    {
+      ageSeconds: Math.round(ageMs / 1000),
+      periodSeconds: periodMs / 1000,
+    },
+  );
+  return true;
 }
 
 async function runJob(deps: PollerDeps, job: PollJob, context: Context): Promise<void> {
@@ -183,6 +234,15 @@ async function runJob(deps: PollerDeps, job: PollJob, context: Context): Promise
     case "back-off":
       metrics.addMetric(PollerMetric.BackOffs, MetricUnit.Count, 1);
       logger.warn("server asked us to back off; the next scheduled tick retries", {
+        code: report.errorCode,
+        error: report.error,
+      });
+      return;
+    case "unreachable":
+      // Counted as a failure (the alarm and dashboard see it), but the record succeeds: see the
+      // module comment for why a failed record would hold the mailbox for 30 minutes.
+      metrics.addMetric(PollerMetric.PollFailures, MetricUnit.Count, 1);
+      logger.warn("could not reach the server; the next scheduled tick retries", {
         code: report.errorCode,
         error: report.error,
       });
@@ -240,14 +300,16 @@ async function runJob(deps: PollerDeps, job: PollJob, context: Context): Promise
   });
 }
 
-/** Per-mailbox EMF metrics of one session (the `mailbox` dimension is already set). */
+/** The EMF metrics of one session (the mailbox property or dimension is already set). */
 function recordReportMetrics(metrics: Metrics, report: MailboxReport): void {
   metrics.addMetric(PollerMetric.MessagesIngested, MetricUnit.Count, report.ingested);
   metrics.addMetric(PollerMetric.BytesIngested, MetricUnit.Bytes, report.bytes);
   metrics.addMetric(PollerMetric.MessagesFailed, MetricUnit.Count, report.failed);
+  metrics.addMetric(PollerMetric.MessagesSkipped, MetricUnit.Count, report.skipped);
   metrics.addMetric(PollerMetric.SessionDuration, MetricUnit.Milliseconds, report.durationMs);
   // Only a completed session knows what is left on the server; a failed one would report a false 0
-  // and hide a backlog that is not shrinking.
+  // and hide a backlog that is not shrinking. Skipped messages (permanently refused among them)
+  // are not backlog, so it can return to zero.
   if (report.error === undefined && report.lockedBy === undefined) {
     metrics.addMetric(PollerMetric.Backlog, MetricUnit.Count, report.remaining + report.failed);
   }
@@ -300,6 +362,8 @@ export function defaultPollerDeps(env: NodeJS.ProcessEnv = process.env): PollerD
     const output = {
       type: "sqs",
       queueUrl: requireEnv(env, LambdaEnv.outputQueueUrl),
+      // A passed-in queue may cap messages below 1 MiB; larger bodies then go in pointer form.
+      maxMessageBytes: outputMaxMessageBytesEnv(env),
     } as const;
     const eventBusName = env[LambdaEnv.eventBusName];
     return createAdapters(storage, output).then((base) => {
@@ -315,6 +379,10 @@ export function defaultPollerDeps(env: NodeJS.ProcessEnv = process.env): PollerD
   });
   const safetyMarginMs = lazy(() =>
     integerEnv(env, LambdaEnv.safetyMarginMs, EnvDefaults.safetyMarginMs),
+  );
+  const perMailboxMetrics = lazy(() => booleanEnv(env, LambdaEnv.perMailboxMetrics, false));
+  const schedulePeriodSeconds = lazy(() =>
+    integerEnv(env, LambdaEnv.schedulePeriodSeconds, EnvDefaults.schedulePeriodSeconds),
   );
   return {
     loadConfig: () => loadConfig()(),
@@ -335,6 +403,12 @@ export function defaultPollerDeps(env: NodeJS.ProcessEnv = process.env): PollerD
     },
     get safetyMarginMs() {
       return safetyMarginMs();
+    },
+    get perMailboxMetrics() {
+      return perMailboxMetrics();
+    },
+    get schedulePeriodSeconds() {
+      return schedulePeriodSeconds();
     },
   };
 }

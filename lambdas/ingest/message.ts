@@ -20,7 +20,7 @@ import { type Committable, storageError } from "./commit.ts";
 import { messageId, metaKey, partsPrefix, rawKey } from "./keys.ts";
 
 /** Bytes a body may exceed maxMessageBytes by (line-ending differences) before it is cut off. */
-const RUNAWAY_SLACK_BYTES = 64 * 1024;
+export const RUNAWAY_SLACK_BYTES = 64 * 1024;
 
 export interface MessageContext {
   readonly mailbox: MailboxConfig;
@@ -192,16 +192,6 @@ export async function describeStored(
       messageId: queueMessage.headers.messageId ?? undefined,
     },
   };
-}
-
-/** Removes what a duplicate (found after a UIDL reset) wrote under its own id. */
-export async function discardStored(
-  store: ObjectStore,
-  mailbox: string,
-  id: string,
-): Promise<void> {
-  await store.delete(rawKey(mailbox, id));
-  for await (const key of store.list(partsPrefix(mailbox, id))) await store.delete(key);
 }
 
 /**

@@ -16,11 +16,24 @@ import type { MailboxReport, SessionCredentials, SessionDeps, SessionOptions } f
  *   next scheduled run retries;
  * - `auth-failed`: credentials were rejected; retrying at once only risks a lockout, so the next
  *   scheduled run retries and someone is told;
- * - `retry`: anything else (connection, timeouts, `[SYS/TEMP]`, storage or queue failures).
+ * - `unreachable`: the server could not be reached or stopped answering (connect failure or
+ *   timeout, an idle timeout, a dropped connection); nothing of this run is lost (what was
+ *   committed stays committed), so the next scheduled run retries;
+ * - `retry`: anything else (`[SYS/TEMP]`, TLS, protocol, storage or queue failures).
  */
-export type PollOutcome = "done" | "locked" | "back-off" | "auth-failed" | "retry";
+export type PollOutcome = "done" | "locked" | "back-off" | "auth-failed" | "unreachable" | "retry";
 
 const BACK_OFF_CODES: readonly ErrorCode[] = [ErrorCode.IN_USE, ErrorCode.LOGIN_DELAY];
+/**
+ * Transport failures. TLS failures are not here: a certificate that does not verify stays wrong
+ * until someone fixes it, so it should reach the DLQ and its alarm.
+ */
+const UNREACHABLE_CODES: readonly ErrorCode[] = [
+  ErrorCode.CONNECT_FAILED,
+  ErrorCode.CONNECT_TIMEOUT,
+  ErrorCode.TIMEOUT,
+  ErrorCode.CONNECTION_CLOSED,
+];
 const AUTH_CODES: readonly ErrorCode[] = [
   ErrorCode.AUTH_FAILED,
   ErrorCode.OAUTH_FAILED,
@@ -34,6 +47,7 @@ export function classifyOutcome(report: MailboxReport): PollOutcome {
   const code = report.errorCode;
   if (code !== undefined && BACK_OFF_CODES.includes(code)) return "back-off";
   if (code !== undefined && AUTH_CODES.includes(code)) return "auth-failed";
+  if (code !== undefined && UNREACHABLE_CODES.includes(code)) return "unreachable";
   return "retry";
 }
 

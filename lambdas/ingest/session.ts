@@ -12,6 +12,7 @@
  * to the same keys (the raw object is created once); the queue may then carry the same `id` twice,
  * which consumers dedupe. A message is marked done only once its checkpoint is durable.
  */
+import { createHash } from "node:crypto";
 import { hostname } from "node:os";
 import type { Readable } from "node:stream";
 import { pop3Source } from "../adapters/pop3-source.ts";
@@ -26,8 +27,14 @@ import {
 import type { HeldLock, LockHolder, MailSource, SourceMessage, StateEntry } from "../ports.ts";
 import { CommitSequence, storageError } from "./commit.ts";
 import { messageId } from "./keys.ts";
-import { describeStored, discardStored, type FetchOutcome, fetchAndStore } from "./message.ts";
+import {
+  describeStored,
+  type FetchOutcome,
+  fetchAndStore,
+  RUNAWAY_SLACK_BYTES,
+} from "./message.ts";
 import { planSession, type SessionPlan } from "./plan.ts";
+import { countRefusals } from "./refusals.ts";
 import type {
   MailboxReport,
   SessionDeps,
@@ -49,6 +56,10 @@ const MIN_ESTIMATE_BYTES = 256 * 1024;
 const MAX_WARNINGS = 50;
 /** Ids of deadline-stalled messages kept in a report (they ride along in continuation jobs). */
 const MAX_STALLED = 20;
+/** Vanished state entries that, with new mail listed, continue an unfinished UIDL reset. */
+const RESET_CONTINUE_VANISHED = 10;
+/** Copies found after a UIDL reset are recorded in state this many at a time. */
+const RESET_RECORD_BATCH = 100;
 
 const silentLogger: SessionLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -87,8 +98,6 @@ class MailboxSession {
   private readonly started: number;
   private readonly report: MailboxReport;
   private commit: CommitSequence | undefined;
-  /** sha256 → entry, only during a suspected UIDL reset: identity is the hash of the bytes. */
-  private knownSha: Map<string, StateEntry> | undefined;
   /** Bodies being read right now; destroyed if the deadline passes mid-download. */
   private readonly streaming = new Set<Readable>();
   /** Fires at the deadline; cleared when the session ends. */
@@ -104,6 +113,8 @@ class MailboxSession {
   private warningsDropped = 0;
   /** Downloads started but abandoned at the deadline; still at the source, left for later. */
   private abandoned = 0;
+  /** Messages refused this run (RETR -ERR, or past maxMessageBytes); counted as failed so far. */
+  private readonly refused: SourceMessage[] = [];
 
   constructor(
     private readonly mailbox: MailboxConfig,
@@ -187,17 +198,32 @@ class MailboxSession {
     this.report.listingComplete = true;
     this.reportPlanWarnings(plan);
 
-    if (plan.uidlReset) this.knownSha = new Map([...state.values()].map((e) => [e.sha256, e]));
-    const fetch = plan.fetch;
+    this.armDeadline();
+    let fetch = plan.fetch;
+    let unchecked = 0;
+    // A reset whose checking an earlier run could not finish (cap, deadline) left its vanished
+    // entries in state (see below), and by then enough copies may be known that the listing no
+    // longer looks like a reset: many vanished entries plus new mail continue it. The same
+    // shape after another client deleted many messages costs only a second download of the new
+    // mail, once.
+    const hashFirst =
+      plan.uidlReset || (plan.vanished.length >= RESET_CONTINUE_VANISHED && fetch.length > 0);
+    if (hashFirst) {
+      const known = new Map([...state.values()].map((e) => [e.sha256, e]));
+      ({ fresh: fetch, unchecked } = await this.dropKnownByHash(source, fetch, known));
+    }
     this.messagesTotal = fetch.length;
     this.bytesTotal = fetch.reduce((sum, m) => sum + m.size, 0);
 
     this.progress("ingesting");
     const started = await this.ingestAll(source, fetch);
-    this.report.remaining = plan.deferred + (fetch.length - started) + this.abandoned;
+    if (this.refused.length > 0) await this.settleRefusals(listed);
+    this.report.remaining = plan.deferred + unchecked + (fetch.length - started) + this.abandoned;
 
-    // Forget keys only after a complete listing: a vanished key is gone from the source.
-    if (plan.vanished.length > 0) {
+    // Forget keys only after a complete listing: a vanished key is gone from the source. While
+    // copies of them may still be unchecked on the server, their hashes are kept to find them.
+    const checkingLeft = hashFirst && (unchecked > 0 || plan.deferred > 0);
+    if (plan.vanished.length > 0 && !checkingLeft) {
       await deps.state.forget(mailbox.id, plan.vanished).catch((err: unknown) => {
         throw storageError(ErrorCode.STORE_FAILED, "forgetting vanished UIDLs", err);
       });
@@ -230,6 +256,129 @@ class MailboxSession {
   }
 
   /**
+   * Turns this run's refusals that have been refused often enough into skips (see refusals.ts),
+   * so a message the server never hands over leaves the backlog. It is never deleted for it.
+   */
+  private async settleRefusals(listed: readonly SourceMessage[]): Promise<void> {
+    const verdict = await countRefusals(
+      this.deps.store,
+      this.mailbox.id,
+      this.refused.map((m) => m.key),
+      new Set(listed.map((m) => m.key)),
+      (message) => this.warn(message),
+    );
+    for (const message of this.refused) {
+      if (!verdict.permanent.has(message.key)) continue;
+      this.report.failed--;
+      this.report.skipped++;
+      this.warn(
+        `message ${message.ref} (UIDL ${message.uidl}) was refused in ${verdict.counts.get(message.key)} polls in a row: reported as skipped, not as backlog; it is tried again each run and never deleted`,
+      );
+    }
+  }
+
+  /**
+   * During a suspected UIDL reset, tells copies from new mail before anything is stored: each
+   * message is fetched once and only hashed, and one whose sha256 matches an earlier ingest
+   * under another id is recorded under its new key and not fetched again. The rest (new mail)
+   * are returned for the normal fetch, which downloads them a second time.
+   *
+   * Why not store first and remove a copy afterwards: storage is create-only outside `state/`
+   * (the deployed poller may delete only there, and the bucket is versioned), so a copy's objects
+   * could never be removed, and nothing would stay stored only once. In a reset most listed
+   * messages are copies, so hashing first also saves their uploads and parses; only the few new
+   * messages cost a second download.
+   *
+   * Sequential, not pipelined: a reset is rare, and each body is read to its end (or destroyed,
+   * which the source discards) before the next request. Messages the deadline or a shutdown left
+   * unchecked are counted in `unchecked` and wait for the next run.
+   */
+  private async dropKnownByHash(
+    source: MailSource,
+    fetch: readonly SourceMessage[],
+    known: ReadonlyMap<string, StateEntry>,
+  ): Promise<{ fresh: SourceMessage[]; unchecked: number }> {
+    const { mailbox, deps } = this;
+    const fresh: SourceMessage[] = [];
+    let copies: StateEntry[] = [];
+    const record = async () => {
+      if (copies.length === 0) return;
+      const batch = copies;
+      copies = [];
+      try {
+        await deps.state.record(mailbox.id, batch);
+      } catch (err) {
+        throw storageError(
+          ErrorCode.STORE_FAILED,
+          "recording copies found after a UIDL reset",
+          err,
+        );
+      }
+      this.report.skipped += batch.length;
+    };
+    let checked = 0;
+    for (const message of fetch) {
+      if (this.shouldStop()) break;
+      const sha256 = await this.hashOnly(source, message);
+      if (sha256 === "deadline") break;
+      checked++;
+      const copyOf = sha256 === undefined ? undefined : known.get(sha256);
+      if (copyOf && copyOf.id !== messageId(mailbox.id, message.key)) {
+        // Identical bytes ingested before under another key: record the new key, queue nothing.
+        copies.push({ ...copyOf, uidl: message.key });
+        if (copies.length >= RESET_RECORD_BATCH) await record();
+      } else {
+        fresh.push(message);
+      }
+    }
+    await record();
+    return { fresh, unchecked: fetch.length - checked };
+  }
+
+  /**
+   * sha256 of a message's bytes, read and discarded; undefined when the source refused it or it
+   * ran past maxMessageBytes (the normal fetch then reports it), "deadline" when the deadline
+   * abandoned it.
+   */
+  private async hashOnly(
+    source: MailSource,
+    message: SourceMessage,
+  ): Promise<string | "deadline" | undefined> {
+    let body: Readable;
+    try {
+      body = await source.fetch(message);
+    } catch (err) {
+      if (isMailIngestError(err, ErrorCode.COMMAND_FAILED)) return undefined;
+      throw err;
+    }
+    this.streaming.add(body);
+    const hash = createHash("sha256");
+    let size = 0;
+    try {
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > this.mailbox.maxMessageBytes + RUNAWAY_SLACK_BYTES) {
+          body.destroy();
+          return undefined;
+        }
+        hash.update(chunk);
+      }
+    } catch (err) {
+      if (isMailIngestError(err, ErrorCode.DEADLINE)) {
+        this.stalled(
+          message,
+          `abandoned after ${size} bytes while checking for a copy: the deadline passed`,
+        );
+        return "deadline";
+      }
+      throw err;
+    } finally {
+      this.streaming.delete(body);
+    }
+    return hash.digest("hex");
+  }
+
+  /**
    * The fetch window. Messages are fetched one after another on the connection, with two
    * overlaps:
    * - fetches are pipelined a few messages ahead (RFC 2449 §6.6), so a server's round trip is not
@@ -255,7 +404,6 @@ class MailboxSession {
     let failure: { err: unknown } | undefined;
     let started = 0;
     this.ingestStarted = Date.now();
-    this.armDeadline();
     const requestAhead = () => {
       while (cursor < fetch.length) {
         const next = fetch[cursor] as SourceMessage;
@@ -348,10 +496,12 @@ class MailboxSession {
     switch (outcome.kind) {
       case "refused":
         this.report.failed++;
+        this.refused.push(message);
         this.warn(`RETR ${message.ref} refused: ${describeError(outcome.error)}`);
         return;
       case "runaway":
         this.report.failed++;
+        this.refused.push(message);
         this.warn(`RETR ${message.ref} failed: ${describeError(outcome.error)}`);
         return;
       case "abandoned":
@@ -369,18 +519,6 @@ class MailboxSession {
         listed: message.size,
         received: outcome.size,
       });
-    }
-    const duplicateOf = this.knownSha?.get(outcome.sha256);
-    if (duplicateOf && duplicateOf.id !== outcome.id) {
-      // Identical bytes ingested before under another key: record the new key, queue nothing.
-      try {
-        await discardStored(deps.store, mailbox.id, outcome.id);
-        await deps.state.record(mailbox.id, [{ ...duplicateOf, uidl: message.key }]);
-      } catch (err) {
-        throw storageError(ErrorCode.STORE_FAILED, "recording a duplicate", err);
-      }
-      this.report.skipped++;
-      return;
     }
     const item = await describeStored(
       mailbox.id,

@@ -84,7 +84,10 @@ export interface MailboxReport {
   /** Messages not yet ingested according to the UIDL state. */
   new: number;
   ingested: number;
-  /** Skipped by policy this run (too large, duplicate after a UIDL reset). */
+  /**
+   * Skipped this run: too large (LIST), a copy found after a UIDL reset, or refused by the source
+   * in several polls in a row (ingest/refusals.ts). None of them counts as backlog.
+   */
   skipped: number;
   failed: number;
   deleted: number;

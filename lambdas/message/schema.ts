@@ -131,7 +131,7 @@ function copySource(origin: MessageOrigin): MessageOrigin {
 }
 
 /** The pointer form of `message`, referring to its full form stored at `metaRef`. */
-export function toPointer(message: QueueMessageV2, metaRef: ObjectRef): QueuePointerV2 {
+export function toPointer(message: QueueIdentity, metaRef: ObjectRef): QueuePointerV2 {
   return {
     schemaVersion: SCHEMA_VERSION,
     id: message.id,

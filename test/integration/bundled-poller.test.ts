@@ -139,7 +139,12 @@ describeDovecot("bundled poller artifact", () => {
     await fauxqs.sqs.send(
       new SendMessageCommand({
         QueueUrl: jobsQueue,
-        MessageBody: JSON.stringify({ mailboxId: "bun", tick: "20240501T1005Z" }),
+        // scheduledAt is now: a job older than one schedule period would be dropped unrun.
+        MessageBody: JSON.stringify({
+          mailboxId: "bun",
+          tick: "20240501T1005Z",
+          scheduledAt: new Date().toISOString(),
+        }),
         MessageGroupId: "bun",
         MessageDeduplicationId: "bun:20240501T1005Z",
       }),

@@ -139,13 +139,22 @@ describeDovecot("Lambda handlers against Dovecot and fauxqs", () => {
     });
   }
 
-  function poller(bucketStore: S3ObjectStore = store) {
+  function poller(
+    bucketStore: S3ObjectStore = store,
+    periodSeconds = 1e10,
+    outputMaxBytes?: number,
+  ) {
     return createPoller({
       loadConfig: createConfigLoader({ MAIL_INGEST_CONFIG: configJson }, async () => undefined),
       // What createAdapters builds for `{type: "s3"}` + `{type: "sqs"}`, with fauxqs's clients.
       adapters: () => ({
         store: bucketStore,
-        queue: new SqsQueue({ client: fauxqs.sqs, queueUrl: outputQueue }),
+        queue: new SqsQueue({
+          client: fauxqs.sqs,
+          queueUrl: outputQueue,
+          // What OUTPUT_MAX_MESSAGE_BYTES becomes (see defaultPollerDeps).
+          ...(outputMaxBytes === undefined ? {} : { maxBodyBytes: outputMaxBytes }),
+        }),
         state: new ObjectStateStore({ store: bucketStore, prefix: "state/" }),
       }),
       sendMessageBatch: sendToJobs,
@@ -166,6 +175,9 @@ describeDovecot("Lambda handlers against Dovecot and fauxqs", () => {
       logger: new Logger({ serviceName: "test" }),
       metrics: new Metrics({ namespace: "MailIngest", serviceName: "test" }),
       safetyMarginMs: SAFETY_MARGIN_MS,
+      // The ticks here are fixed 2024 instants (their ids are asserted); only the stale-job test
+      // below runs with the real period.
+      schedulePeriodSeconds: periodSeconds,
     });
   }
 
@@ -234,7 +246,7 @@ describeDovecot("Lambda handlers against Dovecot and fauxqs", () => {
     expect(await fauxqs.receiveAll(jobsQueue)).toEqual([]);
   });
 
-  it("returns a batch item failure for the job naming an unreachable mailbox, and only for it", async () => {
+  it("lets the job of an unreachable mailbox succeed (the next tick retries) and counts it in PollFailures", async () => {
     output = captureOutput();
     await dovecot.deliver(
       "lam",
@@ -247,10 +259,56 @@ describeDovecot("Lambda handlers against Dovecot and fauxqs", () => {
       sqsEvent([dead, jobFor(jobs, "lam")]),
       lambdaContext(() => 300_000),
     );
-    expect(result).toEqual({ batchItemFailures: [{ itemIdentifier: dead.MessageId }] });
+    // A failed record would keep the jobs queue's 30-minute visibility timeout and hold the
+    // mailbox's FIFO group; the connection failure waits for the next tick instead.
+    expect(result).toEqual({ batchItemFailures: [] });
     expect(await rawKeys("lam")).toHaveLength(7);
-    const failure = output.logs().find((l) => l.mailbox === "dead" && l.level === "ERROR");
-    expect(failure?.code).toBe("CONNECT_FAILED");
+    const failure = output
+      .logs()
+      .find((l) => l.mailbox === "dead" && /next scheduled tick/.test(String(l.message)));
+    expect(failure).toMatchObject({ level: "WARN", code: "CONNECT_FAILED" });
+    const emf = output.emf().find((o) => o.mailbox === "dead");
+    expect(emf).toMatchObject({ PollFailures: 1 });
+  });
+
+  it("sends the pointer form when the full body exceeds the output queue's configured maximum size", async () => {
+    output = captureOutput();
+    await dovecot.deliver("slow", [mail("slow", 5)]);
+    await dispatcher()({ scheduledTime: "2024-05-01T10:30:00Z" });
+    const job = jobFor(await fauxqs.receiveAll(jobsQueue), "slow");
+    const result = await poller(
+      store,
+      1e10,
+      2048,
+    )(
+      sqsEvent([job]),
+      lambdaContext(() => 300_000),
+    );
+    expect(result).toEqual({ batchItemFailures: [] });
+    // Earlier tests left their (full-form) messages in the queue; this run queued one.
+    const pointers = (await fauxqs.receiveAll(outputQueue))
+      .map((m) => m.Body ?? "")
+      .filter((b) => JSON.parse(b).pointer === true);
+    expect(pointers).toHaveLength(1);
+    const body = JSON.parse(pointers[0] ?? "");
+    expect(body).toMatchObject({ mailbox: "slow" });
+    expect(body.meta.key).toBe(`meta/slow/${body.id}.json`);
+    expect(Buffer.byteLength(pointers[0] ?? "")).toBeLessThanOrEqual(2048);
+  });
+
+  it("drops a scheduled job from the jobs queue that is older than one period, without polling", async () => {
+    output = captureOutput();
+    await dovecot.deliver("lam", [mail("lam", 8)]);
+    await dispatcher()({ scheduledTime: "2024-05-01T10:25:00Z" });
+    const job = jobFor(await fauxqs.receiveAll(jobsQueue), "lam");
+    const before = await rawKeys("lam");
+    const result = await poller(store, 300)(
+      sqsEvent([job]),
+      lambdaContext(() => 300_000),
+    );
+    expect(result).toEqual({ batchItemFailures: [] });
+    expect(await rawKeys("lam")).toEqual(before);
+    expect(output.emf().find((o) => o.mailbox === "lam")).toMatchObject({ StaleJobsDropped: 1 });
   });
 
   it("logs the cause chain of a failed session: a missing bucket names NoSuchBucket", async () => {

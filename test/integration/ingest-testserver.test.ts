@@ -34,6 +34,28 @@ afterEach(async () => {
   world = undefined;
 });
 
+/** Wraps a store to record the keys put and deleted through it. */
+function watchWrites(inner: ObjectStore) {
+  const put: string[] = [];
+  const deleted: string[] = [];
+  const store: ObjectStore = {
+    put: (key, body, options) => {
+      put.push(key);
+      return inner.put(key, body, options);
+    },
+    get: (key) => inner.get(key),
+    head: (key) => inner.head(key),
+    delete: (key) => {
+      deleted.push(key);
+      return inner.delete(key);
+    },
+    list: (prefix) => inner.list(prefix),
+    uri: (key) => inner.uri(key),
+    bucket: inner.bucket,
+  };
+  return { store, put, deleted };
+}
+
 function messages(count: number, from = 0): TestMessage[] {
   return Array.from({ length: count }, (_, i) => ({
     uidl: `uid-${from + i}`,
@@ -475,9 +497,17 @@ describe("mailbox session against the test server", () => {
       },
     });
     try {
-      const report = await world.poll({ mailbox: { port: migrated.port } });
+      const writes = watchWrites(world.deps.store);
+      const report = await world.poll({
+        mailbox: { port: migrated.port },
+        deps: { store: writes.store },
+      });
       expect(report.warnings.join("\n")).toMatch(/UIDL reset/);
       expect(report).toMatchObject({ ingested: 2, skipped: 12 });
+      // The deployed poller may delete only under state/ (versioned bucket): copies are told
+      // apart by hash before anything is stored, so nothing is written for them, nor removed.
+      expect(writes.deleted).toEqual([]);
+      expect(writes.put.filter((k) => k.startsWith("raw/"))).toHaveLength(2);
       expect(await world.queue()).toHaveLength(14);
       expect((await world.queue()).map((q) => q.sha256)).toContain(sha256(lookAlike));
       expect((await world.raw()).size).toBe(14);
@@ -485,6 +515,56 @@ describe("mailbox session against the test server", () => {
         new: 0,
         ingested: 0,
       });
+    } finally {
+      await migrated.close();
+    }
+  });
+
+  it("after a UIDL reset, messages the deadline left unhashed count as remaining and wait for the next run", async () => {
+    const initial = messages(10);
+    const { world } = await setup(initial);
+    await world.poll();
+    const migrated = await startPop3TestServer({
+      users: {
+        [USER]: {
+          password: PASSWORD,
+          messages: initial.map((m) => ({ uidl: `migrated-${m.uidl}`, data: m.data })),
+        },
+      },
+    });
+    try {
+      const late = await world.poll({ mailbox: { port: migrated.port }, deadline: Date.now() });
+      expect(late).toMatchObject({ ingested: 0, skipped: 0, remaining: 10 });
+      expect(late.error).toBeUndefined();
+      const next = await world.poll({ mailbox: { port: migrated.port } });
+      expect(next).toMatchObject({ ingested: 0, skipped: 10, remaining: 0 });
+      expect(await world.queue()).toHaveLength(10);
+    } finally {
+      await migrated.close();
+    }
+  });
+
+  it("a UIDL reset spread over several capped runs queues no copy: vanished entries are kept until every message was checked", async () => {
+    const initial = messages(10);
+    const { world } = await setup(initial);
+    await world.poll();
+    const migrated = await startPop3TestServer({
+      users: {
+        [USER]: {
+          password: PASSWORD,
+          messages: initial.map((m) => ({ uidl: `migrated-${m.uidl}`, data: m.data })),
+        },
+      },
+    });
+    try {
+      const capped = { port: migrated.port, maxMessagesPerRun: 4 };
+      expect(await world.poll({ mailbox: capped })).toMatchObject({ skipped: 4, remaining: 6 });
+      // By now 4 of 10 listed UIDLs are known: the listing alone no longer looks like a reset.
+      expect(await world.poll({ mailbox: capped })).toMatchObject({ skipped: 4, remaining: 2 });
+      expect(await world.poll({ mailbox: capped })).toMatchObject({ skipped: 2, remaining: 0 });
+      expect(await world.poll({ mailbox: capped })).toMatchObject({ new: 0, ingested: 0 });
+      expect(await world.queue()).toHaveLength(10);
+      expect((await world.raw()).size).toBe(10);
     } finally {
       await migrated.close();
     }
@@ -518,6 +598,32 @@ describe("mailbox session against the test server", () => {
     } finally {
       await migrated.close();
     }
+  });
+
+  it("reports a message the server refuses in 3 polls in a row as skipped, not failed, and never deletes it", async () => {
+    const initial = messages(3);
+    const { server, world } = await setup(
+      initial,
+      { delete: "after-ingest" },
+      { faults: { refuseRetrUidls: ["uid-1"] } },
+    );
+    const first = await world.poll();
+    expect(first).toMatchObject({ ingested: 2, failed: 1, skipped: 0, deleted: 2 });
+    expect(await world.poll()).toMatchObject({ ingested: 0, failed: 1, skipped: 0 });
+    const third = await world.poll();
+    // The third refusal is the evidence: it leaves the backlog (remaining + failed) as a skip.
+    expect(third).toMatchObject({ ingested: 0, failed: 0, skipped: 1, remaining: 0 });
+    expect(third.warnings.join("\n")).toMatch(/refused in 3 polls in a row: reported as skipped/);
+    expect(await world.poll()).toMatchObject({ failed: 0, skipped: 1 });
+    expect(server.messages(USER).map((m) => m.uidl)).toEqual(["uid-1"]);
+    // Kept with the state, where the deployed poller may write.
+    const record = JSON.parse(
+      await readFile(
+        path.join(world.dir, "mail-ingest-data", "state", "~refused", "box.json"),
+        "utf8",
+      ),
+    );
+    expect(record).toEqual({ version: 1, refusals: { "uid-1": 4 } });
   });
 
   it("ingests the demo's sample messages with attachments and parts", async () => {

@@ -85,6 +85,18 @@ describe("SqsQueue against scripted SQS responses", () => {
     expect(String(err)).toContain("id.0, id.1");
   });
 
+  it("takes a queue's smaller MaximumMessageSize as its body limit, and never more than SQS's 1 MiB", async () => {
+    const { client, calls } = mockSqs(answer(() => null));
+    const small = new SqsQueue({ client, queueUrl: URL, maxBodyBytes: 2048 });
+    expect(small.maxBodyBytes).toBe(2048);
+    const err = await small.send([{ id: "big", body: "x".repeat(2049) }]).catch((e: unknown) => e);
+    expect(isMailIngestError(err, ErrorCode.QUEUE_FAILED)).toBe(true);
+    expect(calls).toHaveLength(0);
+    expect(new SqsQueue({ client, queueUrl: URL, maxBodyBytes: 4_000_000 }).maxBodyBytes).toBe(
+      1_048_576,
+    );
+  });
+
   it("uses positional batch entry Ids, since SQS forbids dots in them", async () => {
     const { client, calls } = mockSqs(answer(() => null));
     await new SqsQueue({ client, queueUrl: URL }).send(entries(3));

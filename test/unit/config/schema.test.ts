@@ -51,10 +51,15 @@ describe("parseConfig", () => {
   it("accepts the s3 and sqs backends and the afterDays delete policy", async () => {
     const config = await parseConfig({
       storage: { type: "s3", bucket: "b", prefix: "mail/", region: "eu-west-1" },
-      queue: { type: "sqs", queueUrl: "https://sqs.eu-west-1.amazonaws.com/1/q" },
+      queue: {
+        type: "sqs",
+        queueUrl: "https://sqs.eu-west-1.amazonaws.com/1/q",
+        maxMessageBytes: 262_144,
+      },
       mailboxes: [{ ...mailbox, delete: { afterDays: 7 } }],
     });
     expect(config.storage).toMatchObject({ type: "s3", bucket: "b", prefix: "mail/" });
+    expect(config.queue).toMatchObject({ type: "sqs", maxMessageBytes: 262_144 });
     expect(config.mailboxes[0]?.delete).toEqual({ afterDays: 7 });
   });
 
@@ -77,6 +82,17 @@ describe("parseConfig", () => {
       "storage.prefix",
     ],
     [{ queue: { type: "sqs", queueUrl: "not-a-url" }, mailboxes: [mailbox] }, "queue.queueUrl"],
+    [
+      {
+        queue: {
+          type: "sqs",
+          queueUrl: "https://sqs.eu-west-1.amazonaws.com/1/q",
+          maxMessageBytes: 2_000_000,
+        },
+        mailboxes: [mailbox],
+      },
+      "queue.maxMessageBytes",
+    ],
   ])("rejects %j naming the field %s", async (json, field) => {
     expect(await fieldOf(json)).toBe(field);
   });

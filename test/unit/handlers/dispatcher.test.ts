@@ -69,6 +69,8 @@ describe("dispatcher", () => {
     expect(JSON.parse(entries[4]?.MessageBody ?? "")).toEqual({
       mailboxId: "mbx-4",
       tick: "20240501T1005Z",
+      // The instant, to the second: the poller judges a job's age by it (the tick is floored).
+      scheduledAt: "2024-05-01T10:05:00.000Z",
     });
     // Batch entry ids must be unique within each request.
     for (const call of calls) {

@@ -370,14 +370,42 @@ describe("poller", () => {
     expect(metric(h, "oauth", "AuthFailures")).toBe(1);
   });
 
-  it.each<ErrorCode | undefined>([
+  it.each<ErrorCode>([
     Codes.CONNECT_FAILED,
+    Codes.CONNECT_TIMEOUT,
     Codes.TIMEOUT,
+    Codes.CONNECTION_CLOSED,
+  ])(
+    "waits for the next tick on a connection failure (%s): the record succeeds, so the mailbox is not held for the 30-minute visibility timeout",
+    async (code) => {
+      const h = harness((m) =>
+        report(m.id, {
+          ingested: 2,
+          remaining: 7,
+          error: `mailbox ${m.id}: down`,
+          errorCode: code,
+        }),
+      );
+      const result = await createPoller(h.deps)(
+        event(sqsRecord({ mailboxId: "alpha", tick: TICK, continuation: 1 }, "m-1")),
+        ctx,
+      );
+      expect(result.batchItemFailures).toEqual([]);
+      // Still a failure for the alarm, and no continuation: the chain ends, the next tick retries.
+      expect(metric(h, "alpha", "PollFailures")).toBe(1);
+      expect(h.sent).toEqual([]);
+      const warning = h.output.logs().find((l) => /next scheduled tick/.test(String(l.message)));
+      expect(warning).toMatchObject({ level: "WARN", mailbox: "alpha", code });
+    },
+  );
+
+  it.each<ErrorCode | undefined>([
     Codes.SYS_TEMP,
+    Codes.TLS_FAILED,
     Codes.STORE_FAILED,
     Codes.QUEUE_FAILED,
     undefined,
-  ])("fails the record on a transient error (%s) so SQS redrives it", async (code) => {
+  ])("fails the record on any other error (%s) so SQS redrives it", async (code) => {
     const h = harness((m) => report(m.id, { ingested: 0, error: "boom", errorCode: code }));
     const result = await createPoller(h.deps)(
       event(sqsRecord({ mailboxId: "alpha", tick: TICK }, "m-1")),
@@ -404,7 +432,7 @@ describe("poller", () => {
   it("fails only the failing mailbox's record in a batch of several", async () => {
     const h = harness((m) =>
       m.id === "alpha"
-        ? report(m.id, { error: "down", errorCode: Codes.CONNECT_FAILED })
+        ? report(m.id, { error: "store down", errorCode: Codes.STORE_FAILED })
         : report(m.id),
     );
     const result = await createPoller(h.deps)(
@@ -440,22 +468,138 @@ describe("poller", () => {
     expect(h.sessions).toEqual([]);
   });
 
-  it("publishes per-mailbox EMF metrics in the MailIngest namespace", async () => {
-    const h = harness((m) => report(m.id, { ingested: 4, failed: 1, remaining: 0, bytes: 999 }));
-    await createPoller(h.deps)(event(sqsRecord({ mailboxId: "alpha", tick: TICK })), ctx);
-    const blob = h.output.emf().find((o) => o.mailbox === "alpha");
-    expect(blob).toMatchObject({
-      MessagesIngested: 4,
-      BytesIngested: 999,
-      MessagesFailed: 1,
-      SessionDuration: 321,
-      Backlog: 1,
-    });
+  /** The namespace and dimension sets of an EMF blob. */
+  function emfDirective(blob: Record<string, unknown> | undefined) {
     const aws = blob?._aws as {
       CloudWatchMetrics: Array<{ Namespace: string; Dimensions: string[][] }>;
     };
-    expect(aws.CloudWatchMetrics[0]?.Namespace).toBe("MailIngest");
-    expect(aws.CloudWatchMetrics[0]?.Dimensions[0]).toContain("mailbox");
+    return aws.CloudWatchMetrics[0];
+  }
+
+  it("publishes EMF metrics with service-level dimensions only, and the mailbox as a property", async () => {
+    const h = harness((m) =>
+      report(m.id, { ingested: 4, failed: 1, skipped: 2, remaining: 0, bytes: 999 }),
+    );
+    await createPoller(h.deps)(event(sqsRecord({ mailboxId: "alpha", tick: TICK })), ctx);
+    const blobs = h.output.emf();
+    expect(blobs).toHaveLength(1);
+    const blob = blobs[0];
+    // The property is what Logs Insights filters on: `filter mailbox = "alpha"`.
+    expect(blob).toMatchObject({
+      mailbox: "alpha",
+      MessagesIngested: 4,
+      BytesIngested: 999,
+      MessagesFailed: 1,
+      // Skipped (too large, permanently refused) is not backlog: Backlog can return to zero.
+      MessagesSkipped: 2,
+      SessionDuration: 321,
+      Backlog: 1,
+    });
+    const directive = emfDirective(blob);
+    expect(directive?.Namespace).toBe("MailIngest");
+    // One custom metric per name for the whole fleet, not one per mailbox (issue: $4.5k+/month).
+    expect(directive?.Dimensions).toEqual([["service"]]);
+  });
+
+  it("adds a mailbox dimension when per-mailbox metrics are opted in", async () => {
+    const h = harness((m) => report(m.id), { perMailboxMetrics: true });
+    await createPoller(h.deps)(event(sqsRecord({ mailboxId: "alpha", tick: TICK })), ctx);
+    const blob = h.output.emf()[0];
+    expect(emfDirective(blob)?.Dimensions).toEqual([["service", "mailbox"]]);
+    expect(blob?.mailbox).toBe("alpha");
+  });
+
+  it("does not carry one job's mailbox property into the next job's metrics", async () => {
+    const h = harness((m) => report(m.id));
+    await createPoller(h.deps)(
+      event(
+        sqsRecord({ mailboxId: "alpha", tick: TICK }),
+        sqsRecord({ mailboxId: "beta", tick: TICK }),
+      ),
+      ctx,
+    );
+    expect(h.output.emf().map((b) => b.mailbox)).toEqual(["alpha", "beta"]);
+  });
+
+  it("reads PER_MAILBOX_METRICS and SCHEDULE_PERIOD_SECONDS from the environment", () => {
+    const deps = defaultPollerDeps({ PER_MAILBOX_METRICS: "true", SCHEDULE_PERIOD_SECONDS: "600" });
+    expect(deps.perMailboxMetrics).toBe(true);
+    expect(deps.schedulePeriodSeconds).toBe(600);
+    const defaults = defaultPollerDeps({});
+    expect(defaults.perMailboxMetrics).toBe(false);
+    expect(defaults.schedulePeriodSeconds).toBe(300);
+    expect(() => defaultPollerDeps({ PER_MAILBOX_METRICS: "yes" }).perMailboxMetrics).toThrow(
+      /PER_MAILBOX_METRICS/,
+    );
+  });
+
+  it("builds the output queue with OUTPUT_MAX_MESSAGE_BYTES as its body limit, so larger bodies go in pointer form", async () => {
+    const env = {
+      BUCKET_NAME: "b",
+      OUTPUT_QUEUE_URL: "https://sqs.us-east-1.amazonaws.com/000000000000/out",
+      OUTPUT_MAX_MESSAGE_BYTES: "262144",
+    };
+    expect((await defaultPollerDeps(env).adapters()).queue.maxBodyBytes).toBe(262_144);
+    const { OUTPUT_MAX_MESSAGE_BYTES: _, ...unset } = env;
+    expect((await defaultPollerDeps(unset).adapters()).queue.maxBodyBytes).toBe(1_048_576);
+    expect(() =>
+      defaultPollerDeps({ ...env, OUTPUT_MAX_MESSAGE_BYTES: "2000000" }).adapters(),
+    ).toThrow(/OUTPUT_MAX_MESSAGE_BYTES must be between 1024 and 1048576/);
+  });
+
+  describe("stale scheduled jobs", () => {
+    const SCHEDULED = Date.parse("2024-05-01T10:05:00.000Z");
+    const scheduled = { mailboxId: "alpha", tick: TICK, scheduledAt: "2024-05-01T10:05:00.000Z" };
+
+    it("drops a scheduled job older than one period, unrun, with a log line and a StaleJobsDropped metric", async () => {
+      const h = harness((m) => report(m.id), {
+        schedulePeriodSeconds: 300,
+        now: () => SCHEDULED + 300_001,
+      });
+      const result = await createPoller(h.deps)(event(sqsRecord(scheduled)), ctx);
+      expect(result.batchItemFailures).toEqual([]);
+      expect(h.sessions).toEqual([]);
+      expect(h.sent).toEqual([]);
+      expect(metric(h, "alpha", "StaleJobsDropped")).toBe(1);
+      const line = h.output
+        .logs()
+        .find((l) => /older than one schedule period/.test(String(l.message)));
+      expect(line).toMatchObject({ level: "WARN", mailbox: "alpha", ageSeconds: 300 });
+    });
+
+    it("runs a scheduled job that is exactly one period old", async () => {
+      const h = harness((m) => report(m.id), {
+        schedulePeriodSeconds: 300,
+        now: () => SCHEDULED + 300_000,
+      });
+      await createPoller(h.deps)(event(sqsRecord(scheduled)), ctx);
+      expect(h.sessions).toHaveLength(1);
+      expect(metric(h, "alpha", "StaleJobsDropped")).toBeUndefined();
+    });
+
+    it("keeps a continuation however old its chain's tick", async () => {
+      const h = harness((m) => report(m.id), {
+        schedulePeriodSeconds: 300,
+        now: () => SCHEDULED + 3_600_000,
+      });
+      await createPoller(h.deps)(event(sqsRecord({ ...scheduled, continuation: 4 })), ctx);
+      expect(h.sessions).toHaveLength(1);
+    });
+
+    it("judges a job without scheduledAt (an older dispatcher's) by its tick", async () => {
+      const h = harness((m) => report(m.id), {
+        schedulePeriodSeconds: 600,
+        now: () => SCHEDULED + 600_001,
+      });
+      await createPoller(h.deps)(
+        event(
+          sqsRecord({ mailboxId: "alpha", tick: TICK }),
+          sqsRecord({ mailboxId: "beta", tick: "20240501T1015Z" }),
+        ),
+        ctx,
+      );
+      expect(h.sessions.map((s) => s.mailbox.id)).toEqual(["beta"]);
+    });
   });
 
   it("publishes no Backlog for a failed session, whose count of what is left is unknown", async () => {
