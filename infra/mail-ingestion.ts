@@ -163,7 +163,7 @@ export class MailIngestion extends Construct {
   readonly bucket: IBucket;
   /** Created only when the construct creates the bucket and no `accessLogsBucket` is given. */
   readonly accessLogsBucket?: IBucket;
-  /** Receives one schema v1 message per ingested message. */
+  /** Receives one schema v2 message per ingested message. */
   readonly outputQueue: IQueue;
   /** Undefined when an existing `outputQueue` was given: its owner manages its DLQ. */
   readonly outputDlq?: IQueue;

@@ -61,11 +61,12 @@ export type {
   AuthResultValue,
   BodyRef,
   MessageHeaders,
+  MessageOrigin,
   ObjectRef,
-  QueueBodyV1,
+  QueueBodyV2,
   QueueIdentity,
-  QueueMessageV1,
-  QueuePointerV1,
+  QueueMessageV2,
+  QueuePointerV2,
   RawRef,
 } from "./message/schema.ts";
 export { SCHEMA_VERSION } from "./message/schema.ts";

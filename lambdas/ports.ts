@@ -48,7 +48,7 @@ export interface QueueEntry {
   /** JSON body. */
   readonly body: string;
   /**
-   * The same message in schema v1 pointer form (a reference to its `meta/` object), for
+   * The same message in schema v2 pointer form (a reference to its `meta/` object), for
    * transports whose size limit the full body exceeds (EventBridge: 256 KiB).
    */
   readonly pointer?: string;

@@ -162,7 +162,7 @@ export async function describeStored(
   const queueMessage = buildQueueMessage({
     id,
     mailbox,
-    uidl: message.uidl,
+    source: message.origin,
     ingestedAt,
     size,
     sha256,

@@ -1,11 +1,12 @@
 /**
- * Queue message schema v1: the TypeScript side of `schema/queue-message.v1.json`. The two describe
+ * Queue message schema v2: the TypeScript side of `schema/queue-message.v2.json`. The two describe
  * the same shape; the unit tests validate built messages against the JSON Schema so they cannot
- * drift apart silently.
+ * drift apart silently. (`schema/queue-message.v1.json` stays published as history; nothing
+ * produces v1 any more.)
  *
  * A queue body is one of two forms, told apart by `pointer`:
- * - the full form ({@link QueueMessageV1}): everything consumers need, inline;
- * - the pointer form ({@link QueuePointerV1}, `pointer: true`): sent when the full form would not
+ * - the full form ({@link QueueMessageV2}): everything consumers need, inline;
+ * - the pointer form ({@link QueuePointerV2}, `pointer: true`): sent when the full form would not
  *   fit the queue's body limit (e.g. thousands of attachments). It carries the identity fields and
  *   `meta`, the location of the full form written to `meta/{mailbox}/{id}.json`. *
  * This module describes the pipeline's output, not MIME. The content fields come from the MIME
@@ -14,6 +15,7 @@
  */
 import { ErrorCode, MailIngestError } from "../errors.ts";
 import type { ParsedMessage } from "../mime/parsed.ts";
+import type { MessageOrigin } from "../ports.ts";
 
 export type { AuthResults, AuthResultValue } from "../mime/auth-results.ts";
 export type {
@@ -23,8 +25,9 @@ export type {
   MessageHeaders,
   ParsedMessage,
 } from "../mime/parsed.ts";
+export type { MessageOrigin } from "../ports.ts";
 
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 /** Headroom kept below the queue's body limit for message attributes and envelope overhead. */
 export const QUEUE_BODY_MARGIN_BYTES = 16 * 1024;
@@ -42,11 +45,12 @@ export interface RawRef extends ObjectRef {
 }
 
 export interface QueueIdentity {
-  schemaVersion: 1;
-  /** Deterministic 32-hex message id. */
+  schemaVersion: 2;
+  /** Deterministic 32-hex message id: the dedupe key. */
   id: string;
   mailbox: string;
-  uidl: string;
+  /** Where the message came from (POP3 UIDL, or IMAP folder, UIDVALIDITY and UID). */
+  source: MessageOrigin;
   /** ISO-8601 instant. */
   ingestedAt: string;
   /** Raw message size in bytes. */
@@ -57,20 +61,20 @@ export interface QueueIdentity {
 }
 
 /** The full form: the identity fields plus what the MIME parser extracted (see {@link ParsedMessage}). */
-export interface QueueMessageV1 extends QueueIdentity, ParsedMessage {}
+export interface QueueMessageV2 extends QueueIdentity, ParsedMessage {}
 
-export interface QueuePointerV1 extends QueueIdentity {
+export interface QueuePointerV2 extends QueueIdentity {
   pointer: true;
-  /** Where the full {@link QueueMessageV1} is stored. */
+  /** Where the full {@link QueueMessageV2} is stored. */
   meta: ObjectRef;
 }
 
-export type QueueBodyV1 = QueueMessageV1 | QueuePointerV1;
+export type QueueBodyV2 = QueueMessageV2 | QueuePointerV2;
 
 export interface QueueMessageInput {
   id: string;
   mailbox: string;
-  uidl: string;
+  source: MessageOrigin;
   ingestedAt: Date | string;
   size: number;
   sha256: string;
@@ -78,16 +82,16 @@ export interface QueueMessageInput {
   parsed: ParsedMessage;
 }
 
-/** Builds the full v1 message. Optional fields are omitted, never set to undefined. */
-export function buildQueueMessage(input: QueueMessageInput): QueueMessageV1 {
+/** Builds the full v2 message. Optional fields are omitted, never set to undefined. */
+export function buildQueueMessage(input: QueueMessageInput): QueueMessageV2 {
   const { parsed } = input;
   const raw: RawRef = { key: input.raw.key, uri: input.raw.uri };
   if (input.raw.bucket !== undefined) raw.bucket = input.raw.bucket;
-  const message: QueueMessageV1 = {
+  const message: QueueMessageV2 = {
     schemaVersion: SCHEMA_VERSION,
     id: input.id,
     mailbox: input.mailbox,
-    uidl: input.uidl,
+    source: copySource(input.source),
     ingestedAt:
       typeof input.ingestedAt === "string" ? input.ingestedAt : input.ingestedAt.toISOString(),
     size: input.size,
@@ -105,13 +109,25 @@ export function buildQueueMessage(input: QueueMessageInput): QueueMessageV1 {
   return message;
 }
 
+/** A plain copy of `origin` holding exactly the schema's fields, whatever else the object carries. */
+function copySource(origin: MessageOrigin): MessageOrigin {
+  return origin.protocol === "pop3"
+    ? { protocol: "pop3", uidl: origin.uidl }
+    : {
+        protocol: "imap",
+        folder: origin.folder,
+        uidValidity: origin.uidValidity,
+        uid: origin.uid,
+      };
+}
+
 /** The pointer form of `message`, referring to its full form stored at `metaRef`. */
-export function toPointer(message: QueueMessageV1, metaRef: ObjectRef): QueuePointerV1 {
+export function toPointer(message: QueueMessageV2, metaRef: ObjectRef): QueuePointerV2 {
   return {
     schemaVersion: SCHEMA_VERSION,
     id: message.id,
     mailbox: message.mailbox,
-    uidl: message.uidl,
+    source: message.source,
     ingestedAt: message.ingestedAt,
     size: message.size,
     sha256: message.sha256,
@@ -138,7 +154,7 @@ export interface QueueBodies {
  * misconfigured.
  */
 export function queueBodies(
-  message: QueueMessageV1,
+  message: QueueMessageV2,
   maxBodyBytes: number,
   metaRef: ObjectRef,
 ): QueueBodies {
@@ -158,7 +174,7 @@ export function queueBodies(
 
 /** The queue body alone (see {@link queueBodies}). */
 export function toQueueBody(
-  message: QueueMessageV1,
+  message: QueueMessageV2,
   maxBodyBytes: number,
   metaRef: ObjectRef,
 ): string {

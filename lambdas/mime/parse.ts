@@ -181,7 +181,7 @@ export async function parseMessage(
     result.truncated = true;
   });
 
-  /** A failure mapping headers to schema v1; the parse goes on without those fields. */
+  /** A failure mapping headers to the queue schema; the parse goes on without those fields. */
   let headerError: unknown;
   // The listeners run inside mailparser's processing; a throw there would be uncaught.
   parser.on("headers", (headers: Headers) => {
@@ -488,7 +488,7 @@ function isAddressObject(value: unknown): value is AddressObject {
   return typeof value === "object" && value !== null && Array.isArray(Reflect.get(value, "value"));
 }
 
-/** Headers mailparser does not parse the way schema v1 needs them, read from the raw lines. */
+/** Headers mailparser does not parse the way the queue schema needs them, read from the raw lines. */
 function extractRawHeaders(lines: HeaderLines, out: ParsedMessage): void {
   const auth: string[] = [];
   let date: string | undefined;

@@ -1,7 +1,7 @@
 /**
  * What the MIME parser yields for one message: its headers, body and attachment references,
  * Authentication-Results and any parse error. These are the content fields of the queue message
- * (`lambdas/message/schema.ts`, schema v1 in `schema/queue-message.v1.json`), which adds the
+ * (`lambdas/message/schema.ts`, schema v2 in `schema/queue-message.v2.json`), which adds the
  * identity fields around them; they are defined here so that `mime/` depends on nothing in the
  * pipeline, and the pipeline's schema depends on `mime/`.
  */

@@ -19,6 +19,7 @@ import { Pop3Client, type Pop3Options } from "../../lambdas/pop3/index.ts";
 import type { MessageQueue, ObjectStore } from "../../lambdas/ports.ts";
 import { generateMessage } from "../helpers/messages.ts";
 import { type FsWorld, fsWorld, sha256, tempFiles } from "../helpers/pipeline.ts";
+import { schemaErrors, validateQueueBody } from "../unit/mime/validator.ts";
 
 const USER = "user@example.test";
 const PASSWORD = "pw";
@@ -64,7 +65,7 @@ async function setup(
 }
 
 describe("mailbox session against the test server", () => {
-  it("stores every message byte-exact, queues schema v1 metadata once each, and a second poll adds nothing", async () => {
+  it("stores every message byte-exact, queues schema v2 metadata once each, and a second poll adds nothing", async () => {
     const initial = messages(12);
     const { world } = await setup(initial);
     const first = await world.poll();
@@ -76,9 +77,15 @@ describe("mailbox session against the test server", () => {
     const queued = await world.queue();
     expect(queued).toHaveLength(12);
     for (const q of queued) {
-      expect(q).toMatchObject({ schemaVersion: 1, mailbox: "box" });
+      expect(q).toMatchObject({ schemaVersion: 2, mailbox: "box" });
       const raw = await readFile(new URL(String((q.raw as { uri: string }).uri)));
       expect(sha256(raw)).toBe(q.sha256);
+      expect(validateQueueBody(q), schemaErrors()).toBe(true);
+    }
+    // `source` carries the server's own UIDL for each message (schema v2 replaced `uidl`).
+    const uidlOf = new Map(initial.map((m) => [sha256(m.data), m.uidl]));
+    for (const q of queued) {
+      expect(q.source).toEqual({ protocol: "pop3", uidl: uidlOf.get(String(q.sha256)) });
     }
 
     const second = await world.poll();

@@ -173,7 +173,7 @@ console.log(JSON.stringify(assembly.getStackByName("Consumer").template));
       writeFileSync(
         path.join(app, "library.mjs"),
         `import { ErrorCode, parseConfig, Pop3Client } from "mail-ingest";
-import schema from "mail-ingest/schema/queue-message.v1.json" with { type: "json" };
+import schema from "mail-ingest/schema/queue-message.v2.json" with { type: "json" };
 const config = await parseConfig(JSON.parse(process.argv[2]));
 const [mailbox] = config.mailboxes;
 const client = await Pop3Client.connect({ host: mailbox.host, port: mailbox.port, tls: mailbox.tls });

@@ -6,7 +6,7 @@ import {
   type ParsedMessage,
   QUEUE_BODY_MARGIN_BYTES,
   type QueueMessageInput,
-  type QueueMessageV1,
+  type QueueMessageV2,
   toPointer,
   toQueueBody,
 } from "../../../lambdas/message/schema.ts";
@@ -24,7 +24,7 @@ function input(parsed: ParsedMessage): QueueMessageInput {
   return {
     id: ID,
     mailbox: "support",
-    uidl: "UID-0001",
+    source: { protocol: "pop3", uidl: "UID-0001" },
     ingestedAt: new Date("2024-05-01T12:00:00Z"),
     size: 1234,
     sha256: sha256("raw"),
@@ -38,7 +38,7 @@ function input(parsed: ParsedMessage): QueueMessageInput {
 }
 
 /** A message using every optional field of the full form. */
-function maximal(): QueueMessageV1 {
+function maximal(): QueueMessageV2 {
   return buildQueueMessage(
     input({
       headers: {
@@ -73,7 +73,7 @@ function maximal(): QueueMessageV1 {
   );
 }
 
-describe("queue message schema v1", () => {
+describe("queue message schema v2", () => {
   it("accepts a built message with every optional field, and the TS shape matches the schema", () => {
     const message = maximal();
     expect(validateQueueBody(message), schemaErrors()).toBe(true);
@@ -82,7 +82,7 @@ describe("queue message schema v1", () => {
         "schemaVersion",
         "id",
         "mailbox",
-        "uidl",
+        "source",
         "ingestedAt",
         "size",
         "sha256",
@@ -106,11 +106,21 @@ describe("queue message schema v1", () => {
     expect(message.ingestedAt).toBe("2024-05-01T12:00:00.000Z");
   });
 
-  it.each<[string, (m: QueueMessageV1) => unknown]>([
+  it.each<[string, (m: QueueMessageV2) => unknown]>([
     ["an upper-case sha256", (m) => ({ ...m, sha256: "A".repeat(64) })],
     ["a missing headers object", ({ headers: _, ...m }) => m],
     ["an unknown top-level field", (m) => ({ ...m, extra: 1 })],
-    ["a wrong schemaVersion", (m) => ({ ...m, schemaVersion: 2 })],
+    ["a v1 schemaVersion", (m) => ({ ...m, schemaVersion: 1 })],
+    ["a v1 top-level uidl", ({ source: _, ...m }) => ({ ...m, uidl: "UID-0001" })],
+    ["a POP3 source without uidl", (m) => ({ ...m, source: { protocol: "pop3" } })],
+    [
+      "an IMAP source with a zero UID",
+      (m) => ({ ...m, source: { protocol: "imap", folder: "INBOX", uidValidity: 7, uid: 0 } }),
+    ],
+    [
+      "a source mixing both protocols",
+      (m) => ({ ...m, source: { protocol: "pop3", uidl: "u", folder: "INBOX" } }),
+    ],
     [
       "an address without address",
       (m) => ({ ...m, headers: { ...m.headers, from: [{ name: "x" }] } }),
@@ -173,10 +183,10 @@ describe("queue message schema v1", () => {
     const pointer: unknown = JSON.parse(body);
     expect(validateQueueBody(pointer), schemaErrors()).toBe(true);
     expect(pointer).toEqual({
-      schemaVersion: 1,
+      schemaVersion: 2,
       id: ID,
       mailbox: "support",
-      uidl: "UID-0001",
+      source: { protocol: "pop3", uidl: "UID-0001" },
       ingestedAt: "2024-05-01T12:00:00.000Z",
       size: 1234,
       sha256: sha256("raw"),

@@ -52,7 +52,7 @@ async function checkFile(
   const message = buildQueueMessage({
     id,
     mailbox: "corpus",
-    uidl: relative(CORPUS, file),
+    source: { protocol: "pop3", uidl: relative(CORPUS, file) },
     ingestedAt: new Date(),
     size: raw.length,
     sha256: createHash("sha256").update(raw).digest("hex"),

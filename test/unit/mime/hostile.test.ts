@@ -28,7 +28,7 @@ async function parseHostile(raw: Buffer, limits?: Partial<ParseLimits>) {
   const message = buildQueueMessage({
     id: "0123456789abcdef0123456789abcdef",
     mailbox: "support",
-    uidl: "u1",
+    source: { protocol: "pop3", uidl: "u1" },
     ingestedAt: new Date(),
     size: raw.length,
     sha256: sha256(raw),

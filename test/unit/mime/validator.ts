@@ -1,4 +1,4 @@
-/** Compiles schema/queue-message.v1.json once for the tests. */
+/** Compiles schema/queue-message.v2.json once for the tests. */
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { Ajv2020 } from "ajv/dist/2020.js";
@@ -6,7 +6,7 @@ import { Ajv2020 } from "ajv/dist/2020.js";
 export const REPO_ROOT = resolve(import.meta.dirname, "../../..");
 
 const schema: unknown = JSON.parse(
-  readFileSync(resolve(REPO_ROOT, "schema/queue-message.v1.json"), "utf8"),
+  readFileSync(resolve(REPO_ROOT, "schema/queue-message.v2.json"), "utf8"),
 );
 
 const ajv = new Ajv2020({ allErrors: true, strict: true });
