@@ -28,8 +28,15 @@ import type {
 import { describeError, ErrorCode, isMailIngestError, MailIngestError } from "../errors.ts";
 import type { ObjectStore } from "../ports.ts";
 import { parseAuthResults } from "./auth-results.ts";
-import { sanitizeFilename } from "./filename.ts";
-import type { Address, AttachmentMeta, MessageHeaders, ParsedMessage } from "./parsed.ts";
+import { attachmentRef } from "./filename.ts";
+import { allocateIndex, type Extraction, expandContainer, RFC822_TYPES } from "./nested.ts";
+import type {
+  Address,
+  AttachmentMeta,
+  ExtractedFrom,
+  MessageHeaders,
+  ParsedMessage,
+} from "./parsed.ts";
 
 export interface ParseLimits {
   /** Most MIME parts (nodes) in one message; more stop extraction. @default 1000 */
@@ -38,8 +45,23 @@ export interface ParseLimits {
   maxDepth: number;
   /** Largest header block of one part, in bytes; larger stops extraction. @default 1 MiB */
   maxHeaderBytes: number;
-  /** Attachments stored per message; later ones are skipped (drained, not stored). @default 1000 */
+  /**
+   * Attachments stored per message, those extracted from containers included; later ones are
+   * skipped (drained, not stored). @default 1000
+   */
   maxAttachments: number;
+  /**
+   * Containers opened inside containers (message/rfc822, TNEF, S/MIME; see nested.ts): an entry
+   * is at most this many containers deep. A container at the limit is stored but not opened, and
+   * flagged `truncated`. @default 8
+   */
+  maxNesting: number;
+  /**
+   * Largest TNEF or S/MIME container read back into memory to be opened, in bytes; a larger one
+   * is stored but not opened (`truncated`). message/rfc822 containers are streamed back from the
+   * store instead, so no such bound applies to them. @default 32 MiB
+   */
+  maxContainerBytes: number;
   /** Bytes of text kept for `textPreview`. @default 1024 */
   previewBytes: number;
   /**
@@ -55,6 +77,8 @@ export const DEFAULT_PARSE_LIMITS: Readonly<ParseLimits> = Object.freeze({
   maxDepth: 32,
   maxHeaderBytes: 1024 * 1024,
   maxAttachments: 1000,
+  maxNesting: 8,
+  maxContainerBytes: 32 * 1024 * 1024,
   previewBytes: 1024,
   maxTextBytes: 16 * 1024 * 1024,
 });
@@ -139,12 +163,62 @@ export async function parseMessage(
   limits?: Partial<ParseLimits>,
 ): Promise<ParsedMessage> {
   const lim: ParseLimits = { ...DEFAULT_PARSE_LIMITS, ...limits };
-  const prefix = partsPrefix.endsWith("/") ? partsPrefix : `${partsPrefix}/`;
   const result: ParsedMessage = { headers: emptyHeaders(), attachments: [] };
+  const extraction: Extraction = {
+    store,
+    prefix: partsPrefix.endsWith("/") ? partsPrefix : `${partsPrefix}/`,
+    limits: lim,
+    attachments: result.attachments,
+    next: 0,
+    onTruncated: () => {
+      result.truncated = true;
+    },
+    parseInner: (inner, depth, parent) =>
+      parseEntity(
+        inner,
+        extraction,
+        lim,
+        { headers: emptyHeaders(), attachments: [] },
+        {
+          depth,
+          parent,
+        },
+      ),
+  };
+  return parseEntity(source, extraction, lim, result, undefined);
+}
+
+/** Where an inner message (a message/rfc822 container's content) sits. */
+interface InnerPosition {
+  /** Containers around it: 1 for a message attached to the top-level message. */
+  depth: number;
+  /** Index of its container entry. */
+  parent: number;
+}
+
+/**
+ * One MIME parse: the top-level message (`inner` undefined), whose text bodies and headers make
+ * the result, or an inner message, whose attachments join the shared list with `extractedFrom`
+ * and whose bodies are not kept (they stay in the container's stored `.eml`).
+ */
+async function parseEntity(
+  source: Readable,
+  extraction: Extraction,
+  lim: ParseLimits,
+  result: ParsedMessage,
+  inner: InnerPosition | undefined,
+): Promise<ParsedMessage> {
+  const depth = inner?.depth ?? 0;
+  const extractedFrom: ExtractedFrom | undefined =
+    inner === undefined ? undefined : { index: inner.parent, kind: "message/rfc822" };
 
   mailparserModule ??= import("mailparser");
   const { MailParser } = await mailparserModule;
   const parser = new MailParser({
+    // Every message/rfc822 part is a leaf attachment, whatever its disposition: it is stored as
+    // `.eml` and opened by nested.ts, instead of mailparser merging an inline one's text into
+    // the outer body and flattening its attachments.
+    ignoreEmbedded: true,
     maxHeadSize: lim.maxHeaderBytes,
     // mailsplit counts the root too and fails once the count exceeds maxChildNodes.
     maxChildNodes: lim.maxParts,
@@ -177,7 +251,7 @@ export async function parseMessage(
     abandon(err);
   });
 
-  installChunkHook(parser, lim, () => {
+  installChunkHook(parser, lim, inner === undefined, () => {
     result.truncated = true;
   });
 
@@ -267,7 +341,6 @@ export async function parseMessage(
       done = true;
       wake?.();
     });
-    let index = 0;
     for (;;) {
       const item = queue.shift();
       if (item === undefined) {
@@ -279,23 +352,27 @@ export async function parseMessage(
         continue;
       }
       if (item.type === "attachment") {
-        await storeAttachment(item, index++);
-      } else if (storeError === undefined && parserError === undefined) {
+        await storeAttachment(item);
+      } else if (inner === undefined && storeError === undefined && parserError === undefined) {
         await storeBodies(item).catch(onStoreError);
       }
     }
   }
 
-  async function storeAttachment(attachment: AttachmentStream, index: number): Promise<void> {
+  async function storeAttachment(attachment: AttachmentStream): Promise<void> {
     // A later error event on the content (after we stop listening) must not crash the process.
     attachment.content.on("error", () => undefined);
-    if (index >= lim.maxAttachments || storeError !== undefined || parserError !== undefined) {
-      if (index >= lim.maxAttachments) result.truncated = true;
+    if (storeError !== undefined || parserError !== undefined) {
       discard(attachment);
       return;
     }
-    const name = sanitizeFilename(attachment.filename);
-    const ref = `${prefix}attachments/${String(index).padStart(4, "0")}-${name}`;
+    const index = allocateIndex(extraction);
+    if (index === undefined) {
+      result.truncated = true;
+      discard(attachment);
+      return;
+    }
+    const ref = attachmentRef(extraction.prefix, index, keyName(attachment));
     const tap = new HashTap();
     inFlight = tap;
     const piping = pipeline(attachment.content, tap);
@@ -303,7 +380,9 @@ export async function parseMessage(
     // nothing awaits it yet; its outcome is read below, never left as an unhandled rejection.
     piping.catch(() => undefined);
     try {
-      await store.put(ref, tap, { contentType: safeContentType(attachment.contentType) });
+      await extraction.store.put(ref, tap, {
+        contentType: safeContentType(attachment.contentType),
+      });
       await piping;
       const meta: AttachmentMeta = {
         index,
@@ -315,7 +394,11 @@ export async function parseMessage(
         ref,
       };
       if (attachment.cid) meta.contentId = attachment.cid;
-      result.attachments.push(meta);
+      if (extractedFrom !== undefined) meta.extractedFrom = extractedFrom;
+      extraction.attachments.push(meta);
+      // Opened while the parser waits on this attachment, so what a container holds is listed
+      // right after it (document order) and memory stays bounded by one level at a time.
+      await expandContainer(extraction, meta, depth);
     } catch (err) {
       tap.destroy();
       await piping.catch(() => undefined);
@@ -331,15 +414,15 @@ export async function parseMessage(
   async function storeBodies(item: MessageText): Promise<void> {
     if (typeof item.text === "string" && item.text.length > 0) {
       const body = Buffer.from(item.text, "utf8");
-      const ref = `${prefix}body.txt`;
-      await store.put(ref, body, { contentType: "text/plain; charset=utf-8" });
+      const ref = `${extraction.prefix}body.txt`;
+      await extraction.store.put(ref, body, { contentType: "text/plain; charset=utf-8" });
       result.text = { ref, size: body.length };
       result.textPreview = preview(item.text, lim.previewBytes);
     }
     if (typeof item.html === "string" && item.html.length > 0) {
       const body = Buffer.from(item.html, "utf8");
-      const ref = `${prefix}body.html`;
-      await store.put(ref, body, { contentType: "text/html; charset=utf-8" });
+      const ref = `${extraction.prefix}body.html`;
+      await extraction.store.put(ref, body, { contentType: "text/html; charset=utf-8" });
       result.html = { ref, size: body.length };
     }
   }
@@ -349,6 +432,13 @@ export async function parseMessage(
     stopFeeding.fire();
     parser.destroy();
   }
+}
+
+/** The name an attachment's key is made from: an inner message's always ends in `.eml`. */
+function keyName(attachment: AttachmentStream): string | undefined {
+  const name = attachment.filename;
+  if (!RFC822_TYPES.has(attachment.contentType?.toLowerCase() ?? "")) return name;
+  return name !== undefined && /\.eml$/i.test(name) ? name : `${name ?? "message"}.eml`;
 }
 
 /** Lets the parser move past an attachment we do not store. */
@@ -369,7 +459,12 @@ function maxLenCode(err: Error): ErrorCode {
  * done)`; if a future version drops it, this throws rather than silently losing the limits (the
  * deep-nesting test guards the regression).
  */
-function installChunkHook(parser: MailParser, lim: ParseLimits, onTrim: () => void): void {
+function installChunkHook(
+  parser: MailParser,
+  lim: ParseLimits,
+  keepText: boolean,
+  onTrim: () => void,
+): void {
   const original: unknown = Reflect.get(parser, "processChunk");
   if (typeof original !== "function") {
     throw new MailIngestError(
@@ -389,6 +484,11 @@ function installChunkHook(parser: MailParser, lim: ParseLimits, onTrim: () => vo
       }
       inText = isInlineText(data);
     } else if (data.type === "body" && inText && Buffer.isBuffer(data.value)) {
+      // An inner message's bodies are not kept (its `.eml` holds them): not buffered at all.
+      if (!keepText) {
+        setImmediate(done);
+        return;
+      }
       const value: Buffer = data.value;
       const room = lim.maxTextBytes - textBytes;
       if (value.length > room) {
