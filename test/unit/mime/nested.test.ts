@@ -76,7 +76,7 @@ function pdf(seed: number, size = 5000): Buffer {
 }
 
 /** An inner message (what a forward or a bounce carries) with a text part and a PDF. */
-function innerMessage(subject: string, file: Buffer, name = "invoice.pdf"): Buffer {
+function innerMessage(subject: string, file: Buffer, name = "invoice.pdf"): string {
   return (
     multipartMessage(
       [
