@@ -6,7 +6,14 @@
  */
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { GetObjectCommand } from "@aws-sdk/client-s3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ObjectStateStore } from "../../lambdas/adapters/object-state.ts";
+import { S3ObjectStore } from "../../lambdas/adapters/s3-store.ts";
+import { SqsQueue } from "../../lambdas/adapters/sqs-queue.ts";
+import { parseConfig } from "../../lambdas/config/index.ts";
+import { startPop3TestServer } from "../../lambdas/demo/pop3-server.ts";
+import { runMailbox } from "../../lambdas/ingest/session.ts";
 import type { AttachmentMeta } from "../../lambdas/mime/parsed.ts";
 import {
   type DovecotHandle,
@@ -14,6 +21,7 @@ import {
   implicitTlsMailbox,
   startDovecot,
 } from "../helpers/dovecot.ts";
+import { startFauxqs } from "../helpers/fauxqs.ts";
 import { type FsWorld, fsWorld, sha256 } from "../helpers/pipeline.ts";
 import { makeSigner, SIGN, type SmimeSigner } from "../helpers/smime.ts";
 import { base64Lines, CRLF, multipartMessage } from "../unit/mime/messages.ts";
@@ -179,5 +187,90 @@ describeDovecot("nested attachments through Dovecot and the fs pipeline", () => 
     ]);
     expect(sha256(await stored(signedEntries[1] as AttachmentMeta))).toBe(sha256(entity));
     expect(sha256(await stored(signedEntries[2] as AttachmentMeta))).toBe(sha256(signedPdf));
+  });
+});
+
+describe("nested attachments with S3 and SQS (fauxqs)", () => {
+  it("streams a forwarded message back from S3 into the nested parse, and opens a winmail.dat", async () => {
+    const fauxqs = await startFauxqs();
+    const pdf = invoicePdf(3);
+    const winmail = await readFile(WINMAIL);
+    const inner = multipartMessage([pdfPart(pdf, "from-s3.pdf")])
+      .toString("latin1")
+      .replaceAll("=_test_boundary_7f3a", "=_s3_inner");
+    const raw = subject(
+      multipartMessage([
+        { headers: ["Content-Type: message/rfc822"], body: inner },
+        {
+          headers: [
+            "Content-Type: application/ms-tnef; name=winmail.dat",
+            "Content-Transfer-Encoding: base64",
+          ],
+          body: base64Lines(winmail),
+        },
+      ]),
+      "to S3",
+    );
+    const server = await startPop3TestServer({
+      users: { u: { password: "p", messages: [{ uidl: "n1", data: raw }] } },
+    });
+    try {
+      const bucket = await fauxqs.createBucket();
+      const queueUrl = await fauxqs.createQueue();
+      const store = new S3ObjectStore({ client: fauxqs.s3, bucket, prefix: "mail/" });
+      const config = await parseConfig({
+        mailboxes: [
+          {
+            id: "cloud",
+            host: server.host,
+            port: server.port,
+            tls: "none",
+            allowInsecureAuth: true,
+            username: "u",
+            password: "p",
+          },
+        ],
+      });
+      const mailbox = config.mailboxes[0];
+      if (!mailbox) throw new Error("no mailbox");
+      const report = await runMailbox(
+        mailbox,
+        {
+          store,
+          queue: new SqsQueue({ client: fauxqs.sqs, queueUrl }),
+          state: new ObjectStateStore({ store, prefix: "state/" }),
+        },
+        { credentials: { password: "p" } },
+      );
+      expect(report.error).toBeUndefined();
+      expect(report.ingested).toBe(1);
+      const [message] = await fauxqs.receiveAll(queueUrl);
+      const body = JSON.parse(message?.Body ?? "{}");
+      expect(validateQueueBody(body)).toBe(true);
+      const entries = body.attachments as AttachmentMeta[];
+      expect(entries.map((e) => [e.filename, e.extractedFrom?.kind])).toEqual([
+        [null, undefined],
+        ["from-s3.pdf", "message/rfc822"],
+        ["winmail.dat", undefined],
+        ["zappa_av1.jpg", "tnef"],
+        ["bookmark.htm", "tnef"],
+        ["body.rtf", "tnef"],
+      ]);
+      const digests: string[] = [];
+      for (const entry of entries) {
+        const object = await fauxqs.s3.send(
+          new GetObjectCommand({ Bucket: bucket, Key: `mail/${entry.ref}` }),
+        );
+        const bytes = await object.Body?.transformToByteArray();
+        digests.push(sha256(bytes ?? new Uint8Array()));
+      }
+      expect(digests).toEqual(entries.map((e) => e.sha256));
+      expect(digests[1]).toBe(sha256(pdf));
+      expect(digests[2]).toBe(sha256(winmail));
+      expect(digests.slice(3)).toEqual(Object.values(WINMAIL_DIGESTS));
+    } finally {
+      await server.close();
+      await fauxqs.stop();
+    }
   });
 });
