@@ -171,6 +171,22 @@ describe("message/rfc822: forwarded messages", () => {
     expect(text).not.toContain("Inner text");
   });
 
+  it("does not buffer an inner message's text: it counts against no text limit", async () => {
+    const inner = innerMessage("Long text", pdf(9)).replace(
+      "Inner text that must not join the outer body.",
+      "x".repeat(5000),
+    );
+    const raw = withWrapper([
+      { headers: ["Content-Type: text/plain"], body: "short" },
+      { headers: ["Content-Type: message/rfc822"], body: inner },
+    ]);
+    // 5000 inner text bytes against a 1000-byte text cap: kept, they would trip it.
+    const { parsed } = await parseNested(raw, { maxTextBytes: 1000 });
+    expect(parsed.truncated).toBeUndefined();
+    expect(parsed.attachments[0]?.truncated).toBeUndefined();
+    expect(parsed.attachments).toHaveLength(2);
+  });
+
   it("keeps document order: a container's contents come before the next outer attachment", async () => {
     const raw = withWrapper([
       { headers: ["Content-Type: application/octet-stream; name=a.bin"], body: "A" },
