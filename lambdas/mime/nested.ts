@@ -137,7 +137,9 @@ async function expandTnef(
   if (!isTnef(bytes)) throw new TnefError("not a TNEF stream (signature 0x223E9F78 missing)");
   const content = readTnef(bytes, { maxFiles: ext.limits.maxAttachments });
   if (content.truncated) truncate();
-  if (content.checksumErrors > 0 && entry.extractError === undefined) {
+  if (content.error !== undefined)
+    entry.extractError = `${ErrorCode.PARSE_FAILED}: ${content.error}`;
+  else if (content.checksumErrors > 0) {
     // The files are still extracted: a wrong checksum with intact framing is a writer's bug
     // more often than damage, and the container itself is stored untouched.
     entry.extractError = `${ErrorCode.PARSE_FAILED}: ${content.checksumErrors} TNEF attribute checksum(s) did not match`;

@@ -54,6 +54,8 @@ export interface TnefContent {
   rtf?: Buffer;
   /** True when a limit cut the read short; what was read before is returned. */
   truncated?: boolean;
+  /** Why the read stopped early on damaged input; what was read before is returned. */
+  error?: string;
   /** Attributes whose checksum did not match; their data is used all the same. */
   checksumErrors: number;
 }
@@ -246,9 +248,9 @@ export function readTnef(input: Buffer, limits?: Partial<TnefLimits>): TnefConte
     }
   } catch (err) {
     if (!(err instanceof TnefError)) throw err;
-    // Damage after some attributes were read: keep what came before and say the read was cut.
+    // Damage after some attributes were read: keep what came before and say why it stopped.
     if (attributes <= 1) throw err;
-    out.truncated = true;
+    out.error = err.message;
   }
   flush();
   if (rtfCompressed !== undefined) {
@@ -258,7 +260,7 @@ export function readTnef(input: Buffer, limits?: Partial<TnefLimits>): TnefConte
       if (truncated) out.truncated = true;
     } catch (err) {
       if (!(err instanceof TnefError)) throw err;
-      out.truncated = true;
+      out.error ??= `RTF body: ${err.message}`;
     }
   }
   return out;

@@ -383,6 +383,22 @@ describe("TNEF (winmail.dat)", () => {
     expect(parsed.truncated).toBeUndefined();
   });
 
+  it("lists what a damaged winmail.dat held before the damage, with extractError", async () => {
+    // Cut inside bookmark.htm's data: zappa_av1.jpg and the RTF body (message attributes come
+    // first) come out whole, the rest is reported.
+    const cut = WINMAIL.subarray(0, WINMAIL.indexOf(Buffer.from("<!DOCTYPE NETSCAPE")) + 100);
+    const { parsed, store } = await parseNested(tnefMessage(cut));
+    expect(parsed.attachments.map((a) => a.filename)).toEqual([
+      "winmail.dat",
+      "zappa_av1.jpg",
+      "body.rtf",
+    ]);
+    expect(sha256(bytesOf(store, parsed.attachments[1]))).toBe(WINMAIL_FILES[0][1]);
+    expect(sha256(bytesOf(store, parsed.attachments[2]))).toBe(WINMAIL_RTF);
+    expect(parsed.attachments[0]?.extractError).toMatch(/^PARSE_FAILED: attribute data runs past/);
+    expect(parsed.attachments[0]?.truncated).toBeUndefined();
+  });
+
   it("stores but does not open a TNEF larger than maxContainerBytes", async () => {
     const { parsed } = await parseNested(tnefMessage(WINMAIL), { maxContainerBytes: 50_000 });
     expect(parsed.attachments).toHaveLength(1);
