@@ -59,7 +59,8 @@ export type {
   AttachmentMeta,
   AuthResults,
   AuthResultValue,
-  BodyRef,
+  BodyPart,
+  HeaderField,
   MessageHeaders,
   MessageOrigin,
   ObjectRef,
@@ -68,8 +69,10 @@ export type {
   QueueMessageV2,
   QueuePointerV2,
   RawRef,
+  Security,
+  SpamVerdict,
 } from "./message/schema.ts";
-export { SCHEMA_VERSION } from "./message/schema.ts";
+export { INLINE_BODY_BYTES, SCHEMA_VERSION } from "./message/schema.ts";
 export {
   type AuthMethod,
   type Capabilities,

@@ -62,7 +62,7 @@ export async function demoCommand(args: readonly string[], io: CliIo): Promise<n
       [
         `Stored under ${dataDir}:`,
         `  raw/demo/<id>.eml         the messages, byte-exact`,
-        `  parts/demo/<id>/…         text, html and attachments`,
+        `  parts/demo/<id>/…         attachments, and bodies over 64 KiB`,
         `  meta/demo/<id>.json       parsed metadata (schema v2)`,
         `  queue/<id>.json           ${queued.length} queue messages for downstream consumers`,
         `  state/                    UIDL state`,

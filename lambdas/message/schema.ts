@@ -21,10 +21,14 @@ export type { AuthResults, AuthResultValue } from "../mime/auth-results.ts";
 export type {
   Address,
   AttachmentMeta,
-  BodyRef,
+  BodyPart,
+  HeaderField,
   MessageHeaders,
   ParsedMessage,
+  Security,
+  SpamVerdict,
 } from "../mime/parsed.ts";
+export { INLINE_BODY_BYTES } from "../mime/parsed.ts";
 export type { MessageOrigin } from "../ports.ts";
 
 export const SCHEMA_VERSION = 2;
@@ -99,11 +103,16 @@ export function buildQueueMessage(input: QueueMessageInput): QueueMessageV2 {
     raw,
     headers: parsed.headers,
     attachments: parsed.attachments,
+    headerList: parsed.headerList,
   };
   if (parsed.text !== undefined) message.text = parsed.text;
   if (parsed.html !== undefined) message.html = parsed.html;
   if (parsed.textPreview !== undefined) message.textPreview = parsed.textPreview;
+  if (parsed.textReply !== undefined) message.textReply = parsed.textReply;
   if (parsed.authResults !== undefined) message.authResults = parsed.authResults;
+  if (parsed.security !== undefined) message.security = parsed.security;
+  if (parsed.spam !== undefined) message.spam = parsed.spam;
+  if (parsed.headerListTruncated === true) message.headerListTruncated = true;
   if (parsed.parseError !== undefined) message.parseError = parsed.parseError;
   if (parsed.truncated === true) message.truncated = true;
   return message;

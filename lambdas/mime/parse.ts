@@ -4,7 +4,10 @@
  * mailparser's streaming `MailParser` splits the message; every attachment's decoded bytes are
  * piped straight into `store.put` (hashed on the way), so attachment bulk never sits in memory and
  * a slow store holds back the parser and, through it, the source. Text and HTML bodies are
- * buffered by mailparser itself; {@link ParseLimits.maxTextBytes} bounds that buffer.
+ * buffered by mailparser itself (it assembles them from several parts, and converts HTML to text);
+ * {@link ParseLimits.maxTextBytes} bounds that buffer. A body of at most
+ * {@link INLINE_BODY_BYTES} is then carried inline in the result and not stored; a larger one is
+ * stored, as in schema v1.
  *
  * Contract, relied on by the ingest pipeline that tees the RETR stream to the raw store and here:
  * - `source` is always read to its end, even after a parser error or a limit, so the tee's other
@@ -14,7 +17,7 @@
  * - it rejects only when the store fails or `source` itself errors.
  */
 import { createHash } from "node:crypto";
-import { type Readable, Transform, type TransformCallback } from "node:stream";
+import { Readable, Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type {
   AddressObject,
@@ -28,15 +31,31 @@ import type {
 import { describeError, ErrorCode, isMailIngestError, MailIngestError } from "../errors.ts";
 import type { ObjectStore } from "../ports.ts";
 import { parseAuthResults } from "./auth-results.ts";
+import {
+  DELIVERED_TO_FIELDS,
+  deliveredTo,
+  isSpamField,
+  type SpamHeaders,
+  spamVerdict,
+} from "./delivery.ts";
 import { attachmentRef } from "./filename.ts";
+import { headerList } from "./header-list.ts";
 import { allocateIndex, type Extraction, expandContainer, RFC822_TYPES } from "./nested.ts";
-import type {
-  Address,
-  AttachmentMeta,
-  ExtractedFrom,
-  MessageHeaders,
-  ParsedMessage,
+import {
+  type Address,
+  type AttachmentMeta,
+  type BodyPart,
+  type ExtractedFrom,
+  INLINE_BODY_BYTES,
+  type MessageHeaders,
+  type ParsedMessage,
+  type Security,
 } from "./parsed.ts";
+import { textReply } from "./reply.ts";
+import { noteSecurity } from "./security.ts";
+import { preview } from "./text.ts";
+
+export { preview } from "./text.ts";
 
 export interface ParseLimits {
   /** Most MIME parts (nodes) in one message; more stop extraction. @default 1000 */
@@ -100,6 +119,7 @@ export function emptyHeaders(): MessageHeaders {
     replyTo: [],
     inReplyTo: null,
     references: [],
+    deliveredTo: [],
   };
 }
 
@@ -111,6 +131,9 @@ interface SplitterChunk {
   disposition?: unknown;
   root?: unknown;
   parentNode?: unknown;
+  charset?: unknown;
+  /** mailsplit's parsed Content-Type: `{ value, params }`. */
+  _parsedContentType?: unknown;
 }
 
 type ProcessChunk = (data: SplitterChunk, done: (err?: Error | null) => void) => void;
@@ -163,7 +186,7 @@ export async function parseMessage(
   limits?: Partial<ParseLimits>,
 ): Promise<ParsedMessage> {
   const lim: ParseLimits = { ...DEFAULT_PARSE_LIMITS, ...limits };
-  const result: ParsedMessage = { headers: emptyHeaders(), attachments: [] };
+  const result: ParsedMessage = { headers: emptyHeaders(), attachments: [], headerList: [] };
   const extraction: Extraction = {
     store,
     prefix: partsPrefix.endsWith("/") ? partsPrefix : `${partsPrefix}/`,
@@ -178,7 +201,7 @@ export async function parseMessage(
         inner,
         extraction,
         lim,
-        { headers: emptyHeaders(), attachments: [] },
+        { headers: emptyHeaders(), attachments: [], headerList: [] },
         {
           depth,
           parent,
@@ -251,9 +274,19 @@ async function parseEntity(
     abandon(err);
   });
 
-  installChunkHook(parser, lim, inner === undefined, () => {
-    result.truncated = true;
-  });
+  /** What the MIME structure declares about signing and encryption. */
+  const security: Security = {};
+  /** Declared charsets of the first inline text/plain and text/html parts. */
+  const charsets: { text?: string; html?: string } = {};
+  installChunkHook(
+    parser,
+    lim,
+    inner === undefined,
+    () => {
+      result.truncated = true;
+    },
+    (node) => noteNode(node, security, charsets),
+  );
 
   /** A failure mapping headers to the queue schema; the parse goes on without those fields. */
   let headerError: unknown;
@@ -295,6 +328,7 @@ async function parseEntity(
       },
     );
   }
+  if (security.signed !== undefined || security.encrypted !== undefined) result.security = security;
   if (parserError !== undefined) {
     const code = isMailIngestError(parserError) ? parserError.code : maxLenCode(parserError);
     if (code === ErrorCode.MIME_LIMIT) result.truncated = true;
@@ -413,18 +447,36 @@ async function parseEntity(
 
   async function storeBodies(item: MessageText): Promise<void> {
     if (typeof item.text === "string" && item.text.length > 0) {
-      const body = Buffer.from(item.text, "utf8");
-      const ref = `${extraction.prefix}body.txt`;
-      await extraction.store.put(ref, body, { contentType: "text/plain; charset=utf-8" });
-      result.text = { ref, size: body.length };
+      result.text = await storeBody(item.text, "body.txt", "text/plain", charsets.text);
       result.textPreview = preview(item.text, lim.previewBytes);
+      const reply = textReply(item.text);
+      if (reply !== undefined) result.textReply = reply;
     }
     if (typeof item.html === "string" && item.html.length > 0) {
-      const body = Buffer.from(item.html, "utf8");
-      const ref = `${extraction.prefix}body.html`;
-      await extraction.store.put(ref, body, { contentType: "text/html; charset=utf-8" });
-      result.html = { ref, size: body.length };
+      result.html = await storeBody(item.html, "body.html", "text/html", charsets.html);
     }
+  }
+
+  /** Inline when small (no object stored), else stored at `{prefix}{name}` as UTF-8. */
+  async function storeBody(
+    body: string,
+    name: string,
+    type: string,
+    charset: string | undefined,
+  ): Promise<BodyPart> {
+    const size = Buffer.byteLength(body, "utf8");
+    const part: BodyPart = { size };
+    if (charset !== undefined) part.charset = charset;
+    if (size <= INLINE_BODY_BYTES) {
+      part.content = body;
+      return part;
+    }
+    const ref = `${extraction.prefix}${name}`;
+    await extraction.store.put(ref, Readable.from(utf8Chunks(body)), {
+      contentType: `${type}; charset=utf-8`,
+    });
+    part.ref = ref;
+    return part;
   }
 
   function onStoreError(err: unknown): void {
@@ -439,6 +491,24 @@ function keyName(attachment: AttachmentStream): string | undefined {
   const name = attachment.filename;
   if (!RFC822_TYPES.has(attachment.contentType?.toLowerCase() ?? "")) return name;
   return name !== undefined && /\.eml$/i.test(name) ? name : `${name ?? "message"}.eml`;
+}
+
+/** Characters of a stored body encoded per chunk (64 Ki UTF-16 units, at most 192 KiB of UTF-8). */
+const BODY_CHUNK_CHARS = 64 * 1024;
+
+/**
+ * `text` as UTF-8 chunks, so storing a body of up to 16 MiB does not make a second whole copy
+ * of it. A chunk never ends between the two halves of a surrogate pair.
+ */
+export function* utf8Chunks(text: string): Generator<Buffer> {
+  for (let start = 0; start < text.length; ) {
+    let end = Math.min(start + BODY_CHUNK_CHARS, text.length);
+    const last = text.charCodeAt(end - 1);
+    if (end < text.length && last >= 0xd800 && last <= 0xdbff) end--;
+
+    yield Buffer.from(text.slice(start, end), "utf8");
+    start = end;
+  }
 }
 
 /** Lets the parser move past an attachment we do not store. */
@@ -464,6 +534,7 @@ function installChunkHook(
   lim: ParseLimits,
   keepText: boolean,
   onTrim: () => void,
+  onNode: (node: SplitterChunk) => void,
 ): void {
   const original: unknown = Reflect.get(parser, "processChunk");
   if (typeof original !== "function") {
@@ -483,6 +554,7 @@ function installChunkHook(
         return;
       }
       inText = isInlineText(data);
+      onNode(data);
     } else if (data.type === "body" && inText && Buffer.isBuffer(data.value)) {
       // An inner message's bodies are not kept (its `.eml` holds them): not buffered at all.
       if (!keepText) {
@@ -517,6 +589,54 @@ function depthOf(node: SplitterChunk, cap: number): number {
   return depth;
 }
 
+/**
+ * Notes what one MIME node declares: signing and encryption, and the charset of the first text and
+ * HTML body parts. Nodes inside an attached message (message/rfc822) describe that message, not
+ * this one, and are skipped.
+ */
+function noteNode(
+  node: SplitterChunk,
+  security: Security,
+  charsets: { text?: string; html?: string },
+): void {
+  const contentType = typeof node.contentType === "string" ? node.contentType : "";
+  if (contentType === "" || insideAttachedMessage(node)) return;
+  noteSecurity(security, contentType, contentTypeParams(node));
+  if (!isInlineText(node)) return;
+  const charset =
+    typeof node.charset === "string" && node.charset.trim() !== ""
+      ? node.charset.trim().toLowerCase()
+      : undefined;
+  if (contentType === "text/html") {
+    if (!("html" in charsets)) charsets.html = charset;
+  } else if (!("text" in charsets)) {
+    charsets.text = charset;
+  }
+}
+
+/** Whether a message/rfc822 part encloses `node` (ancestors counted up to the depth limit). */
+function insideAttachedMessage(node: SplitterChunk): boolean {
+  let current: unknown = node.parentNode;
+  for (let depth = 0; typeof current === "object" && current !== null && depth < 64; depth++) {
+    if (Reflect.get(current, "contentType") === "message/rfc822") return true;
+    current = Reflect.get(current, "parentNode");
+  }
+  return false;
+}
+
+/** The node's Content-Type parameters (mailsplit lower-cases their names), string values only. */
+function contentTypeParams(node: SplitterChunk): Record<string, string> {
+  const parsed = node._parsedContentType;
+  const params: unknown =
+    typeof parsed === "object" && parsed !== null ? Reflect.get(parsed, "params") : undefined;
+  const out: Record<string, string> = Object.create(null);
+  if (typeof params !== "object" || params === null) return out;
+  for (const [name, value] of Object.entries(params)) {
+    if (typeof value === "string") out[name.toLowerCase()] = value;
+  }
+  return out;
+}
+
 /** Mirrors mailparser's createNode(): an inline (or undisposed) text leaf is buffered as text. */
 function isInlineText(node: SplitterChunk): boolean {
   const contentType =
@@ -535,14 +655,6 @@ function safeContentType(value: string | undefined): string {
     /^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}\/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$/i.test(value)
     ? value
     : "application/octet-stream";
-}
-
-/** At most `maxBytes` of `text` as UTF-8, cut on a character boundary (never a partial char). */
-export function preview(text: string, maxBytes: number): string {
-  const buf = new Uint8Array(maxBytes);
-  // encodeInto only writes whole characters (surrogate pairs included), so the cut is clean.
-  const { written } = new TextEncoder().encodeInto(text.slice(0, maxBytes), buf);
-  return Buffer.from(buf.buffer, 0, written).toString("utf8");
 }
 
 function extractHeaders(headers: Headers, out: MessageHeaders): void {
@@ -591,6 +703,8 @@ function isAddressObject(value: unknown): value is AddressObject {
 /** Headers mailparser does not parse the way the queue schema needs them, read from the raw lines. */
 function extractRawHeaders(lines: HeaderLines, out: ParsedMessage): void {
   const auth: string[] = [];
+  const delivered: string[] = [];
+  const spam: SpamHeaders = {};
   let date: string | undefined;
   let listId: string | undefined;
   let autoSubmitted: string | undefined;
@@ -599,6 +713,8 @@ function extractRawHeaders(lines: HeaderLines, out: ParsedMessage): void {
     else if (key === "date") date ??= fieldValue(line);
     else if (key === "list-id") listId ??= fieldValue(line);
     else if (key === "auto-submitted") autoSubmitted ??= fieldValue(line);
+    else if (DELIVERED_TO_FIELDS.has(key)) delivered.push(fieldValue(line));
+    else if (isSpamField(key)) spam[key] ??= fieldValue(line);
   }
   out.headers.date = date === undefined ? null : isoDate(date);
   if (listId !== undefined) {
@@ -609,8 +725,14 @@ function extractRawHeaders(lines: HeaderLines, out: ParsedMessage): void {
     const keyword = autoSubmitted.split(/[;(\s]/, 1)[0]?.toLowerCase();
     if (keyword) out.headers.autoSubmitted = keyword;
   }
+  out.headers.deliveredTo = deliveredTo(delivered);
+  const verdict = spamVerdict(spam);
+  if (verdict !== undefined) out.spam = verdict;
   const authResults = parseAuthResults(auth);
   if (authResults !== undefined) out.authResults = authResults;
+  const list = headerList(lines);
+  out.headerList = list.fields;
+  if (list.truncated) out.headerListTruncated = true;
 }
 
 /** The unfolded value of a raw `Name: value` line (RFC 5322 §2.2.3). */

@@ -31,15 +31,54 @@ export interface MessageHeaders {
   listId?: string;
   /** The Auto-Submitted keyword (RFC 3834 §5), lower-cased, e.g. "auto-replied". */
   autoSubmitted?: string;
+  /**
+   * Addresses from Delivered-To, X-Original-To and Envelope-To, topmost first (the last hop's
+   * first), deduplicated ignoring case: which alias or catch-all address received the mail.
+   */
+  deliveredTo: string[];
 }
 
-/** A stored body part. */
-export interface BodyRef {
-  /** Store key (relative to the store root). */
-  ref: string;
-  /** Stored size in bytes (UTF-8). */
-  size: number;
+/** Signing and encryption as the MIME structure declares them (RFC 8551, RFC 3156); never verified. */
+export interface Security {
+  signed?: "smime" | "pgp";
+  encrypted?: "smime" | "pgp";
 }
+
+/** Spam verdicts added by filters on the way in. */
+export interface SpamVerdict {
+  /** SpamAssassin score (X-Spam-Status `score=`, else X-Spam-Score). */
+  score?: number;
+  /** SpamAssassin verdict (X-Spam-Status `Yes`/`No`, else X-Spam-Flag). */
+  flag?: boolean;
+  /** Microsoft's spam confidence level, -1 to 9 (X-MS-Exchange-Organization-SCL). */
+  scl?: number;
+}
+
+/** One header field of the top-level message, as it appears there. */
+export interface HeaderField {
+  /** The field name as written (original case). */
+  name: string;
+  /** The value, unfolded (RFC 5322 §2.2.3) and RFC 2047-decoded. */
+  value: string;
+}
+
+/**
+ * A text or HTML body, decoded to UTF-8. At most {@link INLINE_BODY_BYTES} it is carried inline as
+ * `content` and nothing is stored for it; a larger body is stored at `ref` and has no `content`.
+ */
+export interface BodyPart {
+  /** UTF-8 bytes of the decoded body. */
+  size: number;
+  /** The charset the message declared for the part, lower-cased; absent when it declared none. */
+  charset?: string;
+  /** The body itself, when `size` ≤ {@link INLINE_BODY_BYTES}. */
+  content?: string;
+  /** Store key (relative to the store root) of the body, when it is too large to carry inline. */
+  ref?: string;
+}
+
+/** Largest body carried inline (UTF-8 bytes after decoding): 64 KiB. */
+export const INLINE_BODY_BYTES = 64 * 1024;
 
 export interface AttachmentMeta {
   /**
@@ -102,12 +141,24 @@ export interface NestedMessageInfo {
 /** The content fields of a queue message, as `parseMessage` extracts them. */
 export interface ParsedMessage {
   headers: MessageHeaders;
-  text?: BodyRef;
-  html?: BodyRef;
+  text?: BodyPart;
+  html?: BodyPart;
   /** At most 1024 UTF-8 bytes of the text body, cut on a character boundary. */
   textPreview?: string;
+  /**
+   * The newest part of the text body, without quoted history and signature, at most 16 KiB
+   * (UTF-8); absent when nothing could be separated.
+   */
+  textReply?: string;
   attachments: AttachmentMeta[];
   authResults?: AuthResults;
+  security?: Security;
+  /** Absent when the message has none of the spam headers. */
+  spam?: SpamVerdict;
+  /** Every top-level header field in order, at most 64 KiB in all (names and values, UTF-8). */
+  headerList: HeaderField[];
+  /** True when `headerList` stopped at its 64 KiB bound; the rest is in the raw message. */
+  headerListTruncated?: boolean;
   /**
    * Why parsing stopped early, prefixed with its code (PARSE_FAILED or MIME_LIMIT); what was
    * extracted before is still present.

@@ -3,7 +3,7 @@
  * adapters. Dovecot runs the same scenarios in ingest-dovecot.test.ts; this file covers the
  * faults only a scripted server can produce.
  */
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { pop3Source } from "../../lambdas/adapters/pop3-source.ts";
@@ -91,6 +91,79 @@ describe("mailbox session against the test server", () => {
     const second = await world.poll();
     expect(second).toMatchObject({ listed: 12, new: 0, ingested: 0 });
     expect(await world.queue()).toHaveLength(12);
+  });
+
+  it("queues schema v2 content: small bodies inline with no part object, a large one stored, reply and delivery facts", async () => {
+    const reply = Buffer.from(
+      [
+        "Delivered-To: support@example.com",
+        "X-Spam-Status: No, score=-1.2 required=5.0",
+        "From: Ann <ann@example.com>",
+        "To: help@example.com",
+        "Subject: Re: printer",
+        "Message-ID: <reply@example.com>",
+        'Content-Type: text/plain; charset="iso-8859-1"',
+        "Content-Transfer-Encoding: quoted-printable",
+        "",
+        "Gr=FC=DFe, it works now.",
+        "",
+        "On Tue, 1 Jul 2003, Support <support@example.com> wrote:",
+        "> Please restart it.",
+        "",
+      ].join("\r\n"),
+    );
+    const bigText = `${"long line of text ".repeat(5000)}`;
+    const big = Buffer.from(
+      [
+        "From: Bob <bob@example.com>",
+        "Subject: big",
+        "Message-ID: <big@example.com>",
+        "Content-Type: text/plain; charset=utf-8",
+        "",
+        bigText,
+        "",
+      ].join("\r\n"),
+    );
+    const { world } = await setup([
+      { uidl: "reply", data: reply },
+      { uidl: "big", data: big },
+    ]);
+    expect(await world.poll()).toMatchObject({ ingested: 2, failed: 0 });
+    const queued = await world.queue();
+    const byUidl = new Map(queued.map((q) => [(q.source as { uidl: string }).uidl, q]));
+    const data = path.join(world.dir, "mail-ingest-data");
+    const small = byUidl.get("reply");
+    expect(validateQueueBody(small), schemaErrors()).toBe(true);
+    expect(small).toMatchObject({
+      text: {
+        size: Buffer.byteLength(
+          "Grüße, it works now.\n\nOn Tue, 1 Jul 2003, Support <support@example.com> wrote:\n> Please restart it.\n",
+        ),
+        charset: "iso-8859-1",
+        content: expect.stringContaining("Grüße, it works now."),
+      },
+      textReply: "Grüße, it works now.",
+      headers: { deliveredTo: ["support@example.com"] },
+      spam: { flag: false, score: -1.2 },
+    });
+    // Inline body: nothing at all under parts/ for this message (no attachments either).
+    expect(
+      await readdir(path.join(data, "parts", "box", String(small?.id))).catch(() => []),
+    ).toEqual([]);
+    // The meta object is the same full message the queue carries.
+    const meta = JSON.parse(
+      await readFile(path.join(data, "meta", "box", `${small?.id}.json`), "utf8"),
+    );
+    expect(meta).toEqual(small);
+
+    const large = byUidl.get("big");
+    expect(validateQueueBody(large), schemaErrors()).toBe(true);
+    const text = large?.text as { size: number; ref: string; content?: string };
+    expect(text.content).toBeUndefined();
+    expect(text.size).toBeGreaterThan(64 * 1024);
+    const stored = await readFile(path.join(data, text.ref), "utf8");
+    expect(Buffer.byteLength(stored)).toBe(text.size);
+    expect(stored.startsWith(bigText)).toBe(true);
   });
 
   it("picks up new mail on the next poll", async () => {

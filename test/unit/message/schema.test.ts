@@ -50,10 +50,12 @@ function maximal(): QueueMessageV2 {
         references: ["<r@example.com>"],
         listId: "list.example.com",
         autoSubmitted: "auto-replied",
+        deliveredTo: ["support@example.com"],
       },
-      text: { ref: `parts/support/${ID}/body.txt`, size: 2 },
-      html: { ref: `parts/support/${ID}/body.html`, size: 9 },
+      text: { size: 2, charset: "utf-8", content: "hi" },
+      html: { size: 70_000, charset: "iso-8859-1", ref: `parts/support/${ID}/body.html` },
       textPreview: "hi",
+      textReply: "hi",
       attachments: [
         {
           index: 0,
@@ -67,6 +69,10 @@ function maximal(): QueueMessageV2 {
         },
       ],
       authResults: { spf: "pass", dkim: "fail" },
+      security: { signed: "smime", encrypted: "pgp" },
+      spam: { score: -0.5, flag: false, scl: -1 },
+      headerList: [{ name: "Subject", value: "hi" }],
+      headerListTruncated: true,
       parseError: "MIME_LIMIT: too many parts",
       truncated: true,
     }),
@@ -91,16 +97,43 @@ describe("queue message schema v2", () => {
         "text",
         "html",
         "textPreview",
+        "textReply",
         "attachments",
         "authResults",
+        "security",
+        "spam",
+        "headerList",
+        "headerListTruncated",
         "parseError",
         "truncated",
       ].sort(),
     );
   });
 
+  it("carries an IMAP source with exactly the schema's fields, in the full and the pointer form", () => {
+    const origin = {
+      protocol: "imap" as const,
+      folder: "INBOX/Invoices",
+      uidValidity: 1700000000,
+      uid: 42,
+    };
+    // Anything else the source's object carries stays out of the message.
+    const carried = { ...origin, internal: "x" };
+    const message = buildQueueMessage({
+      ...input({ headers: emptyHeaders(), attachments: [], headerList: [] }),
+      source: carried,
+    });
+    expect(message.source).toEqual(origin);
+    expect(validateQueueBody(message), schemaErrors()).toBe(true);
+    const pointer = toPointer(message, META);
+    expect(pointer.source).toEqual(origin);
+    expect(validateQueueBody(pointer), schemaErrors()).toBe(true);
+  });
+
   it("accepts a minimal built message without undefined-valued keys", () => {
-    const message = buildQueueMessage(input({ headers: emptyHeaders(), attachments: [] }));
+    const message = buildQueueMessage(
+      input({ headers: emptyHeaders(), attachments: [], headerList: [] }),
+    );
     expect(validateQueueBody(message), schemaErrors()).toBe(true);
     expect(Object.values(message)).not.toContain(undefined);
     expect(message.ingestedAt).toBe("2024-05-01T12:00:00.000Z");
@@ -134,6 +167,25 @@ describe("queue message schema v2", () => {
     ["a 2 KB textPreview", (m) => ({ ...m, textPreview: "x".repeat(2048) })],
     ["a non-ISO date", (m) => ({ ...m, headers: { ...m.headers, date: "Tue, 1 Jul 2003" } })],
     ["an unknown auth result", (m) => ({ ...m, authResults: { spf: "maybe" } })],
+    ["a body with both content and ref", (m) => ({ ...m, text: { ...m.text, ref: "k" } })],
+    ["a body with neither content nor ref", (m) => ({ ...m, text: { size: 2 } })],
+    ["a v1 body reference", (m) => ({ ...m, text: { ref: "k", size: 2, extra: 1 } })],
+    [
+      "inline content over 64 KiB",
+      (m) => ({ ...m, text: { size: 70_000, content: "x".repeat(65_537) } }),
+    ],
+    ["a 17 KB textReply", (m) => ({ ...m, textReply: "x".repeat(17_000) })],
+    ["an empty textReply", (m) => ({ ...m, textReply: "" })],
+    ["an unknown security kind", (m) => ({ ...m, security: { signed: "dkim" } })],
+    ["an SCL of 10", (m) => ({ ...m, spam: { scl: 10 } })],
+    ["a string spam score", (m) => ({ ...m, spam: { score: "7.3" } })],
+    ["a missing headerList", ({ headerList: _, ...m }) => m],
+    ["a header without value", (m) => ({ ...m, headerList: [{ name: "X" }] })],
+    ["headerListTruncated false", (m) => ({ ...m, headerListTruncated: false })],
+    [
+      "headers without deliveredTo",
+      (m) => ({ ...m, headers: { ...m.headers, deliveredTo: undefined } }),
+    ],
   ])("rejects a message with %s", (_name, breakIt) => {
     const message = maximal();
     expect(validateQueueBody(message)).toBe(true);

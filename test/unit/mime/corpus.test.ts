@@ -43,8 +43,19 @@ async function checkFile(
     expect(await sha256Of(store, attachment.ref)).toBe(attachment.sha256);
     expect((await store.head(attachment.ref))?.size).toBe(attachment.size);
   }
-  for (const body of [parsed.text, parsed.html]) {
-    if (body !== undefined) expect((await store.head(body.ref))?.size).toBe(body.size);
+  for (const [body, name] of [
+    [parsed.text, "body.txt"],
+    [parsed.html, "body.html"],
+  ] as const) {
+    if (body?.ref !== undefined) {
+      // Stored only when too large to carry inline (over 64 KiB of UTF-8).
+      expect(body.size).toBeGreaterThan(64 * 1024);
+      expect(body.content).toBeUndefined();
+      expect((await store.head(body.ref))?.size).toBe(body.size);
+    } else {
+      if (body !== undefined) expect(Buffer.byteLength(body.content ?? "")).toBe(body.size);
+      expect(await store.head(`${prefix}${name}`)).toBeNull();
+    }
   }
   if (parsed.textPreview !== undefined) {
     expect(Buffer.byteLength(parsed.textPreview)).toBeLessThanOrEqual(1024);

@@ -3,7 +3,7 @@ import { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
 import { isMailIngestError } from "../../../lambdas/errors.ts";
-import { parseMessage, preview } from "../../../lambdas/mime/parse.ts";
+import { parseMessage, preview, utf8Chunks } from "../../../lambdas/mime/parse.ts";
 import { MemoryObjectStore } from "./memory-store.ts";
 import {
   base64Lines,
@@ -95,13 +95,13 @@ describe("parseMessage attachments", () => {
     expect(parsed.attachments.map((a) => a.index)).toEqual([0, 1]);
     expect(parsed.truncated).toBe(true);
     expect(parsed.parseError).toBeUndefined();
-    expect(stored(store, `${PREFIX}body.txt`).toString()).toBe("body after attachments");
+    expect(parsed.text?.content).toBe("body after attachments");
     expect([...store.objects.keys()].filter((k) => k.includes("/attachments/"))).toHaveLength(2);
   });
 });
 
 describe("parseMessage bodies", () => {
-  it("stores text and html bodies and reports their UTF-8 sizes", async () => {
+  it("carries small text and html bodies inline, with UTF-8 sizes and declared charsets, storing no object", async () => {
     const raw = Buffer.from(
       [
         "From: a@example.com",
@@ -124,13 +124,78 @@ describe("parseMessage bodies", () => {
     );
     const store = new MemoryObjectStore();
     const parsed = await parseMessage(Readable.from([raw]), store, PREFIX);
-    expect(parsed.text).toEqual({ ref: `${PREFIX}body.txt`, size: Buffer.byteLength("Grüße") });
-    expect(parsed.html).toEqual({
-      ref: `${PREFIX}body.html`,
-      size: Buffer.byteLength("<p>Grüße</p>"),
+    expect(parsed.text).toEqual({
+      size: Buffer.byteLength("Grüße"),
+      charset: "utf-8",
+      content: "Grüße",
     });
-    expect(stored(store, `${PREFIX}body.html`).toString("utf8")).toBe("<p>Grüße</p>");
+    expect(parsed.html).toEqual({
+      size: Buffer.byteLength("<p>Grüße</p>"),
+      charset: "iso-8859-1",
+      content: "<p>Grüße</p>",
+    });
+    expect(store.putKeys).toEqual([]);
     expect(parsed.textPreview).toBe("Grüße");
+  });
+
+  // The threshold counts UTF-8 bytes after decoding: "é" is 2 bytes, so 32768 of them are exactly
+  // 64 KiB, though the quoted-printable source is three times that.
+  it.each([
+    ["exactly 64 KiB", 32 * 1024, "inline"],
+    ["64 KiB + 1 byte", 32 * 1024 + 1, "stored"],
+  ])("carries a %s body %s", async (_name, count, where) => {
+    const body = `${"é".repeat(32 * 1024)}${"x".repeat(count - 32 * 1024)}`;
+    const raw = Buffer.from(
+      [
+        "From: a@example.com",
+        "Content-Type: text/plain; charset=utf-8",
+        "Content-Transfer-Encoding: quoted-printable",
+        "",
+        quotedPrintable(Buffer.from(body, "utf8")),
+      ].join(CRLF),
+    );
+    const store = new MemoryObjectStore();
+    const parsed = await parseMessage(Readable.from(pieces(raw, 4096)), store, PREFIX);
+    const size = Buffer.byteLength(body);
+    if (where === "inline") {
+      expect(size).toBe(64 * 1024);
+      expect(parsed.text).toEqual({ size, charset: "utf-8", content: body });
+      expect(store.putKeys).toEqual([]);
+    } else {
+      expect(parsed.text).toEqual({ size, charset: "utf-8", ref: `${PREFIX}body.txt` });
+      expect(stored(store, `${PREFIX}body.txt`).toString("utf8")).toBe(body);
+    }
+  });
+
+  it("stores a large HTML body while the small text beside it stays inline", async () => {
+    const html = `<p>${"<b>big</b> ".repeat(8000)}</p>`;
+    const raw = Buffer.from(
+      [
+        "From: a@example.com",
+        'Content-Type: multipart/alternative; boundary="alt"',
+        "",
+        "--alt",
+        "Content-Type: text/plain",
+        "",
+        "short",
+        "--alt",
+        "Content-Type: text/html; charset=UTF-8",
+        "",
+        html,
+        "--alt--",
+        "",
+      ].join(CRLF),
+    );
+    const store = new MemoryObjectStore();
+    const parsed = await parseMessage(Readable.from([raw]), store, PREFIX);
+    expect(parsed.text).toEqual({ size: 5, content: "short" });
+    expect(parsed.html).toEqual({
+      size: Buffer.byteLength(html),
+      charset: "utf-8",
+      ref: `${PREFIX}body.html`,
+    });
+    expect(store.putKeys).toEqual([`${PREFIX}body.html`]);
+    expect(stored(store, `${PREFIX}body.html`).toString("utf8")).toBe(html);
   });
 
   it("cuts textPreview to at most 1024 UTF-8 bytes on a character boundary", async () => {
@@ -153,26 +218,26 @@ describe("parseMessage bodies", () => {
   });
 
   it("caps buffered text at maxTextBytes, flags truncated and reports the stored size", async () => {
-    const body = "0123456789".repeat(10_000);
+    const body = "0123456789".repeat(20_000);
     const store = new MemoryObjectStore();
     const parsed = await parseMessage(
       Readable.from(pieces(plainMessage(body), 1000)),
       store,
       PREFIX,
       {
-        maxTextBytes: 5000,
+        maxTextBytes: 100_000,
       },
     );
     expect(parsed.truncated).toBe(true);
     const text = stored(store, `${PREFIX}body.txt`);
-    expect(text.length).toBe(5000);
-    expect(parsed.text?.size).toBe(5000);
+    expect(text.length).toBe(100_000);
+    expect(parsed.text?.size).toBe(100_000);
     expect(body.startsWith(text.toString())).toBe(true);
   });
 });
 
 describe("parseMessage headers", () => {
-  it("maps headers to schema v1: addresses, ids, list, auto-submitted, auth results", async () => {
+  it("maps headers to schema v2: addresses, ids, list, auto-submitted, auth results", async () => {
     const raw = Buffer.from(
       [
         "Authentication-Results: mx.example.net; spf=pass smtp.mailfrom=example.com;",
@@ -211,6 +276,7 @@ describe("parseMessage headers", () => {
       references: ["<r1@example.com>", "<m0@example.com>"],
       listId: "support.example.com",
       autoSubmitted: "auto-replied",
+      deliveredTo: [],
     });
     expect(parsed.authResults).toEqual({ spf: "pass", dkim: "fail", dmarc: "pass" });
   });
@@ -329,5 +395,296 @@ describe("parseMessage streaming guarantees", () => {
     const store = new MemoryObjectStore();
     await expect(parseMessage(source, store, PREFIX)).rejects.toThrow("connection reset");
     expect(store.objects.size).toBe(0);
+  });
+});
+
+/** A message whose root is `contentType` with the given body lines (RFC 8551 / RFC 3156 shapes). */
+function rooted(contentType: string, body: readonly string[]): Buffer {
+  return Buffer.from(
+    [
+      "From: a@example.com",
+      "To: b@example.com",
+      "Subject: secure",
+      "MIME-Version: 1.0",
+      `Content-Type: ${contentType}`,
+      "",
+      ...body,
+      "",
+    ].join(CRLF),
+  );
+}
+
+const SIGNED_TEXT = ["Content-Type: text/plain", "", "signed text"];
+
+describe("parseMessage security", () => {
+  it.each<[string, Buffer, unknown]>([
+    [
+      "S/MIME detached signature (multipart/signed, pkcs7-signature)",
+      rooted(
+        'multipart/signed; protocol="application/pkcs7-signature"; micalg=sha-256; boundary="s"',
+        [
+          "--s",
+          ...SIGNED_TEXT,
+          "--s",
+          'Content-Type: application/pkcs7-signature; name="smime.p7s"',
+          "Content-Transfer-Encoding: base64",
+          'Content-Disposition: attachment; filename="smime.p7s"',
+          "",
+          "MIIGzAYJKoZIhvcNAQcCoIIGvTCCBrkCAQExDTALBglghkgBZQMEAgEwCwYJKoZI",
+          "--s--",
+        ],
+      ),
+      { signed: "smime" },
+    ],
+    [
+      "S/MIME detached signature with the x- protocol of RFC 2311",
+      rooted('multipart/signed; protocol="application/x-pkcs7-signature"; boundary="s"', [
+        "--s",
+        ...SIGNED_TEXT,
+        "--s",
+        "Content-Type: application/x-pkcs7-signature",
+        "",
+        "sig",
+        "--s--",
+      ]),
+      { signed: "smime" },
+    ],
+    [
+      "S/MIME opaque signature (pkcs7-mime signed-data)",
+      rooted('application/pkcs7-mime; smime-type=signed-data; name="smime.p7m"', [
+        "MIIGzAYJKoZIhvcNAQcCoIIGvTCCBrkCAQExDTALBglghkgBZQMEAgEwCwYJKoZI",
+      ]),
+      { signed: "smime" },
+    ],
+    [
+      "S/MIME encryption (pkcs7-mime enveloped-data)",
+      rooted('application/pkcs7-mime; smime-type="enveloped-data"; name=smime.p7m', [
+        "MIIBhgYJKoZIhvcNAQcDoIIBdzCCAXMCAQAxggEuMIIBKgIBADASMA0xCzAJBgNV",
+      ]),
+      { encrypted: "smime" },
+    ],
+    [
+      "PGP/MIME signature",
+      rooted(
+        'multipart/signed; micalg=pgp-sha256; protocol="application/pgp-signature"; boundary="p"',
+        [
+          "--p",
+          ...SIGNED_TEXT,
+          "--p",
+          'Content-Type: application/pgp-signature; name="signature.asc"',
+          "",
+          "-----BEGIN PGP SIGNATURE-----",
+          "iHUEARYIAB0WIQQ=",
+          "-----END PGP SIGNATURE-----",
+          "--p--",
+        ],
+      ),
+      { signed: "pgp" },
+    ],
+    [
+      "PGP/MIME encryption",
+      rooted('multipart/encrypted; protocol="application/pgp-encrypted"; boundary="e"', [
+        "--e",
+        "Content-Type: application/pgp-encrypted",
+        "",
+        "Version: 1",
+        "--e",
+        'Content-Type: application/octet-stream; name="encrypted.asc"',
+        "",
+        "-----BEGIN PGP MESSAGE-----",
+        "hF4DAAAAAAAAAAASAQdA",
+        "-----END PGP MESSAGE-----",
+        "--e--",
+      ]),
+      { encrypted: "pgp" },
+    ],
+    [
+      "a signature inside an encryption (both layers)",
+      rooted('multipart/encrypted; protocol="application/pgp-encrypted"; boundary="e"', [
+        "--e",
+        'Content-Type: multipart/signed; protocol="application/pgp-signature"; boundary="p"',
+        "",
+        "--p",
+        ...SIGNED_TEXT,
+        "--p",
+        "Content-Type: application/pgp-signature",
+        "",
+        "sig",
+        "--p--",
+        "--e--",
+      ]),
+      { signed: "pgp", encrypted: "pgp" },
+    ],
+  ])("detects %s", async (_name, raw, security) => {
+    const parsed = await parseMessage(Readable.from([raw]), new MemoryObjectStore(), PREFIX);
+    expect(parsed.parseError).toBeUndefined();
+    expect(parsed.security).toEqual(security);
+  });
+
+  it("stores encrypted content as it is, never decrypted", async () => {
+    const ciphertext = randomBytes(3000);
+    const raw = rooted('application/pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"', []);
+    const withBody = Buffer.concat([
+      Buffer.from(
+        raw
+          .toString("latin1")
+          .replace(
+            "Content-Type: application/pkcs7-mime",
+            "Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=smime.p7m\r\nContent-Type: application/pkcs7-mime",
+          ),
+        "latin1",
+      ),
+      Buffer.from(base64Lines(ciphertext)),
+    ]);
+    const store = new MemoryObjectStore();
+    const parsed = await parseMessage(Readable.from([withBody]), store, PREFIX);
+    expect(parsed.security).toEqual({ encrypted: "smime" });
+    expect(parsed.attachments).toHaveLength(1);
+    expect(parsed.attachments[0]?.sha256).toBe(sha256(ciphertext));
+    expect(sha256(stored(store, parsed.attachments[0]?.ref ?? ""))).toBe(sha256(ciphertext));
+  });
+
+  it.each<[string, Buffer]>([
+    ["a plain message", plainMessage("hello")],
+    [
+      "multipart/signed with an unknown protocol",
+      rooted('multipart/signed; protocol="application/x-unknown"; boundary="s"', [
+        "--s",
+        ...SIGNED_TEXT,
+        "--s--",
+      ]),
+    ],
+    ["pkcs7-mime certs-only", rooted("application/pkcs7-mime; smime-type=certs-only", ["MIIB"])],
+    [
+      // Inline, so the parser walks into the forwarded message's own parts.
+      "a signed message forwarded inline (it describes that message, not this one)",
+      multipartMessage([
+        { headers: ["Content-Type: text/plain"], body: "see the forwarded mail" },
+        {
+          headers: ["Content-Type: message/rfc822", "Content-Disposition: inline"],
+          body: rooted('multipart/signed; protocol="application/pgp-signature"; boundary="p"', [
+            "--p",
+            ...SIGNED_TEXT,
+            "--p",
+            "Content-Type: application/pgp-signature",
+            "",
+            "sig",
+            "--p--",
+          ]),
+        },
+      ]),
+    ],
+  ])("reports no security for %s", async (_name, raw) => {
+    const parsed = await parseMessage(Readable.from([raw]), new MemoryObjectStore(), PREFIX);
+    expect(parsed.security).toBeUndefined();
+  });
+});
+
+describe("parseMessage delivery facts and header list", () => {
+  const HEADERS = [
+    "Return-Path: <sender@example.com>",
+    "Delivered-To: Support@Example.com",
+    "X-Original-To: help@example.com",
+    "Envelope-To: support@example.com, catchall@example.com",
+    "Received: from mx.example.net (mx.example.net [192.0.2.1])",
+    "\tby mail.example.com with ESMTPS id abc;",
+    "\tTue, 1 Jul 2003 10:52:40 +0200",
+    "X-Spam-Status: Yes, score=7.3 required=5.0 tests=BAYES_99,",
+    "\tHTML_MESSAGE autolearn=no version=3.4.6",
+    "X-Spam-Flag: NO",
+    "X-MS-Exchange-Organization-SCL: 5",
+    "Delivered-To: support@example.com",
+    "From: =?iso-8859-1?q?J=F6rg?= <jorg@example.com>",
+    "To: support@example.com",
+    "Subject: =?utf-8?b?R3LDvMOfZQ==?= =?utf-8?b?IGF1cyBLw7Zsbg==?=",
+    "X-Custom-Rule: Ünïcode raw",
+    "MIME-Version: 1.0",
+    'Content-Type: text/plain; charset="utf-8"',
+  ];
+
+  it("reads deliveredTo topmost first and deduplicated, spam verdicts, and every header in order", async () => {
+    const raw = Buffer.from([...HEADERS, "", "body"].join(CRLF), "utf8");
+    const parsed = await parseMessage(Readable.from([raw]), new MemoryObjectStore(), PREFIX);
+    expect(parsed.headers.deliveredTo).toEqual([
+      "Support@Example.com",
+      "help@example.com",
+      "catchall@example.com",
+    ]);
+    // X-Spam-Status wins over the contradicting X-Spam-Flag fallback.
+    expect(parsed.spam).toEqual({ flag: true, score: 7.3, scl: 5 });
+    expect(parsed.headerList).toEqual([
+      { name: "Return-Path", value: "<sender@example.com>" },
+      { name: "Delivered-To", value: "Support@Example.com" },
+      { name: "X-Original-To", value: "help@example.com" },
+      { name: "Envelope-To", value: "support@example.com, catchall@example.com" },
+      {
+        name: "Received",
+        value:
+          "from mx.example.net (mx.example.net [192.0.2.1])\tby mail.example.com with ESMTPS id abc;\tTue, 1 Jul 2003 10:52:40 +0200",
+      },
+      {
+        name: "X-Spam-Status",
+        value:
+          "Yes, score=7.3 required=5.0 tests=BAYES_99,\tHTML_MESSAGE autolearn=no version=3.4.6",
+      },
+      { name: "X-Spam-Flag", value: "NO" },
+      { name: "X-MS-Exchange-Organization-SCL", value: "5" },
+      { name: "Delivered-To", value: "support@example.com" },
+      { name: "From", value: "Jörg <jorg@example.com>" },
+      { name: "To", value: "support@example.com" },
+      { name: "Subject", value: "Grüße aus Köln" },
+      { name: "X-Custom-Rule", value: "Ünïcode raw" },
+      { name: "MIME-Version", value: "1.0" },
+      { name: "Content-Type", value: 'text/plain; charset="utf-8"' },
+    ]);
+    expect(parsed.headerListTruncated).toBeUndefined();
+  });
+
+  it("leaves spam out and deliveredTo empty when the message has none of those headers", async () => {
+    const parsed = await parseMessage(
+      Readable.from([plainMessage("x")]),
+      new MemoryObjectStore(),
+      PREFIX,
+    );
+    expect(parsed.spam).toBeUndefined();
+    expect(parsed.headers.deliveredTo).toEqual([]);
+    expect(parsed.headerList.map((h) => h.name)).toEqual([
+      "From",
+      "To",
+      "Subject",
+      "Content-Type",
+      "Content-Transfer-Encoding",
+    ]);
+  });
+
+  it("stops headerList at 64 KiB of names and values, whole fields only, and flags it", async () => {
+    // 40 fields of ~2 KiB each: ~80 KiB, so the list must stop part way.
+    const big = Array.from({ length: 40 }, (_, i) => `X-Filler-${i}: ${"v".repeat(2000)}`);
+    const raw = Buffer.from([...big, "From: a@example.com", "", "body"].join(CRLF));
+    const parsed = await parseMessage(Readable.from([raw]), new MemoryObjectStore(), PREFIX);
+    expect(parsed.headerListTruncated).toBe(true);
+    const bytes = parsed.headerList.reduce(
+      (sum, h) => sum + Buffer.byteLength(h.name) + Buffer.byteLength(h.value),
+      0,
+    );
+    expect(bytes).toBeLessThanOrEqual(64 * 1024);
+    expect(bytes + 2011).toBeGreaterThan(64 * 1024);
+    expect(parsed.headerList.map((h) => h.name)).toEqual(
+      big.slice(0, parsed.headerList.length).map((line) => line.slice(0, line.indexOf(":"))),
+    );
+    expect(parsed.headerList.every((h) => h.value === "v".repeat(2000))).toBe(true);
+    // The fields themselves still parse: the bound applies to the list only.
+    expect(parsed.headers.from).toEqual([{ address: "a@example.com" }]);
+  });
+});
+
+describe("utf8Chunks", () => {
+  it("never splits a surrogate pair across chunks, so a stored body decodes whole", () => {
+    // An emoji straddling the 64 Ki-character chunk border.
+    const text = `${"a".repeat(64 * 1024 - 1)}😀${"b".repeat(10)}`;
+    const chunks = [...utf8Chunks(text)];
+    expect(chunks.length).toBe(2);
+    expect(chunks.every((c) => !c.toString("utf8").includes("\uFFFD"))).toBe(true);
+    expect(Buffer.concat(chunks).toString("utf8")).toBe(text);
   });
 });
