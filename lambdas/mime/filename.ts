@@ -54,3 +54,15 @@ function trimTrailing(value: string, chars: string): string {
   while (end > 0 && chars.includes(value.charAt(end - 1))) end--;
   return value.slice(0, end);
 }
+
+/**
+ * The store key of attachment `index` under a message's parts prefix (which ends in `/`): the
+ * zero-padded index keeps keys unique and in document order, the sanitised name is for people.
+ */
+export function attachmentRef(
+  prefix: string,
+  index: number,
+  filename: string | null | undefined,
+): string {
+  return `${prefix}attachments/${String(index).padStart(4, "0")}-${sanitizeFilename(filename)}`;
+}

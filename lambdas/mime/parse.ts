@@ -38,12 +38,14 @@ import {
   type SpamHeaders,
   spamVerdict,
 } from "./delivery.ts";
-import { sanitizeFilename } from "./filename.ts";
+import { attachmentRef } from "./filename.ts";
 import { headerList } from "./header-list.ts";
+import { allocateIndex, type Extraction, expandContainer, RFC822_TYPES } from "./nested.ts";
 import {
   type Address,
   type AttachmentMeta,
   type BodyPart,
+  type ExtractedFrom,
   INLINE_BODY_BYTES,
   type MessageHeaders,
   type ParsedMessage,
@@ -62,8 +64,23 @@ export interface ParseLimits {
   maxDepth: number;
   /** Largest header block of one part, in bytes; larger stops extraction. @default 1 MiB */
   maxHeaderBytes: number;
-  /** Attachments stored per message; later ones are skipped (drained, not stored). @default 1000 */
+  /**
+   * Attachments stored per message, those extracted from containers included; later ones are
+   * skipped (drained, not stored). @default 1000
+   */
   maxAttachments: number;
+  /**
+   * Containers opened inside containers (message/rfc822, TNEF, S/MIME; see nested.ts): an entry
+   * is at most this many containers deep. A container at the limit is stored but not opened, and
+   * flagged `truncated`. @default 8
+   */
+  maxNesting: number;
+  /**
+   * Largest TNEF or S/MIME container read back into memory to be opened, in bytes; a larger one
+   * is stored but not opened (`truncated`). message/rfc822 containers are streamed back from the
+   * store instead, so no such bound applies to them. @default 32 MiB
+   */
+  maxContainerBytes: number;
   /** Bytes of text kept for `textPreview`. @default 1024 */
   previewBytes: number;
   /**
@@ -79,6 +96,8 @@ export const DEFAULT_PARSE_LIMITS: Readonly<ParseLimits> = Object.freeze({
   maxDepth: 32,
   maxHeaderBytes: 1024 * 1024,
   maxAttachments: 1000,
+  maxNesting: 8,
+  maxContainerBytes: 32 * 1024 * 1024,
   previewBytes: 1024,
   maxTextBytes: 16 * 1024 * 1024,
 });
@@ -167,12 +186,62 @@ export async function parseMessage(
   limits?: Partial<ParseLimits>,
 ): Promise<ParsedMessage> {
   const lim: ParseLimits = { ...DEFAULT_PARSE_LIMITS, ...limits };
-  const prefix = partsPrefix.endsWith("/") ? partsPrefix : `${partsPrefix}/`;
   const result: ParsedMessage = { headers: emptyHeaders(), attachments: [], headerList: [] };
+  const extraction: Extraction = {
+    store,
+    prefix: partsPrefix.endsWith("/") ? partsPrefix : `${partsPrefix}/`,
+    limits: lim,
+    attachments: result.attachments,
+    next: 0,
+    onTruncated: () => {
+      result.truncated = true;
+    },
+    parseInner: (inner, depth, parent) =>
+      parseEntity(
+        inner,
+        extraction,
+        lim,
+        { headers: emptyHeaders(), attachments: [], headerList: [] },
+        {
+          depth,
+          parent,
+        },
+      ),
+  };
+  return parseEntity(source, extraction, lim, result, undefined);
+}
+
+/** Where an inner message (a message/rfc822 container's content) sits. */
+interface InnerPosition {
+  /** Containers around it: 1 for a message attached to the top-level message. */
+  depth: number;
+  /** Index of its container entry. */
+  parent: number;
+}
+
+/**
+ * One MIME parse: the top-level message (`inner` undefined), whose text bodies and headers make
+ * the result, or an inner message, whose attachments join the shared list with `extractedFrom`
+ * and whose bodies are not kept (they stay in the container's stored `.eml`).
+ */
+async function parseEntity(
+  source: Readable,
+  extraction: Extraction,
+  lim: ParseLimits,
+  result: ParsedMessage,
+  inner: InnerPosition | undefined,
+): Promise<ParsedMessage> {
+  const depth = inner?.depth ?? 0;
+  const extractedFrom: ExtractedFrom | undefined =
+    inner === undefined ? undefined : { index: inner.parent, kind: "message/rfc822" };
 
   mailparserModule ??= import("mailparser");
   const { MailParser } = await mailparserModule;
   const parser = new MailParser({
+    // Every message/rfc822 part is a leaf attachment, whatever its disposition: it is stored as
+    // `.eml` and opened by nested.ts, instead of mailparser merging an inline one's text into
+    // the outer body and flattening its attachments.
+    ignoreEmbedded: true,
     maxHeadSize: lim.maxHeaderBytes,
     // mailsplit counts the root too and fails once the count exceeds maxChildNodes.
     maxChildNodes: lim.maxParts,
@@ -212,6 +281,7 @@ export async function parseMessage(
   installChunkHook(
     parser,
     lim,
+    inner === undefined,
     () => {
       result.truncated = true;
     },
@@ -305,7 +375,6 @@ export async function parseMessage(
       done = true;
       wake?.();
     });
-    let index = 0;
     for (;;) {
       const item = queue.shift();
       if (item === undefined) {
@@ -317,23 +386,27 @@ export async function parseMessage(
         continue;
       }
       if (item.type === "attachment") {
-        await storeAttachment(item, index++);
-      } else if (storeError === undefined && parserError === undefined) {
+        await storeAttachment(item);
+      } else if (inner === undefined && storeError === undefined && parserError === undefined) {
         await storeBodies(item).catch(onStoreError);
       }
     }
   }
 
-  async function storeAttachment(attachment: AttachmentStream, index: number): Promise<void> {
+  async function storeAttachment(attachment: AttachmentStream): Promise<void> {
     // A later error event on the content (after we stop listening) must not crash the process.
     attachment.content.on("error", () => undefined);
-    if (index >= lim.maxAttachments || storeError !== undefined || parserError !== undefined) {
-      if (index >= lim.maxAttachments) result.truncated = true;
+    if (storeError !== undefined || parserError !== undefined) {
       discard(attachment);
       return;
     }
-    const name = sanitizeFilename(attachment.filename);
-    const ref = `${prefix}attachments/${String(index).padStart(4, "0")}-${name}`;
+    const index = allocateIndex(extraction);
+    if (index === undefined) {
+      result.truncated = true;
+      discard(attachment);
+      return;
+    }
+    const ref = attachmentRef(extraction.prefix, index, keyName(attachment));
     const tap = new HashTap();
     inFlight = tap;
     const piping = pipeline(attachment.content, tap);
@@ -341,7 +414,9 @@ export async function parseMessage(
     // nothing awaits it yet; its outcome is read below, never left as an unhandled rejection.
     piping.catch(() => undefined);
     try {
-      await store.put(ref, tap, { contentType: safeContentType(attachment.contentType) });
+      await extraction.store.put(ref, tap, {
+        contentType: safeContentType(attachment.contentType),
+      });
       await piping;
       const meta: AttachmentMeta = {
         index,
@@ -353,7 +428,11 @@ export async function parseMessage(
         ref,
       };
       if (attachment.cid) meta.contentId = attachment.cid;
-      result.attachments.push(meta);
+      if (extractedFrom !== undefined) meta.extractedFrom = extractedFrom;
+      extraction.attachments.push(meta);
+      // Opened while the parser waits on this attachment, so what a container holds is listed
+      // right after it (document order) and memory stays bounded by one level at a time.
+      await expandContainer(extraction, meta, depth);
     } catch (err) {
       tap.destroy();
       await piping.catch(() => undefined);
@@ -392,8 +471,8 @@ export async function parseMessage(
       part.content = body;
       return part;
     }
-    const ref = `${prefix}${name}`;
-    await store.put(ref, Readable.from(utf8Chunks(body)), {
+    const ref = `${extraction.prefix}${name}`;
+    await extraction.store.put(ref, Readable.from(utf8Chunks(body)), {
       contentType: `${type}; charset=utf-8`,
     });
     part.ref = ref;
@@ -405,6 +484,13 @@ export async function parseMessage(
     stopFeeding.fire();
     parser.destroy();
   }
+}
+
+/** The name an attachment's key is made from: an inner message's always ends in `.eml`. */
+function keyName(attachment: AttachmentStream): string | undefined {
+  const name = attachment.filename;
+  if (!RFC822_TYPES.has(attachment.contentType?.toLowerCase() ?? "")) return name;
+  return name !== undefined && /\.eml$/i.test(name) ? name : `${name ?? "message"}.eml`;
 }
 
 /** Characters of a stored body encoded per chunk (64 Ki UTF-16 units, at most 192 KiB of UTF-8). */
@@ -446,6 +532,7 @@ function maxLenCode(err: Error): ErrorCode {
 function installChunkHook(
   parser: MailParser,
   lim: ParseLimits,
+  keepText: boolean,
   onTrim: () => void,
   onNode: (node: SplitterChunk) => void,
 ): void {
@@ -469,6 +556,11 @@ function installChunkHook(
       inText = isInlineText(data);
       onNode(data);
     } else if (data.type === "body" && inText && Buffer.isBuffer(data.value)) {
+      // An inner message's bodies are not kept (its `.eml` holds them): not buffered at all.
+      if (!keepText) {
+        setImmediate(done);
+        return;
+      }
       const value: Buffer = data.value;
       const room = lim.maxTextBytes - textBytes;
       if (value.length > room) {

@@ -81,7 +81,10 @@ export interface BodyPart {
 export const INLINE_BODY_BYTES = 64 * 1024;
 
 export interface AttachmentMeta {
-  /** 0-based position among the message's attachments, in MIME order. */
+  /**
+   * 0-based position among the message's attachments, in document order: a container comes
+   * before the entries extracted from it, and those before the next entry of its parent.
+   */
   index: number;
   /**
    * The filename exactly as the message gives it (RFC 2231 / RFC 2047 decoded), or null when it
@@ -97,6 +100,42 @@ export interface AttachmentMeta {
   disposition: "attachment" | "inline";
   /** Store key of the attachment bytes. */
   ref: string;
+  /**
+   * Set on an entry found inside another entry (a container): `index` is the container's index,
+   * `kind` how it was opened. Containers are listed too, before what they hold (document order).
+   */
+  extractedFrom?: ExtractedFrom;
+  /** On a message/rfc822 container: the inner message's own headers. */
+  message?: NestedMessageInfo;
+  /**
+   * On a container: a bound (nesting depth, attachment count, container size, a limit inside
+   * the inner parse) stopped its contents from being fully extracted. The message's own
+   * `truncated` is then set too.
+   */
+  truncated?: boolean;
+  /**
+   * On a container: why its contents could not be read (malformed TNEF or CMS, an inner MIME
+   * parse error), prefixed with its code; what was extracted before is still listed.
+   */
+  extractError?: string;
+}
+
+/** How a container entry was opened. */
+export type ContainerKind = "message/rfc822" | "tnef" | "smime";
+
+export interface ExtractedFrom {
+  /** `index` of the containing entry. */
+  index: number;
+  kind: ContainerKind;
+}
+
+/** The headers of a forwarded or bounced message (a message/rfc822 container). */
+export interface NestedMessageInfo {
+  subject: string | null;
+  from: Address[];
+  /** ISO-8601 instant, or null when absent or unparseable. */
+  date: string | null;
+  messageId: string | null;
 }
 
 /** The content fields of a queue message, as `parseMessage` extracts them. */

@@ -6,7 +6,8 @@ import { describe, expect, it } from "vitest";
 import { buildQueueMessage } from "../../../lambdas/message/schema.ts";
 import { type ParseLimits, parseMessage } from "../../../lambdas/mime/parse.ts";
 import { MemoryObjectStore } from "./memory-store.ts";
-import { CRLF, countingSource, multipartMessage, pieces, sha256 } from "./messages.ts";
+import { base64Lines, CRLF, countingSource, multipartMessage, pieces, sha256 } from "./messages.ts";
+import { tnefStream } from "./tnef-writer.ts";
 import { schemaErrors, validateQueueBody } from "./validator.ts";
 
 const PREFIX = "parts/support/0123456789abcdef0123456789abcdef/";
@@ -162,5 +163,124 @@ describe("hostile MIME", () => {
     expect(parsed.parseError).toBeUndefined();
     expect(Reflect.get({}, "polluted")).toBeUndefined();
     expect(parsed.headers.from).toEqual([{ address: "a@example.com" }]);
+  });
+});
+
+/** A message that forwards a message that forwards ... `depth` levels, a PDF at the bottom. */
+function forwardChain(depth: number): Buffer {
+  let inner = `From: z@example.com${CRLF}Content-Type: application/pdf${CRLF}${CRLF}%PDF-1.7 leaf${CRLF}`;
+  for (let level = depth; level >= 1; level--) {
+    const b = `fw${level}`;
+    inner = [
+      `From: level${level}@example.com`,
+      `Subject: Fwd ${level}`,
+      `Content-Type: multipart/mixed; boundary="${b}"`,
+      "",
+      `--${b}`,
+      "Content-Type: text/plain",
+      "",
+      `forwarding ${level}`,
+      `--${b}`,
+      "Content-Type: message/rfc822",
+      "",
+      inner,
+      `--${b}--`,
+      "",
+    ].join(CRLF);
+  }
+  return Buffer.from(inner);
+}
+
+/** A winmail.dat whose embedded message embeds a message ... `depth` levels. */
+function tnefChain(depth: number): Buffer {
+  let tnef = tnefStream({ files: [{ title: "leaf.pdf", data: Buffer.from("%PDF leaf") }] });
+  for (let level = depth; level >= 1; level--) {
+    tnef = tnefStream({ files: [{ displayName: `level ${level}`, embedded: tnef }] });
+  }
+  return tnef;
+}
+
+function winmailMessage(tnef: Buffer): Buffer {
+  return multipartMessage([
+    {
+      headers: [
+        "Content-Type: application/ms-tnef; name=winmail.dat",
+        "Content-Transfer-Encoding: base64",
+      ],
+      body: base64Lines(tnef),
+    },
+  ]);
+}
+
+describe("nesting bombs through attachments", () => {
+  it("opens a 100-deep forward chain only 8 containers deep, flagging the 9th", async () => {
+    const raw = forwardChain(100);
+    const { parsed, store } = await parseHostile(raw);
+    expect(parsed.attachments).toHaveLength(9);
+    parsed.attachments.forEach((entry, i) => {
+      expect(entry.contentType).toBe("message/rfc822");
+      expect(entry.extractedFrom).toEqual(
+        i === 0 ? undefined : { index: i - 1, kind: "message/rfc822" },
+      );
+      // The 9th is stored but not opened, so its headers are not read either.
+      expect(entry.message?.subject).toBe(i === 8 ? undefined : `Fwd ${i + 2}`);
+      expect(entry.truncated).toBe(i === 8 ? true : undefined);
+      expect(store.objects.get(entry.ref)?.sha256).toBe(entry.sha256);
+    });
+    expect(parsed.truncated).toBe(true);
+    // Each level re-stores what it holds: at most 9 copies of the message, never more.
+    expect(store.bytesRead).toBeLessThan(10 * raw.length);
+  });
+
+  it("honours a lower maxNesting", async () => {
+    const { parsed } = await parseHostile(forwardChain(5), { maxNesting: 2 });
+    expect(parsed.attachments).toHaveLength(3);
+    expect(parsed.attachments[2]?.truncated).toBe(true);
+  });
+
+  it("opens a 100-deep TNEF embedded-message chain only 8 containers deep", async () => {
+    const { parsed } = await parseHostile(winmailMessage(tnefChain(100)));
+    expect(parsed.attachments).toHaveLength(9);
+    parsed.attachments.slice(1).forEach((entry, i) => {
+      expect(entry.contentType).toBe("application/ms-tnef");
+      expect(entry.extractedFrom).toEqual({ index: i, kind: "tnef" });
+    });
+    expect(parsed.attachments[8]?.truncated).toBe(true);
+    expect(parsed.truncated).toBe(true);
+  });
+
+  it("caps all levels together at maxAttachments: 25 forwards of 50 files each", async () => {
+    const forward = (n: number) =>
+      multipartMessage(
+        Array.from({ length: 50 }, (_, i) => ({
+          headers: [`Content-Type: application/octet-stream; name=f${n}-${i}.bin`],
+          body: `${n}-${i}`,
+        })),
+      )
+        .toString("latin1")
+        .replaceAll("=_test_boundary_7f3a", `=_inner_${n}`);
+    const raw = multipartMessage(
+      Array.from({ length: 25 }, (_, n) => ({
+        headers: ["Content-Type: message/rfc822"],
+        body: forward(n),
+      })),
+    );
+    const { parsed } = await parseHostile(raw);
+    expect(parsed.attachments).toHaveLength(1000);
+    expect(parsed.truncated).toBe(true);
+    // The forward whose files ran past the cap says so; the ones after it are not opened.
+    const cut = parsed.attachments.filter((a) => a.contentType === "message/rfc822" && a.truncated);
+    expect(cut.length).toBeGreaterThan(0);
+  });
+
+  it("caps a TNEF carrying 5000 files at maxAttachments", async () => {
+    const files = Array.from({ length: 5000 }, (_, i) => ({
+      title: `${i}.txt`,
+      data: Buffer.from([i & 0xff]),
+    }));
+    const { parsed } = await parseHostile(winmailMessage(tnefStream({ files })));
+    expect(parsed.attachments).toHaveLength(1000);
+    expect(parsed.attachments[0]?.truncated).toBe(true);
+    expect(parsed.truncated).toBe(true);
   });
 });
