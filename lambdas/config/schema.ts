@@ -349,7 +349,7 @@ async function parseCa(value: string | undefined, baseDir: string, at: string) {
 }
 
 /** RFC 3501 §2.3.2: a keyword is an atom; `\\` would make it a system flag. */
-const KEYWORD_PATTERN = /^[^\\\s(){%*"\]\u0000-\u001f\u007f]+$/;
+const KEYWORD_PATTERN = /^(?:(?![(){%*"\\\]])[!-~])+$/;
 
 function parseAfterIngest(value: unknown, at: string): AfterIngest {
   if (value === undefined || value === "none") return "none";
@@ -379,7 +379,10 @@ function parseFolders(value: unknown, at: string): string[] {
   if (
     !Array.isArray(value) ||
     value.length === 0 ||
-    !value.every((v) => typeof v === "string" && v.length > 0 && !/[\r\n\u0000]/.test(v))
+    !value.every(
+      (v) =>
+        typeof v === "string" && v.length > 0 && !["\r", "\n", "\u0000"].some((c) => v.includes(c)),
+    )
   ) {
     throw new ConfigError(at, "must be a non-empty array of folder names");
   }
