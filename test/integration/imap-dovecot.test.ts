@@ -5,7 +5,10 @@
  * not list a 20,000-message folder. The server is inspected with a second, independent imapflow
  * connection.
  */
+import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
+import { writeFile } from "node:fs/promises";
+import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ImapFlow } from "imapflow";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -21,7 +24,10 @@ import {
   startDovecot,
 } from "../helpers/dovecot.ts";
 import { generateMessage } from "../helpers/messages.ts";
-import { type FsWorld, fsWorld, sha256 } from "../helpers/pipeline.ts";
+import { type FsWorld, fsWorld, listFiles, sha256 } from "../helpers/pipeline.ts";
+import { finish } from "../helpers/process.ts";
+
+const CLI = path.resolve(import.meta.dirname, "../../bin/mail-ingest.js");
 
 const USERS = [
   "folders",
@@ -34,6 +40,7 @@ const USERS = [
   "uidv",
   "big",
   "bytes",
+  "kill",
 ].map((user) => ({ user, password: `pw-${user}` }));
 
 describeDovecotImap("IMAP source against Dovecot", () => {
@@ -140,6 +147,23 @@ describeDovecotImap("IMAP source against Dovecot", () => {
     }
     expect(await world.poll()).toMatchObject({ listed: 0, new: 0, ingested: 0 });
     expect(await world.queue()).toHaveLength(8);
+  });
+
+  it("a folder with a non-ASCII name (modified UTF-7 on the wire, RFC 3501 §5.1.3) is read by its decoded name", async () => {
+    const client = await inspect("folders");
+    await client.mailboxCreate("Entwürfe");
+    const message = generateMessage(250);
+    await client.append("Entwürfe", message);
+    const commands: string[] = [];
+    const world = await worldFor("folders", { folders: ["Entwürfe"] });
+    const report = await world.poll({
+      deps: { openSource: imapSource({ trace: (c) => commands.push(c) }) },
+    });
+    expect(report.error).toBeUndefined();
+    expect(report.ingested).toBe(1);
+    expect([...(await world.raw()).values()]).toEqual([sha256(message)]);
+    expect(commands.some((c) => c.includes("Entw&APw-rfe"))).toBe(true);
+    expect((await world.queue())[0]?.uidl).toMatch(/^Entwürfe;/);
   });
 
   it("a configured folder that does not exist fails the session with an error naming it", async () => {
@@ -269,6 +293,51 @@ describeDovecotImap("IMAP source against Dovecot", () => {
     expect(await hashesIn(client, "Done")).toEqual(sent.map(sha256).sort());
     expect(await hashesIn(client, "INBOX")).toEqual([]);
     expect(await world.queue()).toHaveLength(4);
+  });
+
+  it("SIGKILL of the real CLI mid-run with moveTo, then a rerun: nothing lost or stored twice, each message moved exactly once", async () => {
+    const sent = batch(5000, 150);
+    await dovecot.deliver("kill", sent);
+    const world = await worldFor("kill");
+    const configFile = path.join(world.dir, "config.json");
+    await writeFile(
+      configFile,
+      JSON.stringify({
+        mailboxes: [
+          {
+            id: "box",
+            ...implicitTlsImapMailbox(dovecot, "kill"),
+            password: { env: "KILL_IMAP_PASSWORD" },
+            afterIngest: { moveTo: "Processed", create: true },
+          },
+        ],
+      }),
+    );
+    const rawDir = path.join(world.dir, "mail-ingest-data", "raw");
+    const poll = () =>
+      spawn(process.execPath, [CLI, "poll", "--config", configFile, "--json"], {
+        env: { ...process.env, KILL_IMAP_PASSWORD: "pw-kill" },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+    for (const killAt of [10, 60, 110]) {
+      const child = poll();
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      while ((await listFiles(rawDir)).length < killAt && child.exitCode === null) await sleep(10);
+      child.kill("SIGKILL");
+      await exited;
+    }
+    const client = await inspect("kill");
+    // The kills came mid-run: mail was still waiting in INBOX.
+    expect((await hashesIn(client, "INBOX")).length).toBeGreaterThan(0);
+    const result = await finish(poll());
+    expect(result.code, result.stdout).toBe(0);
+    expect([...(await world.raw()).values()].sort()).toEqual(sent.map(sha256).sort());
+    const queued = await world.queue();
+    expect(queued).toHaveLength(150);
+    expect(new Set(queued.map((q) => q.sha256))).toEqual(new Set(sent.map(sha256)));
+    expect(await hashesIn(client, "INBOX")).toEqual([]);
+    // Exactly once: a second move of the same message would leave two copies here.
+    expect(await hashesIn(client, "Processed")).toEqual(sent.map(sha256).sort());
   });
 
   it("a UIDVALIDITY change (folder recreated) records matching messages under their new UIDs without queueing them again", async () => {
