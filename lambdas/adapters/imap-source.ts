@@ -68,18 +68,78 @@ export interface ResolvedFolder {
 
 /** The IMAP source; `options.trace` sees every command (the incremental-poll tests count them). */
 export function imapSource(options: ImapSourceOptions = {}): OpenSource {
-  return async (mailbox, credentials) => {
-    const client = await openImap(mailbox, credentials, options);
-    try {
-      const folders = resolveFolders(mailbox, await client.list());
-      const source = new ImapSource(client, mailbox, folders, options);
-      await source.prepare();
-      return source;
-    } catch (err) {
-      client.close();
-      throw err;
+  return async (mailbox, credentials) =>
+    (await openImapSource(mailbox, credentials, options)).source;
+}
+
+/** What `check` reports about an IMAP mailbox; nothing on the server is changed to learn it. */
+export interface ImapInspection {
+  readonly secure: boolean;
+  /** The server's capabilities that matter to the actions (RFC 6851, RFC 4315, RFC 7162). */
+  readonly capabilities: Readonly<Record<"MOVE" | "UIDPLUS" | "CONDSTORE", boolean>>;
+  /** Every folder the server lists, with its special-use attribute (RFC 6154). */
+  readonly folders: readonly { readonly path: string; readonly specialUse?: string }[];
+  /** Per configured folder: messages in it, and how many a poll would ingest. */
+  readonly configured: readonly (ResolvedFolder & { messages: number; new: number })[];
+}
+
+/** Connects, lists as a poll would (no body fetched, no action applied), and logs out. */
+export async function inspectImap(
+  mailbox: MailboxConfig,
+  credentials: SessionCredentials,
+  known: ReadonlyMap<string, StateEntry>,
+): Promise<ImapInspection> {
+  // Read-only: whatever the action, check only looks.
+  const { source, client, folders } = await openImapSource(
+    { ...mailbox, afterIngest: "none" },
+    credentials,
+  );
+  try {
+    const listing = await source.list(known);
+    const configured = [];
+    for (const folder of folders) {
+      const status = await client.status(folder.path, { messages: true });
+      configured.push({
+        ...folder,
+        messages: status ? (status.messages ?? 0) : 0,
+        new: listing.messages.filter(
+          (m) => !known.has(m.key) && imapOrigin(m).folder === folder.path,
+        ).length,
+      });
     }
-  };
+    const listed = await client.list();
+    await source.close();
+    const caps = client.capabilities;
+    return {
+      secure: client.secureConnection,
+      capabilities: {
+        MOVE: caps.has("MOVE"),
+        UIDPLUS: caps.has("UIDPLUS"),
+        CONDSTORE: caps.has("CONDSTORE"),
+      },
+      folders: listed.map((f) => ({ path: f.path, specialUse: f.specialUse || undefined })),
+      configured,
+    };
+  } finally {
+    client.close();
+  }
+}
+
+async function openImapSource(
+  mailbox: MailboxConfig,
+  credentials: SessionCredentials,
+  options: ImapSourceOptions = {},
+): Promise<{ source: ImapSource; client: ImapFlow; folders: ResolvedFolder[] }> {
+  const client = await openImap(mailbox, credentials, options);
+  try {
+    const folders = resolveFolders(mailbox, await client.list());
+    const source = new ImapSource(client, mailbox, folders, options);
+    await source.prepare();
+    return { source, client, folders };
+  } catch (err) {
+    client.close();
+    throw err;
+  }
 }
 
 /** imapflow's options for a mailbox: certificate checks on, and no credentials in the clear. */

@@ -10,6 +10,7 @@ import { planSession } from "../ingest/plan.ts";
 import type { StateStore } from "../ports.ts";
 import { type ResolveCredentialsDeps, resolveCredentials } from "../secrets/credentials.ts";
 import { loadSelection, parse } from "./args.ts";
+import { checkImapMailbox } from "./check-imap.ts";
 import { cliCredentials } from "./credentials.ts";
 import { type CliIo, EXIT_MAILBOX_FAILED, EXIT_OK } from "./io.ts";
 import { preflight } from "./preflight.ts";
@@ -43,6 +44,7 @@ async function checkMailbox(
   state: StateStore,
   credentials: ResolveCredentialsDeps,
 ): Promise<string> {
+  if (mailbox.protocol === "imap") return checkImapMailbox(mailbox, state, credentials);
   const client = await openMailbox(mailbox, await resolveCredentials(mailbox, credentials));
   const stateWarnings: string[] = [];
   try {

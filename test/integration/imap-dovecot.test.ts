@@ -41,6 +41,7 @@ const USERS = [
   "big",
   "bytes",
   "kill",
+  "check",
 ].map((user) => ({ user, password: `pw-${user}` }));
 
 describeDovecotImap("IMAP source against Dovecot", () => {
@@ -338,6 +339,42 @@ describeDovecotImap("IMAP source against Dovecot", () => {
     expect(await hashesIn(client, "INBOX")).toEqual([]);
     // Exactly once: a second move of the same message would leave two copies here.
     expect(await hashesIn(client, "Processed")).toEqual(sent.map(sha256).sort());
+  });
+
+  it("the CLI's check lists folders with special-use, counts and new per configured folder, and the capabilities", async () => {
+    await dovecot.deliver("check", batch(6000, 3));
+    await dovecot.deliver("check", batch(6100, 2), "Junk");
+    const world = await worldFor("check", { folders: ["INBOX", "\\Junk"] });
+    const configFile = path.join(world.dir, "config.json");
+    await writeFile(
+      configFile,
+      JSON.stringify({
+        mailboxes: [
+          {
+            id: "box",
+            ...implicitTlsImapMailbox(dovecot, "check"),
+            password: "pw-check",
+            folders: ["INBOX", "\\Junk"],
+          },
+        ],
+      }),
+    );
+    const check = () =>
+      finish(
+        spawn(process.execPath, [CLI, "check", "--config", configFile], {
+          stdio: ["ignore", "pipe", "pipe"],
+        }),
+      );
+    const before = await check();
+    expect(before.code, before.stdout).toBe(0);
+    expect(before.stdout).toContain("capabilities: MOVE yes, UIDPLUS yes, CONDSTORE yes");
+    expect(before.stdout).toMatch(/folders: .*Junk \(\\Junk\)/);
+    expect(before.stdout).toContain("INBOX: 3 message(s), 3 new");
+    expect(before.stdout).toContain("\\Junk = Junk: 2 message(s), 2 new");
+    expect(await world.poll()).toMatchObject({ ingested: 5 });
+    const after = await check();
+    expect(after.stdout).toContain("INBOX: 3 message(s), 0 new");
+    expect(after.stdout).toContain("\\Junk = Junk: 2 message(s), 0 new");
   });
 
   it("a UIDVALIDITY change (folder recreated) records matching messages under their new UIDs without queueing them again", async () => {
