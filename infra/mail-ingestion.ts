@@ -183,7 +183,7 @@ export interface MailIngestionProps {
   /** The poller's subnets in `vpc`. @default the VPC's private subnets with egress */
   readonly vpcSubnets?: SubnetSelection;
   /**
-   * The poller's security groups in `vpc`; they must allow outbound POP3 (995/110) and HTTPS.
+   * The poller's security groups in `vpc`; they must allow outbound POP3 (995/110) or IMAP (993/143) and HTTPS.
    * @default one new group that allows all outbound traffic and no inbound
    */
   readonly securityGroups?: ISecurityGroup[];

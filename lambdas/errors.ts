@@ -29,6 +29,11 @@ export const ErrorCode = {
   INVALID_CREDENTIAL: "INVALID_CREDENTIAL",
   AUTH_UNSUPPORTED: "AUTH_UNSUPPORTED",
   AUTH_FAILED: "AUTH_FAILED",
+  // IMAP.
+  /** A configured folder (or afterIngest's moveTo) does not exist on the server. */
+  FOLDER_NOT_FOUND: "FOLDER_NOT_FOUND",
+  /** The server lacks what a configured action needs (UIDPLUS for delete, keywords for a flag). */
+  SERVER_UNSUPPORTED: "SERVER_UNSUPPORTED",
   // RFC 2449 §8 / RFC 3206 extended response codes.
   IN_USE: "IN_USE",
   LOGIN_DELAY: "LOGIN_DELAY",

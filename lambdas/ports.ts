@@ -184,14 +184,42 @@ export interface SourceMessage {
   readonly ambiguous: boolean;
 }
 
+/** What a source lists for one session. */
+export interface SourceListing {
+  /**
+   * The messages to consider, in the source's order. POP3: every message. An incremental source
+   * (IMAP) lists only what state cannot rule out: messages above the highest key it knows, plus
+   * a bounded re-check of keys left pending (not ingested, or ingested but not yet marked done).
+   */
+  readonly messages: SourceMessage[];
+  /**
+   * Known keys the source saw gone. Absent for a complete listing, where every known key not
+   * listed is gone; an incremental listing says which, since most known keys are not listed.
+   */
+  readonly vanished?: readonly string[];
+  /**
+   * The source knows its keys were renumbered (IMAP UIDVALIDITY changed, RFC 3501 §2.3.1.1):
+   * identity falls back to the sha256 of the bytes, as after a suspected POP3 UIDL reset.
+   */
+  readonly reset?: boolean;
+}
+
 /**
  * Where mail comes from: one authenticated session with one mailbox. Requests may be pipelined:
  * they are answered in the order made, and a fetched body must be read to its end, or destroyed,
  * before later answers can arrive.
  */
 export interface MailSource {
-  /** Every message in the mailbox now, in the source's order. */
-  list(): Promise<SourceMessage[]>;
+  /**
+   * The messages at the source now. `known` is what state remembers (by key), so that a source
+   * able to list incrementally need not list what was ingested already; POP3 ignores it.
+   */
+  list(known: ReadonlyMap<string, StateEntry>): Promise<SourceListing>;
+  /**
+   * Marked messages stay at the source (IMAP flags): their keys stay in state after close(),
+   * since they are still there to be listed. Absent or false: a mark removes the message.
+   */
+  readonly keepsMarked?: boolean;
   /** The message's raw bytes, byte-exact, with backpressure. */
   fetch(message: SourceMessage): Promise<Readable>;
   /**

@@ -6,7 +6,7 @@ import type { Readable } from "node:stream";
 import type { MailboxConfig } from "../config/index.ts";
 import type { OpenSource, SessionCredentials } from "../ingest/types.ts";
 import { Pop3Client, type Pop3Options } from "../pop3/index.ts";
-import type { MailSource, SourceMessage } from "../ports.ts";
+import type { MailSource, SourceListing, SourceMessage } from "../ports.ts";
 
 export type Connect = (options: Pop3Options) => Promise<Pop3Client>;
 
@@ -48,10 +48,10 @@ export function pop3Source(connect?: Connect): OpenSource {
 class Pop3Source implements MailSource {
   constructor(private readonly client: Pop3Client) {}
 
-  async list(): Promise<SourceMessage[]> {
+  async list(): Promise<SourceListing> {
     // Both commands are queued at once; the client pipelines them when the server allows.
     const [uidls, sizes] = await Promise.all([this.client.uidl(), this.client.list()]);
-    return joinListing(uidls, sizes);
+    return { messages: joinListing(uidls, sizes) };
   }
 
   fetch(message: SourceMessage): Promise<Readable> {

@@ -12,6 +12,7 @@ import { type ResolveCredentialsDeps, resolveCredentialsDetail } from "../secret
 import { peekJwtClaims } from "../secrets/jws.ts";
 import type { AccessTokenInfo } from "../secrets/oauth.ts";
 import { loadSelection, parse } from "./args.ts";
+import { checkImapMailbox } from "./check-imap.ts";
 import { cliCredentials } from "./credentials.ts";
 import { type CliIo, EXIT_MAILBOX_FAILED, EXIT_OK } from "./io.ts";
 import { preflight } from "./preflight.ts";
@@ -45,6 +46,7 @@ async function checkMailbox(
   state: StateStore,
   credentials: ResolveCredentialsDeps,
 ): Promise<string> {
+  if (mailbox.protocol === "imap") return checkImapMailbox(mailbox, state, credentials);
   const { credentials: session, token } = await resolveCredentialsDetail(mailbox, credentials);
   const client = await openMailbox(mailbox, session);
   const stateWarnings: string[] = [];

@@ -52,9 +52,43 @@ export type SecretSource =
 /** RFC 1939 §6: DELE is committed at QUIT; these say when we issue it. */
 export type DeletePolicy = "never" | "after-ingest" | { readonly afterDays: number };
 
+/** Which protocol a mailbox is read with. */
+export type MailProtocol = "pop3" | "imap";
+
+/**
+ * IMAP only: what marking a message done does on the server, once it is committed.
+ * - `none`: nothing (it is fetched with BODY.PEEK[], so not even \Seen changes);
+ * - `markSeen`: sets \Seen; `{flag}`: sets a keyword (RFC 3501 §2.3.2);
+ * - `{moveTo}`: UID MOVE (RFC 6851), else UID COPY + \Deleted + UID EXPUNGE (RFC 4315);
+ *   the folder is created first when missing only with `create`;
+ * - `delete`: \Deleted + UID EXPUNGE (RFC 4315), never a plain EXPUNGE.
+ */
+export type AfterIngest =
+  | "none"
+  | "markSeen"
+  | "delete"
+  | { readonly flag: string }
+  | { readonly moveTo: string; readonly create: boolean };
+
 export interface MailboxConfig {
   /** `[A-Za-z0-9._-]+`; used in storage keys and as the SQS FIFO group id. */
   readonly id: string;
+  /**
+   * @default "pop3". The three protocol fields are optional in the type only so that mailboxes
+   * built in code before IMAP existed stay valid; {@link parseMailboxes} always sets them.
+   */
+  readonly protocol?: MailProtocol;
+  /**
+   * IMAP folders read in this order, as the server lists them, or a special-use attribute such
+   * as `\\Junk` (RFC 6154). Empty for POP3. @default ["INBOX"] for IMAP
+   */
+  readonly folders?: readonly string[];
+  /**
+   * IMAP: what marking done means (see {@link AfterIngest}); `none` for POP3. The session marks
+   * messages done when `delete` says so: for IMAP `delete` is derived from this ("never" for
+   * `none`, else "after-ingest"), or, when `delete` is given instead, this is `delete`.
+   */
+  readonly afterIngest?: AfterIngest;
   readonly host: string;
   readonly port: number;
   readonly tls: TlsMode;
@@ -86,7 +120,8 @@ type DefaultedMailboxField =
   | "maxMessageBytes";
 
 /**
- * A mailbox as written in a config, before defaults: `port` 995 for implicit TLS else 110, `tls`
+ * A mailbox as written in a config, before defaults: `protocol` "pop3", `port` 995 for implicit
+ * TLS else 110 (IMAP: 993, else 143), `folders` ["INBOX"] for IMAP, `afterIngest` "none", `tls`
  * "implicit", `auth` "auto", `allowInsecureAuth` false, `timeoutMs` 30000, `delete` "never",
  * `maxMessageBytes` 150 MiB.
  */
@@ -124,6 +159,15 @@ const AUTH_METHODS: readonly AuthMethod[] = [
   "cram-md5",
   "user",
   "apop",
+  "xoauth2",
+  "oauthbearer",
+];
+
+/** LOGIN (RFC 3501 §6.2.3), AUTHENTICATE PLAIN, XOAUTH2 and OAUTHBEARER (RFC 7628). */
+const IMAP_AUTH_METHODS: readonly AuthMethod[] = [
+  "auto",
+  "plain",
+  "login",
   "xoauth2",
   "oauthbearer",
 ];
@@ -329,18 +373,115 @@ async function parseCa(value: string | undefined, baseDir: string, at: string) {
   }
 }
 
+/** RFC 3501 §2.3.2: a keyword is an atom; `\\` would make it a system flag. */
+const KEYWORD_PATTERN = /^(?:(?![(){%*"\\\]])[!-~])+$/;
+
+function parseAfterIngest(value: unknown, at: string): AfterIngest {
+  if (value === undefined || value === "none") return "none";
+  if (value === "markSeen" || value === "delete") return value;
+  if (isRecord(value)) {
+    const f = new Fields(value, at);
+    if ("flag" in value) {
+      const flag = f.string("flag", { pattern: KEYWORD_PATTERN });
+      f.done();
+      return { flag };
+    }
+    if ("moveTo" in value) {
+      const moveTo = f.string("moveTo");
+      const create = f.boolean("create", false);
+      f.done();
+      return { moveTo, create };
+    }
+  }
+  throw new ConfigError(
+    at,
+    'must be "none", "markSeen", "delete", {"flag": KEYWORD} or {"moveTo": FOLDER, "create"?: true}',
+  );
+}
+
+function parseFolders(value: unknown, at: string): string[] {
+  if (value === undefined) return ["INBOX"];
+  if (
+    !Array.isArray(value) ||
+    value.length === 0 ||
+    !value.every(
+      (v) =>
+        typeof v === "string" && v.length > 0 && !["\r", "\n", "\u0000"].some((c) => v.includes(c)),
+    )
+  ) {
+    throw new ConfigError(at, "must be a non-empty array of folder names");
+  }
+  if (new Set(value).size !== value.length) throw new ConfigError(at, "must not repeat a folder");
+  return value as string[];
+}
+
+/**
+ * The protocol fields: `folders` and `afterIngest` are IMAP only, and an IMAP mailbox says what
+ * happens after ingest with either `afterIngest` or `delete`, never both (they would disagree).
+ */
+function parseProtocol(
+  f: Fields,
+  at: string,
+): Pick<MailboxConfig, "protocol" | "folders" | "afterIngest" | "delete"> {
+  const protocol = f.oneOf("protocol", ["pop3", "imap"] as const, "pop3");
+  const rawFolders = f.raw("folders");
+  const rawAfter = f.raw("afterIngest");
+  const rawDelete = f.raw("delete");
+  if (protocol === "pop3") {
+    if (rawFolders !== undefined) throw new ConfigError(`${at}.folders`, "is for IMAP only");
+    if (rawAfter !== undefined) {
+      throw new ConfigError(`${at}.afterIngest`, 'is for IMAP only (POP3 uses "delete")');
+    }
+    return {
+      protocol,
+      folders: [],
+      afterIngest: "none",
+      delete: parseDelete(rawDelete, `${at}.delete`),
+    };
+  }
+  const folders = parseFolders(rawFolders, `${at}.folders`);
+  if (rawAfter !== undefined && rawDelete !== undefined) {
+    throw new ConfigError(`${at}.afterIngest`, 'cannot be set together with "delete"');
+  }
+  if (rawDelete !== undefined) {
+    const policy = parseDelete(rawDelete, `${at}.delete`);
+    return {
+      protocol,
+      folders,
+      afterIngest: policy === "never" ? "none" : "delete",
+      delete: policy,
+    };
+  }
+  const afterIngest = parseAfterIngest(rawAfter, `${at}.afterIngest`);
+  return {
+    protocol,
+    folders,
+    afterIngest,
+    delete: afterIngest === "none" ? "never" : "after-ingest",
+  };
+}
+
 /** Validates one mailbox. `ca` is returned as given (inline PEM or a file path, not yet read). */
 function parseMailbox(value: unknown, at: string, baseDir: string): MailboxConfig {
   if (!isRecord(value)) throw new ConfigError(at, "must be an object");
   const f = new Fields(value, at);
   const tls = f.oneOf("tls", TLS_MODES, "implicit");
+  const protocol = parseProtocol(f, at);
+  const imap = protocol.protocol === "imap";
   const id = f.string("id", { pattern: MAILBOX_ID_PATTERN });
   if (!isValidMailboxId(id)) throw new ConfigError(`${at}.id`, 'must not be "." or ".."');
+  const implicitPort = imap ? 993 : 995;
+  const plainPort = imap ? 143 : 110;
   const mailbox: MailboxConfig = {
     id,
+    ...protocol,
     host: f.string("host"),
     tls,
-    port: f.integer("port", { min: 1, max: 65_535, fallback: tls === "implicit" ? 995 : 110 }),
+    port: f.integer("port", {
+      min: 1,
+      max: 65_535,
+      fallback: tls === "implicit" ? implicitPort : plainPort,
+    }),
     ca: f.string("ca", { optional: true }),
     servername: f.string("servername", { optional: true }),
     username: f.string("username"),
@@ -352,7 +493,6 @@ function parseMailbox(value: unknown, at: string, baseDir: string): MailboxConfi
       max: 15 * 60_000,
       fallback: DEFAULT_TIMEOUT_MS,
     }),
-    delete: parseDelete(f.raw("delete"), `${at}.delete`),
     maxMessagesPerRun: f.integer("maxMessagesPerRun", { min: 1, max: 10_000_000 }),
     maxBytesPerRun: f.integer("maxBytesPerRun", { min: 1, max: Number.MAX_SAFE_INTEGER }),
     maxMessageBytes: f.integer("maxMessageBytes", {
@@ -362,6 +502,9 @@ function parseMailbox(value: unknown, at: string, baseDir: string): MailboxConfi
     }),
   };
   f.done();
+  if (imap && !IMAP_AUTH_METHODS.includes(mailbox.auth)) {
+    throw new ConfigError(`${at}.auth`, `must be one of ${IMAP_AUTH_METHODS.join(", ")} for IMAP`);
+  }
   return mailbox;
 }
 

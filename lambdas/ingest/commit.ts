@@ -187,7 +187,8 @@ export class CommitSequence {
   }
 
   private async forgetMarked(): Promise<void> {
-    if (this.markedKeys.length === 0) return;
+    // A flagged IMAP message is still in its folder: state must keep knowing it.
+    if (this.markedKeys.length === 0 || this.deps.source.keepsMarked) return;
     try {
       await this.deps.state.forget(this.deps.mailbox, this.markedKeys);
     } catch (err) {

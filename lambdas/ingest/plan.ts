@@ -3,7 +3,7 @@
  * this session fetches, deletes and forgets. No I/O here, so every rule is unit-testable.
  */
 import type { DeletePolicy } from "../config/index.ts";
-import type { SourceMessage, StateEntry } from "../ports.ts";
+import type { SourceListing, SourceMessage, StateEntry } from "../ports.ts";
 
 export interface PlanLimits {
   readonly maxMessagesPerRun?: number;
@@ -38,15 +38,23 @@ const RESET_MIN_STATE = 10;
 const RESET_MAX_KNOWN_FRACTION = 0.2;
 const RESET_MIN_COUNT_RATIO = 0.5;
 
+/**
+ * `listing` is what the source said beyond its messages: for an incremental listing, which known
+ * keys are gone and whether its keys were renumbered (see {@link SourceListing}).
+ */
 export function planSession(
   listed: readonly SourceMessage[],
   state: ReadonlyMap<string, StateEntry>,
   policy: DeletePolicy,
   limits: PlanLimits,
   now: Date,
+  listing: Omit<SourceListing, "messages"> = {},
 ): SessionPlan {
   const onServer = new Set(listed.map((m) => m.key));
-  const vanished = [...state.keys()].filter((key) => !onServer.has(key));
+  const incremental = listing.vanished !== undefined;
+  const vanished = incremental
+    ? [...(listing.vanished ?? [])]
+    : [...state.keys()].filter((key) => !onServer.has(key));
   const duplicateUidls = [...new Set(listed.filter((m) => m.ambiguous).map((m) => m.uidl))];
 
   const fresh: SourceMessage[] = [];
@@ -63,10 +71,13 @@ export function planSession(
   }
 
   const known = listed.length - fresh.length;
+  // An incremental listing is mostly new messages by design, so only the source can tell.
   const uidlReset =
-    state.size >= RESET_MIN_STATE &&
-    listed.length >= state.size * RESET_MIN_COUNT_RATIO &&
-    known / listed.length < RESET_MAX_KNOWN_FRACTION;
+    listing.reset === true ||
+    (!incremental &&
+      state.size >= RESET_MIN_STATE &&
+      listed.length >= state.size * RESET_MIN_COUNT_RATIO &&
+      known / listed.length < RESET_MAX_KNOWN_FRACTION);
 
   const tooLarge = fresh.filter((m) => m.size > limits.maxMessageBytes);
   const fetch: SourceMessage[] = [];

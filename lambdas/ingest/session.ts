@@ -15,6 +15,7 @@
 import { createHash } from "node:crypto";
 import { hostname } from "node:os";
 import type { Readable } from "node:stream";
+import { imapSource } from "../adapters/imap-source.ts";
 import { pop3Source } from "../adapters/pop3-source.ts";
 import type { MailboxConfig } from "../config/index.ts";
 import {
@@ -172,7 +173,8 @@ class MailboxSession {
   private async session(): Promise<void> {
     const { mailbox, deps } = this;
     this.progress("connecting");
-    const source = await (deps.openSource ?? pop3Source())(mailbox, this.options.credentials);
+    const open = deps.openSource ?? (mailbox.protocol === "imap" ? imapSource() : pop3Source());
+    const source = await open(mailbox, this.options.credentials);
     const commit = new CommitSequence({
       mailbox: mailbox.id,
       queue: deps.queue,
@@ -188,15 +190,15 @@ class MailboxSession {
     this.commit = commit;
 
     this.progress("listing");
-    const [listed, state] = await Promise.all([
-      source.list(),
-      deps.state.load(mailbox.id, { onWarning: (m) => this.warn(m) }),
-    ]);
-    const plan = planSession(listed, state, mailbox.delete, mailbox, this.now());
+    // State first: an incremental source (IMAP) lists only what it cannot rule out from it.
+    const state = await deps.state.load(mailbox.id, { onWarning: (m) => this.warn(m) });
+    const listing = await source.list(state);
+    const listed = listing.messages;
+    const plan = planSession(listed, state, mailbox.delete, mailbox, this.now(), listing);
     this.report.listed = listed.length;
     this.report.new = plan.newCount;
     this.report.listingComplete = true;
-    this.reportPlanWarnings(plan);
+    this.reportPlanWarnings(plan, listing.reset === true);
 
     this.armDeadline();
     let fetch = plan.fetch;
@@ -236,7 +238,7 @@ class MailboxSession {
     this.report.deleted = commit.markedCount;
   }
 
-  private reportPlanWarnings(plan: SessionPlan): void {
+  private reportPlanWarnings(plan: SessionPlan, renumbered: boolean): void {
     for (const m of plan.tooLarge) {
       this.warn(
         `message ${m.ref} (${m.size} bytes) exceeds maxMessageBytes ${this.mailbox.maxMessageBytes}: skipped, not deleted`,
@@ -248,7 +250,11 @@ class MailboxSession {
         `server listed ${plan.duplicateUidls.length} UIDL(s) for more than one message: each copy is ingested once and none is deleted`,
       );
     }
-    if (plan.uidlReset) {
+    if (renumbered) {
+      this.warn(
+        `UIDVALIDITY changed: ${plan.newCount} listed message(s) are unknown under the new one; each is fetched, and one whose sha256 matches an earlier ingest is recorded, not queued again`,
+      );
+    } else if (plan.uidlReset) {
       this.warn(
         `UIDL reset suspected: ${plan.newCount} of ${plan.listed.length} listed messages are unknown; each is fetched, and one whose sha256 matches an earlier ingest is recorded, not queued again`,
       );

@@ -31,6 +31,8 @@ import { makePki } from "./pki.ts";
 const DOVECOT_BIN = "/usr/sbin/dovecot";
 /** The POP3 service binaries ship in `dovecot-pop3d`, separately from `dovecot-core`. */
 const POP3_BINARIES = ["/usr/lib/dovecot/pop3", "/usr/lib/dovecot/pop3-login"];
+/** The IMAP ones in `dovecot-imapd`; without them the instance serves POP3 only. */
+const IMAP_BINARIES = ["/usr/lib/dovecot/imap", "/usr/lib/dovecot/imap-login"];
 /** Start-up budget, ms: Dovecot normally listens within ~200 ms. */
 const START_TIMEOUT_MS = 15_000;
 /** Shutdown budget, ms, before the master is killed outright. */
@@ -51,11 +53,22 @@ export interface DovecotHandle {
   pop3Port: number;
   /** Implicit TLS (RFC 8314). */
   pop3sPort: number;
+  /** Plain IMAP with STARTTLS (RFC 3501 §6.2.1); 0 when dovecot-imapd is not installed. */
+  imapPort: number;
+  /** IMAP over implicit TLS (RFC 8314); 0 when dovecot-imapd is not installed. */
+  imapsPort: number;
   /** PEM of the CA that signed the server certificate (SAN localhost, 127.0.0.1, ::1). */
   caPem: string;
   users: DovecotUser[];
-  /** Writes whole messages straight into the user's Maildir `new/`, in order (UIDs follow it). */
-  deliver(user: string, messages: Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<void>;
+  /**
+   * Writes whole messages straight into the user's Maildir `new/`, in order (UIDs follow it);
+   * with `folder`, into that IMAP folder's Maildir++ directory, created if missing.
+   */
+  deliver(
+    user: string,
+    messages: Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
+    folder?: string,
+  ): Promise<void>;
   /** Writes one message from a stream, never holding it in memory (for 100 MB+ messages). */
   deliverStream(user: string, body: AsyncIterable<Uint8Array>): Promise<void>;
   /** Messages currently in the maildrop (`new/` + `cur/`). */
@@ -93,6 +106,26 @@ const availability = dovecotAvailable();
 if (!availability.ok) {
   console.warn(`[mail-ingest] Dovecot interop suites skipped: ${availability.reason}`);
 }
+
+function executable(file: string): boolean {
+  try {
+    accessSync(file, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether instances also serve IMAP (dovecot-imapd installed). */
+export const imapAvailable = availability.ok && IMAP_BINARIES.every(executable);
+if (availability.ok && !imapAvailable) {
+  console.warn("[mail-ingest] Dovecot IMAP suites skipped: dovecot-imapd is not installed");
+}
+
+/** `describe` when Dovecot's IMAP server is installed, else `describe.skip`. */
+export const describeDovecotImap: typeof describe = imapAvailable
+  ? describe
+  : (describe.skip as typeof describe);
 
 /** `describe` when Dovecot is installed, else `describe.skip` (announced once, above). */
 export const describeDovecot: typeof describe = availability.ok
@@ -149,14 +182,16 @@ async function portFreeOn(host: string, port: number): Promise<boolean> {
   });
 }
 
-/** Two distinct ports free on 127.0.0.1 (and on ::1 too when `ipv6`). */
-async function freePorts(ipv6: boolean): Promise<[number, number]> {
+/** `count` distinct ports free on 127.0.0.1 (and on ::1 too when `ipv6`). */
+async function freePorts(ipv6: boolean, count = 2): Promise<number[]> {
   for (let attempt = 0; attempt < 20; attempt++) {
-    const a = await freePort("127.0.0.1");
-    const b = await freePort("127.0.0.1");
-    if (a === b) continue;
-    if (ipv6 && !((await portFreeOn("::1", a)) && (await portFreeOn("::1", b)))) continue;
-    return [a, b];
+    const ports: number[] = [];
+    for (let i = 0; i < count; i++) ports.push(await freePort("127.0.0.1"));
+    if (new Set(ports).size !== count) continue;
+    let free = true;
+    if (ipv6) for (const port of ports) free &&= await portFreeOn("::1", port);
+    if (!free) continue;
+    return ports;
   }
   throw new Error("no free loopback ports found");
 }
@@ -185,6 +220,9 @@ interface ConfigInput {
   listen: string;
   pop3Port: number;
   pop3sPort: number;
+  /** 0: no IMAP service. */
+  imapPort: number;
+  imapsPort: number;
   asRoot: boolean;
   oauth2?: DovecotOAuth2Options;
 }
@@ -200,7 +238,49 @@ timeout_msecs = 10000
 `;
 }
 
-function dovecotConfig({ dir, listen, pop3Port, pop3sPort, asRoot, oauth2 }: ConfigInput): string {
+/**
+ * The IMAP part: folders with special-use attributes (RFC 6154), a Junk that always exists,
+ * and the two listeners. `imap_capability` is left at Dovecot's default (MOVE, UIDPLUS,
+ * CONDSTORE among them).
+ */
+function imapConfig(imapPort: number, imapsPort: number): string {
+  if (imapPort === 0) return "";
+  return `namespace inbox {
+  inbox = yes
+  separator = /
+  mailbox Junk {
+    special_use = \\Junk
+    auto = create
+  }
+  mailbox Sent {
+    special_use = \\Sent
+  }
+  mailbox Archive {
+    special_use = \\Archive
+  }
+}
+service imap-login {
+  inet_listener imap {
+    port = ${imapPort}
+  }
+  inet_listener imaps {
+    port = ${imapsPort}
+    ssl = yes
+  }
+}
+`;
+}
+
+function dovecotConfig({
+  dir,
+  listen,
+  pop3Port,
+  pop3sPort,
+  imapPort,
+  imapsPort,
+  asRoot,
+  oauth2,
+}: ConfigInput): string {
   const internalUser = asRoot ? "root" : currentUserName();
   // Non-root Dovecot cannot switch users, so every service runs as the current user.
   const loginUser = asRoot ? "dovenull" : internalUser;
@@ -208,7 +288,7 @@ function dovecotConfig({ dir, listen, pop3Port, pop3sPort, asRoot, oauth2 }: Con
 base_dir = ${dir}/run
 state_dir = ${dir}/state
 instance_name = mail-ingest-test-${pop3Port}
-protocols = pop3
+protocols = pop3${imapPort === 0 ? "" : " imap"}
 listen = ${listen}
 log_path = ${dir}/dovecot.log
 info_log_path = ${dir}/dovecot.log
@@ -220,6 +300,7 @@ first_valid_gid = 1
 # The tests, not the server, decide when plaintext credentials are acceptable.
 disable_plaintext_auth = no
 auth_mechanisms = plain login cram-md5 apop${oauth2 ? " xoauth2 oauthbearer" : ""}
+# Mail-folder layout for IMAP: Maildir++ subfolders (".Junk/") under the POP3 maildrop.
 # Failed-login tests should not wait out the 2 s default penalty.
 auth_failure_delay = 0
 ssl = yes
@@ -264,7 +345,7 @@ service anvil {
     mode = 0
   }
 }
-`;
+${imapConfig(imapPort, imapsPort)}`;
 }
 
 /** Resolves once a POP3 greeting arrives on `port`; rejects on any failure. */
@@ -411,13 +492,24 @@ async function startOnce(
       }
     }
 
-    const [pop3Port, pop3sPort] = await freePorts(ipv6);
+    const imap = imapAvailable;
+    const ports = await freePorts(ipv6, imap ? 4 : 2);
+    const [pop3Port = 0, pop3sPort = 0, imapPort = 0, imapsPort = 0] = ports;
     const listen = ipv6 ? "127.0.0.1, ::1" : "127.0.0.1";
     const confPath = join(dir, "dovecot.conf");
     if (oauth2) await writeFile(join(dir, "dovecot-oauth2.conf.ext"), oauth2Config(oauth2));
     await writeFile(
       confPath,
-      dovecotConfig({ dir, listen, pop3Port, pop3sPort, asRoot: owner.asRoot, oauth2 }),
+      dovecotConfig({
+        dir,
+        listen,
+        pop3Port,
+        pop3sPort,
+        imapPort,
+        imapsPort,
+        asRoot: owner.asRoot,
+        oauth2,
+      }),
     );
     child = spawn(
       "/bin/sh",
@@ -425,11 +517,21 @@ async function startOnce(
       { stdio: ["pipe", "ignore", "ignore"] },
     );
     child.stdin?.on("error", () => {});
-    const started = await waitForStart(child, pop3Port, pop3sPort, ipv6);
+    const started = await waitForStart(child, pop3Port, pop3sPort, ipv6, imapsPort);
     if (started !== "ok") {
       throw new Error(`Dovecot failed to start (${started}):\n${await diagnostics(dir)}`);
     }
-    return makeHandle({ dir, child, pop3Port, pop3sPort, caPem, users, owner });
+    return makeHandle({
+      dir,
+      child,
+      pop3Port,
+      pop3sPort,
+      imapPort,
+      imapsPort,
+      caPem,
+      users,
+      owner,
+    });
   } catch (err) {
     if (child) await shutdown(child, dir);
     await rm(dir, { recursive: true, force: true, maxRetries: 3 });
@@ -477,6 +579,7 @@ async function waitForStart(
   pop3Port: number,
   pop3sPort: number,
   ipv6: boolean,
+  imapsPort: number,
 ): Promise<string> {
   const deadline = Date.now() + START_TIMEOUT_MS;
   while (Date.now() < deadline) {
@@ -484,6 +587,7 @@ async function waitForStart(
     try {
       await greeted("127.0.0.1", pop3Port);
       await acceptsConnections("127.0.0.1", pop3sPort);
+      if (imapsPort !== 0) await acceptsConnections("127.0.0.1", imapsPort);
       if (ipv6) await greeted("::1", pop3Port);
       return "ok";
     } catch {
@@ -498,6 +602,8 @@ interface HandleInput {
   child: ChildProcess;
   pop3Port: number;
   pop3sPort: number;
+  imapPort: number;
+  imapsPort: number;
   caPem: string;
   users: DovecotUser[];
   owner: { uid: number; gid: number; asRoot: boolean };
@@ -508,6 +614,8 @@ function makeHandle({
   child,
   pop3Port,
   pop3sPort,
+  imapPort,
+  imapsPort,
   caPem,
   users,
   owner,
@@ -518,6 +626,24 @@ function makeHandle({
   const maildir = (user: string): string => {
     if (!users.some((u) => u.user === user)) throw new Error(`unknown test user ${user}`);
     return join(dir, "mail", user, "Maildir");
+  };
+
+  /**
+   * A folder's Maildir++ directory (`.Name`, with `.` for the hierarchy separator), created
+   * with tmp/new/cur when missing. Test folder names are plain ASCII, so no modified UTF-7.
+   */
+  const folderDir = async (user: string, folder: string): Promise<string> => {
+    const root = maildir(user);
+    if (folder.toUpperCase() === "INBOX") return root;
+    if (!/^[A-Za-z0-9 _-]+(\/[A-Za-z0-9 _-]+)*$/.test(folder)) {
+      throw new Error(`unsupported test folder name ${folder}`);
+    }
+    const path = join(root, `.${folder.replaceAll("/", ".")}`);
+    for (const sub of ["", "tmp", "new", "cur"]) {
+      await mkdir(join(path, sub), { recursive: true, mode: 0o700 });
+      if (owner.asRoot) await chown(join(path, sub), owner.uid, owner.gid);
+    }
+    return path;
   };
 
   /** Maildir delivery protocol: write under tmp/, then rename into new/ so readers never see half a file. */
@@ -546,10 +672,12 @@ function makeHandle({
     host: "127.0.0.1",
     pop3Port,
     pop3sPort,
+    imapPort,
+    imapsPort,
     caPem,
     users,
-    async deliver(user, messages) {
-      const root = maildir(user);
+    async deliver(user, messages, folder) {
+      const root = folder === undefined ? maildir(user) : await folderDir(user, folder);
       const inFlight = new Set<Promise<void>>();
       let failure: unknown;
       for await (const data of messages) {
@@ -602,6 +730,19 @@ function makeHandle({
       return stopped;
     },
   };
+}
+
+/** The IMAP mailbox fields that reach `user` over implicit TLS, trusting the instance's own CA. */
+export function implicitTlsImapMailbox(dovecot: DovecotHandle, user: string) {
+  return {
+    protocol: "imap",
+    host: dovecot.host,
+    port: dovecot.imapsPort,
+    tls: "implicit",
+    ca: dovecot.caPem,
+    servername: "localhost",
+    username: user,
+  } as const;
 }
 
 /** The mailbox fields that reach `user` over implicit TLS, trusting the instance's own CA. */

@@ -72,12 +72,14 @@ describeDovecot("Lambda handlers against Dovecot and fauxqs", () => {
   const users = [
     { user: "lam", password: "pw-lam-SECRET" },
     { user: "slow", password: "pw-slow-SECRET" },
+    { user: "imapbox", password: "pw-imap-SECRET" },
   ];
   /** The fake Secrets Manager (see the file comment). */
   const secrets: Record<string, string> = {
     "mail-ingest/lam": "pw-lam-SECRET",
     "mail-ingest/slow": JSON.stringify({ password: "pw-slow-SECRET" }),
     "mail-ingest/dead": "pw-dead-SECRET",
+    "mail-ingest/imapbox": "pw-imap-SECRET",
   };
 
   beforeAll(async () => {
@@ -130,9 +132,9 @@ describeDovecot("Lambda handlers against Dovecot and fauxqs", () => {
   const sendToJobs: PollerDeps["sendMessageBatch"] = (input) =>
     fauxqs.sqs.send(new SendMessageBatchCommand(input));
 
-  function dispatcher() {
+  function dispatcher(json = configJson) {
     return createDispatcher({
-      loadConfig: createConfigLoader({ MAIL_INGEST_CONFIG: configJson }, async () => undefined),
+      loadConfig: createConfigLoader({ MAIL_INGEST_CONFIG: json }, async () => undefined),
       sendMessageBatch: sendToJobs,
       jobsQueueUrl: jobsQueue,
       logger: new Logger({ serviceName: "test" }),
@@ -143,9 +145,10 @@ describeDovecot("Lambda handlers against Dovecot and fauxqs", () => {
     bucketStore: S3ObjectStore = store,
     periodSeconds = 1e10,
     outputMaxBytes?: number,
+    json = configJson,
   ) {
     return createPoller({
-      loadConfig: createConfigLoader({ MAIL_INGEST_CONFIG: configJson }, async () => undefined),
+      loadConfig: createConfigLoader({ MAIL_INGEST_CONFIG: json }, async () => undefined),
       // What createAdapters builds for `{type: "s3"}` + `{type: "sqs"}`, with fauxqs's clients.
       adapters: () => ({
         store: bucketStore,
@@ -214,6 +217,56 @@ describeDovecot("Lambda handlers against Dovecot and fauxqs", () => {
     const emf = output.emf().find((o) => o.mailbox === "lam");
     expect(emf).toMatchObject({ MessagesIngested: 6, Backlog: 0 });
     expect(output.lines.join("\n")).not.toContain("pw-lam-SECRET");
+  });
+
+  it("runs an IMAP mailbox (two folders, moveTo) through the same dispatcher and poller, one FIFO group", async () => {
+    await dovecot.deliver(
+      "imapbox",
+      [1, 2].map((n) => mail("imapbox", n)),
+    );
+    await dovecot.deliver(
+      "imapbox",
+      [3].map((n) => mail("imapbox", n)),
+      "Junk",
+    );
+    const imapJson = JSON.stringify({
+      mailboxes: [
+        {
+          id: "imapbox",
+          protocol: "imap",
+          host: dovecot.host,
+          port: dovecot.imapsPort,
+          ca: dovecot.caPem,
+          servername: "localhost",
+          username: "imapbox",
+          password: { secretId: "mail-ingest/imapbox" },
+          folders: ["INBOX", "\\Junk"],
+          afterIngest: { moveTo: "Processed", create: true },
+        },
+      ],
+    });
+    expect(
+      await dispatcher(imapJson)(
+        { scheduledTime: TICK_TIME },
+        lambdaContext(() => 60_000),
+      ),
+    ).toEqual({ tick: TICK, jobs: 1 });
+    const jobs = await fauxqs.receiveAll(jobsQueue);
+    expect(jobs.map((j) => j.Attributes?.MessageGroupId)).toEqual(["imapbox"]);
+    const result = await poller(
+      store,
+      1e10,
+      undefined,
+      imapJson,
+    )(
+      sqsEvent([jobFor(jobs, "imapbox")]),
+      lambdaContext(() => 300_000),
+    );
+    expect(result).toEqual({ batchItemFailures: [] });
+    expect(await rawKeys("imapbox")).toHaveLength(3);
+    // Moved out of INBOX (the helper counts INBOX's Maildir only).
+    expect(await dovecot.messageCount("imapbox")).toBe(0);
+    expect(await fauxqs.receiveAll(outputQueue)).toHaveLength(3);
   });
 
   it("enqueues a continuation when the deadline leaves no time, and the continuation drains the mailbox", async () => {

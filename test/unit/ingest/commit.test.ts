@@ -76,7 +76,7 @@ function world(
     },
   };
   const source: MailSource = {
-    list: async () => [],
+    list: async () => ({ messages: [] }),
     fetch: async () => {
       throw new Error("not used");
     },
