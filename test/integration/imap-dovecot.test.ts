@@ -129,11 +129,18 @@ describeDovecotImap("IMAP source against Dovecot", () => {
       [...inbox, ...junk].map(sha256).sort(),
     );
     const queued = await world.queue();
-    expect(queued.map((q) => q.uidl).sort()).toEqual(
-      expect.arrayContaining([expect.stringMatching(/^Junk;UIDVALIDITY=\d+\/;UID=1$/)]),
-    );
-    // The id is the sha256 over mailbox, folder, UIDVALIDITY and UID (ingest/keys.ts).
+    // Schema v2's `source` names the folder by its listed name, with UIDVALIDITY and UID.
     const client = await inspect("folders");
+    const junkValidity = await uidValidityOf(client, "Junk");
+    expect(queued.map((q) => q.source)).toContainEqual({
+      protocol: "imap",
+      folder: "Junk",
+      uidValidity: junkValidity,
+      uid: 1,
+    });
+    const folderOf = (q: Record<string, unknown>) => (q.source as { folder?: string }).folder;
+    expect(queued.filter((q) => folderOf(q) === "INBOX")).toHaveLength(inbox.length);
+    // The id is the sha256 over mailbox, folder, UIDVALIDITY and UID (ingest/keys.ts).
     const expectedId = createHash("sha256")
       .update(`box\nJunk\n${await uidValidityOf(client, "Junk")}\n1`)
       .digest("hex")
@@ -164,7 +171,10 @@ describeDovecotImap("IMAP source against Dovecot", () => {
     expect(report.ingested).toBe(1);
     expect([...(await world.raw()).values()]).toEqual([sha256(message)]);
     expect(commands.some((c) => c.includes("Entw&APw-rfe"))).toBe(true);
-    expect((await world.queue())[0]?.uidl).toMatch(/^Entwürfe;/);
+    expect((await world.queue())[0]?.source).toMatchObject({
+      protocol: "imap",
+      folder: "Entwürfe",
+    });
   });
 
   it("a configured folder that does not exist fails the session with an error naming it", async () => {
