@@ -11,11 +11,12 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { open, rename, stat, unlink } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { basename, dirname, join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { describeError } from "../errors.ts";
+import { writeSecretFile } from "../secrets/file.ts";
 import { providerError, safeUrl } from "../secrets/oauth.ts";
 import { isRecord } from "../util/is-record.ts";
 import { parse } from "./args.ts";
@@ -103,7 +104,7 @@ export async function oauthCommand(args: readonly string[], io: CliIo): Promise<
           });
     const text = `${JSON.stringify(result, null, 2)}\n`;
     if (out) {
-      await writeSecretFile(out, text, values.force === true);
+      await writeSecretFile(out, text, { replace: values.force === true });
       io.stderr.write(`mail-ingest: refresh token stored in ${out} (mode 0600)\n`);
     } else if (values["secret-id"]) {
       await storeInSecretsManager(values["secret-id"], text);
@@ -328,36 +329,6 @@ async function loopbackFlow(
   } finally {
     server.closeAllConnections();
     server.close();
-  }
-}
-
-/** Mode 0600 from creation; without `force` an existing file is never replaced (O_EXCL). */
-async function writeSecretFile(path: string, text: string, force: boolean): Promise<void> {
-  if (!force) {
-    const handle = await open(path, "wx", 0o600);
-    try {
-      await handle.writeFile(text);
-      await handle.chmod(0o600);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    return;
-  }
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.tmp`);
-  const handle = await open(tmp, "wx", 0o600);
-  try {
-    await handle.writeFile(text);
-    await handle.chmod(0o600);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
-    await rename(tmp, path);
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined);
-    throw err;
   }
 }
 

@@ -16,25 +16,43 @@ const SECRET_FILE_MODE = 0o600;
 
 export const writeRefreshTokenToFile: RefreshTokenWriter = async (file, refreshToken) => {
   const current = (await readFile(file, "utf8")).replace(/\r?\n$/, "");
-  const updated = `${withRotatedRefreshToken(file, current, refreshToken)}\n`;
-  const tmp = join(dirname(file), `.${basename(file)}.${randomBytes(6).toString("hex")}.tmp`);
-  const handle = await open(tmp, "wx", SECRET_FILE_MODE);
+  await writeSecretFile(file, `${withRotatedRefreshToken(file, current, refreshToken)}\n`, {
+    replace: true,
+  });
+};
+
+/**
+ * Writes a secret file with mode 0600 from its creation. With `replace`, atomically replaces any
+ * file at `path` (temp file, fsync, rename, directory fsync); without it, never replaces an
+ * existing file (O_EXCL), so `oauth login --out` cannot clobber a secret by accident.
+ */
+export async function writeSecretFile(
+  path: string,
+  text: string,
+  { replace }: { readonly replace: boolean },
+): Promise<void> {
+  const target = replace
+    ? join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.tmp`)
+    : path;
+  const handle = await open(target, "wx", SECRET_FILE_MODE);
   try {
-    await handle.writeFile(updated, "utf8");
+    await handle.writeFile(text, "utf8");
     // open()'s mode is filtered by the umask; the token must not become group-readable.
     await handle.chmod(SECRET_FILE_MODE);
     await handle.sync();
   } catch (err) {
     await handle.close();
-    await unlink(tmp).catch(() => undefined);
+    await unlink(target).catch(() => undefined);
     throw err;
   }
   await handle.close();
-  try {
-    await rename(tmp, file);
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined);
-    throw err;
+  if (replace) {
+    try {
+      await rename(target, path);
+    } catch (err) {
+      await unlink(target).catch(() => undefined);
+      throw err;
+    }
   }
-  await fsyncDir(dirname(file));
-};
+  await fsyncDir(dirname(path));
+}
