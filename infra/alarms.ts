@@ -48,7 +48,8 @@ export interface MailIngestionAlarms {
   readonly backlog: IAlarm;
 }
 
-export interface AlarmsOptions {
+/** The construct's queues and functions that the alarms and the dashboard watch. */
+export interface MonitoredResources {
   readonly jobsQueue: IQueue;
   readonly jobsDlq: IQueue;
   readonly outputQueue: IQueue;
@@ -57,6 +58,9 @@ export interface AlarmsOptions {
   readonly dispatchDlq: IQueue;
   readonly poller: IFunction;
   readonly dispatcher: IFunction;
+}
+
+export interface AlarmsOptions extends MonitoredResources {
   readonly alarmTopic?: ITopic;
   readonly backlogAlarmAfter?: Duration;
   readonly outputQueueAgeAlarmAfter: Duration;

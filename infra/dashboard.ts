@@ -16,17 +16,10 @@ import type { IFunction } from "aws-cdk-lib/aws-lambda";
 import type { ILogGroup } from "aws-cdk-lib/aws-logs";
 import type { IQueue } from "aws-cdk-lib/aws-sqs";
 import type { Construct } from "constructs";
-import { redriveArrivals, sentArrivals, serviceMetric } from "./alarms.ts";
+import { type MonitoredResources, redriveArrivals, sentArrivals, serviceMetric } from "./alarms.ts";
 import { Metrics } from "./contract.ts";
 
-export interface DashboardOptions {
-  readonly jobsQueue: IQueue;
-  readonly jobsDlq: IQueue;
-  readonly outputQueue: IQueue;
-  readonly outputDlq?: IQueue;
-  readonly dispatchDlq: IQueue;
-  readonly poller: IFunction;
-  readonly dispatcher: IFunction;
+export interface DashboardOptions extends MonitoredResources {
   readonly pollerLogGroup: ILogGroup;
 }
 

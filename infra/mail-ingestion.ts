@@ -376,7 +376,7 @@ export class MailIngestion extends Construct {
     const schedule = createSchedule(this, this.dispatcher, schedulePeriod, this.dispatchDlq);
     grantSend(this.dispatchDlq, schedule.role);
     this.schedule = schedule.schedule;
-    this.alarms = createAlarms(this, {
+    const monitored = {
       jobsQueue: this.jobsQueue,
       jobsDlq: this.jobsDlq,
       outputQueue: this.outputQueue,
@@ -384,6 +384,9 @@ export class MailIngestion extends Construct {
       dispatchDlq: this.dispatchDlq,
       poller: this.poller,
       dispatcher: this.dispatcher,
+    };
+    this.alarms = createAlarms(this, {
+      ...monitored,
       alarmTopic: props.alarmTopic,
       backlogAlarmAfter: props.backlogAlarmAfter,
       outputQueueAgeAlarmAfter: props.outputQueueAgeAlarmAfter ?? Duration.hours(24),
@@ -391,13 +394,7 @@ export class MailIngestion extends Construct {
     });
     if (props.dashboard ?? true) {
       this.dashboard = createDashboard(this, {
-        jobsQueue: this.jobsQueue,
-        jobsDlq: this.jobsDlq,
-        outputQueue: this.outputQueue,
-        outputDlq: this.outputDlq,
-        dispatchDlq: this.dispatchDlq,
-        poller: this.poller,
-        dispatcher: this.dispatcher,
+        ...monitored,
         pollerLogGroup: this.poller.logGroup,
       });
     }
