@@ -21,6 +21,11 @@ export interface Measured {
   readonly wallMs: number;
   /** Peak resident set size of the client process, bytes. */
   readonly peakRssBytes: number;
+  /**
+   * User + system CPU of the client and its children, ms (GNU time %U + %S), or undefined without
+   * GNU time. On a machine shared with other work this is the figure load distorts least.
+   */
+  readonly cpuMs?: number;
   readonly code: number | null;
   readonly stdout: string;
   readonly stderr: string;
@@ -64,7 +69,7 @@ export async function measure(spec: RunSpec): Promise<Measured> {
   const scratch = gnu ? await mkdtemp(join(tmpdir(), "mail-ingest-bench-time-")) : undefined;
   const timeFile = scratch ? join(scratch, "time.txt") : undefined;
   const [command, args] = timeFile
-    ? [GNU_TIME, ["-f", "%M", "-o", timeFile, spec.command, ...spec.args]]
+    ? [GNU_TIME, ["-f", "%U %S %M", "-o", timeFile, spec.command, ...spec.args]]
     : [spec.command, [...spec.args]];
   const started = process.hrtime.bigint();
   const child = spawn(command, args, {
@@ -95,16 +100,21 @@ export async function measure(spec: RunSpec): Promise<Measured> {
   liveChildren.delete(child);
   if (polling) clearInterval(polling);
   let peakRssBytes = polledHwm;
+  let cpuMs: number | undefined;
   if (timeFile && scratch) {
     const text = await readFile(timeFile, "utf8").catch(() => "");
-    // GNU time prefixes "Command exited with non-zero status N" on failure; the figure is last.
-    const kib = Number(text.trim().split(/\s+/).at(-1));
-    peakRssBytes = Number.isFinite(kib) ? kib * 1024 : 0;
+    // GNU time prefixes "Command exited with non-zero status N" on failure; the figures are last.
+    const [user, sys, kib] = text.trim().split(/\s+/).slice(-3).map(Number);
+    peakRssBytes = Number.isFinite(kib) ? (kib as number) * 1024 : 0;
+    if (Number.isFinite(user) && Number.isFinite(sys)) {
+      cpuMs = ((user as number) + (sys as number)) * 1000;
+    }
     await rm(scratch, { recursive: true, force: true });
   }
   return {
     wallMs,
     peakRssBytes,
+    cpuMs,
     code,
     stdout: Buffer.concat(out).toString("utf8"),
     stderr: Buffer.concat(err).toString("utf8"),

@@ -186,6 +186,7 @@ function table(header: readonly string[], rows: ReadonlyArray<readonly string[]>
 interface Sample {
   readonly wallMs: number;
   readonly peakRssBytes: number;
+  readonly cpuMs?: number;
 }
 
 interface ClientResult {
@@ -228,7 +229,7 @@ async function timed(client: Client, expected: number, extraNodeArgs?: string[])
         `${fetched.error ? `, error: ${fetched.error}` : ""}\n${m.stderr.slice(0, 2000)}`,
     );
   }
-  return { wallMs: m.wallMs, peakRssBytes: m.peakRssBytes };
+  return { wallMs: m.wallMs, peakRssBytes: m.peakRssBytes, cpuMs: m.cpuMs };
 }
 
 function newResults(clients: readonly Client[]): Map<ClientName, ClientResult> {
@@ -255,7 +256,7 @@ async function fullCase(
       const sample = await timed(client, options.messages);
       results.get(client.name)?.samples.push(sample);
       console.log(
-        `  run ${run}/${options.runs} ${client.name.padEnd(15)} ${secs(sample.wallMs)} s  ${mib(sample.peakRssBytes)} MiB`,
+        `  run ${run}/${options.runs} ${client.name.padEnd(15)} ${secs(sample.wallMs)} s  ${mib(sample.peakRssBytes)} MiB${sample.cpuMs === undefined ? "" : `  cpu ${secs(sample.cpuMs)} s`}`,
       );
     }
   }

@@ -3,20 +3,23 @@
  * uniquely named temp file in the same file system, fsync it, rename (or link) it into place, then
  * fsync the parent directory so the new directory entry itself survives a power loss.
  *
- * The hot path (several objects per message, thousands per run) uses the fs callback API on raw
- * file descriptors rather than FileHandle promises: every FileHandle call costs an object, a
- * promise chain and GC tracking, which a profile of a full drain showed on the main thread.
+ * The hot path (several objects per message, thousands per run) calls write, close, rename, link
+ * and unlink synchronously on raw descriptors: each is a page-cache operation of a few
+ * microseconds, while sending it to libuv's thread pool cost a hand-off and two futex wake-ups
+ * (issue 14). open(O_CREAT) and mkdir go to the thread pool, as fsync does: they allocate an inode
+ * and so can wait for the ext4 journal while other files' fsyncs commit it; run synchronously
+ * they took 13 % and 4 % of the main thread in a profile of a full drain.
  */
 import { randomUUID } from "node:crypto";
 import {
-  close as closeCb,
+  closeSync,
   fsync as fsyncCb,
-  link as linkCb,
+  linkSync,
   mkdir as mkdirCb,
   open as openCb,
-  rename as renameCb,
-  unlink as unlinkCb,
-  write as writeCb,
+  renameSync,
+  unlinkSync,
+  writeSync,
 } from "node:fs";
 import { readdir, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
@@ -28,51 +31,50 @@ export const TEMP_DIR_NAME = ".tmp";
 export const FILE_MODE = 0o600;
 export const DIR_MODE = 0o700;
 
-type Done<T> = (err: NodeJS.ErrnoException | null, value: T) => void;
-
-function call<T>(op: (done: Done<T>) => void): Promise<T> {
-  return new Promise<T>((resolve, reject) =>
-    op((err, value) => (err ? reject(err) : resolve(value))),
+/** Opens `path` for writing, failing if it exists (O_CREAT | O_EXCL); returns the descriptor. */
+export function openNew(path: string): Promise<number> {
+  return new Promise<number>((resolve, reject) =>
+    openCb(path, "wx", FILE_MODE, (err, fd) => (err ? reject(err) : resolve(fd))),
   );
 }
 
-function callVoid(op: (done: (err: NodeJS.ErrnoException | null) => void) => void): Promise<void> {
-  return new Promise<void>((resolve, reject) => op((err) => (err ? reject(err) : resolve())));
-}
-
-/** Opens `path` for writing, failing if it exists (O_CREAT | O_EXCL); returns the descriptor. */
-export function openNew(path: string): Promise<number> {
-  return call<number>((done) => openCb(path, "wx", FILE_MODE, done));
-}
-
 export function fdSync(fd: number): Promise<void> {
-  return callVoid((done) => fsyncCb(fd, done));
+  return new Promise<void>((resolve, reject) =>
+    fsyncCb(fd, (err) => (err ? reject(err) : resolve())),
+  );
 }
 
-export function fdClose(fd: number): Promise<void> {
-  return callVoid((done) => closeCb(fd, done));
+export function fdClose(fd: number): void {
+  closeSync(fd);
 }
 
 /** Writes all of `data` at the descriptor's position, continuing after a short write. */
-export async function fdWriteAll(fd: number, data: Uint8Array): Promise<void> {
+export function fdWriteAll(fd: number, data: Uint8Array): void {
   let offset = 0;
   while (offset < data.byteLength) {
-    offset += await call<number>((done) =>
-      writeCb(fd, data, offset, data.byteLength - offset, null, done),
-    );
+    offset += writeSync(fd, data, offset, data.byteLength - offset);
   }
 }
 
-export function renamePath(from: string, to: string): Promise<void> {
-  return callVoid((done) => renameCb(from, to, done));
+export function renamePath(from: string, to: string): void {
+  renameSync(from, to);
 }
 
-export function linkPath(from: string, to: string): Promise<void> {
-  return callVoid((done) => linkCb(from, to, done));
+export function linkPath(from: string, to: string): void {
+  linkSync(from, to);
 }
 
-export function unlinkPath(path: string): Promise<void> {
-  return callVoid((done) => unlinkCb(path, done));
+export function unlinkPath(path: string): void {
+  unlinkSync(path);
+}
+
+/** Removes a temp file on a failure path; one already gone (or any error) is not news. */
+export function unlinkQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // The original failure is the one to report.
+  }
 }
 
 /** A fresh, unique temp path inside `tmpDir`. */
@@ -98,11 +100,13 @@ export function errnoCode(err: unknown): string | undefined {
  * entry in the page cache until the directory itself is fsynced.
  */
 export async function fsyncDir(dir: string): Promise<void> {
-  const fd = await call<number>((done) => openCb(dir, "r", done));
+  const fd = await new Promise<number>((resolve, reject) =>
+    openCb(dir, "r", (err, fd) => (err ? reject(err) : resolve(fd))),
+  );
   try {
     await fdSync(fd);
   } finally {
-    await fdClose(fd);
+    fdClose(fd);
   }
 }
 
@@ -162,19 +166,30 @@ export class DirSyncer {
 /**
  * Remembers directories this process has already created, so the hot path (one put per part,
  * thousands per run) does not pay a mkdir per write. Concurrent writers into one new directory
- * (a message's text, HTML and attachments) share one mkdir. A directory removed behind our back
- * is recreated on ENOENT by {@link DirCache.retry}.
+ * (a message's attachments) share one mkdir. A directory removed behind our back is recreated on
+ * ENOENT by {@link DirCache.retry}.
+ *
+ * A directory is ready only once its own entry is durable: after mkdir(2) its parent is fsynced
+ * (shared through `syncer` with other entries landing there), because a file fsynced inside a
+ * directory whose entry is still only in the page cache is lost with it on a power loss. The
+ * parent is fsynced also when the directory already existed: it may be the leftover of a process
+ * killed between its mkdir and that fsync. That costs one fsync per directory per process.
  */
 export class DirCache {
   private readonly known = new Map<string, Promise<void>>();
 
   /**
-   * @param limit directories remembered before the cache starts over. Every message has its own
-   *   parts directory, so an unbounded cache would grow with the mailbox; forgetting costs only
-   *   one extra mkdir per directory.
+   * @param limit directories remembered before the cache starts over. Every message with
+   *   attachments has its own parts directory, so an unbounded cache would grow with the mailbox;
+   *   forgetting costs only one extra mkdir and parent fsync per directory.
+   * @param syncer fsyncs a parent directory after a mkdir in it.
    */
-  constructor(private readonly limit = 4096) {}
+  constructor(
+    private readonly limit = 4096,
+    private readonly syncer: DirSyncer = new DirSyncer(),
+  ) {}
 
+  /** Resolves once `dir` exists and its entry (and its new ancestors' entries) are durable. */
   ensure(dir: string): Promise<void> {
     const known = this.known.get(dir);
     if (known) return known;
@@ -204,34 +219,33 @@ export class DirCache {
    * known one), where `mkdir -p` would also stat a directory that already exists.
    */
   private async make(dir: string): Promise<void> {
+    const parent = dirname(dir);
     try {
       await mkdirOne(dir);
     } catch (err) {
-      const parent = dirname(dir);
       if (errnoCode(err) !== "ENOENT" || parent === dir) throw err;
       await this.ensure(parent);
       await mkdirOne(dir);
     }
+    if (parent !== dir) await this.syncer.sync(parent);
   }
 }
 
 /** mkdir(2) of one directory; one that exists is fine (a file in its place fails the open). */
-async function mkdirOne(dir: string): Promise<void> {
-  try {
-    await callVoid((done) => mkdirCb(dir, DIR_MODE, done));
-  } catch (err) {
-    if (errnoCode(err) !== "EEXIST") throw err;
-  }
+function mkdirOne(dir: string): Promise<void> {
+  return new Promise<void>((resolve, reject) =>
+    mkdirCb(dir, DIR_MODE, (err) => (err && err.code !== "EEXIST" ? reject(err) : resolve())),
+  );
 }
 
 /** Creates `path` (which must not exist), writes `data`, fsyncs and closes it. */
 export async function writeNewFile(path: string, data: Uint8Array): Promise<void> {
   const fd = await openNew(path);
   try {
-    await fdWriteAll(fd, data);
+    fdWriteAll(fd, data);
     await fdSync(fd);
   } finally {
-    await fdClose(fd);
+    fdClose(fd);
   }
 }
 
@@ -242,7 +256,7 @@ async function writeTempDurably(data: Uint8Array | string, tmpDir: string): Prom
     await writeNewFile(tmp, typeof data === "string" ? Buffer.from(data) : data);
     return tmp;
   } catch (err) {
-    await unlinkPath(tmp).catch(() => undefined);
+    unlinkQuietly(tmp);
     throw err;
   }
 }
@@ -268,10 +282,12 @@ export async function writeFilesAtomic(
     const failed = written.find((r) => r.status === "rejected");
     if (failed) throw failed.reason;
     for (const [i, tmp] of temps.entries()) {
-      await dirs.retry(dir, () => renamePath(tmp, join(dir, (files[i] as { name: string }).name)));
+      await dirs.retry(dir, async () =>
+        renamePath(tmp, join(dir, (files[i] as { name: string }).name)),
+      );
     }
   } catch (err) {
-    await Promise.all(temps.map((tmp) => unlinkPath(tmp).catch(() => undefined)));
+    for (const tmp of temps) unlinkQuietly(tmp);
     throw err;
   }
   await (syncer ? syncer.sync(dir) : fsyncDir(dir));

@@ -26,7 +26,7 @@ import {
   renamePath,
   TEMP_DIR_NAME,
   tempPath,
-  unlinkPath,
+  unlinkQuietly,
   writeFilesAtomic,
 } from "./fs-atomic.ts";
 
@@ -96,7 +96,7 @@ export class FsQueue implements MessageQueue {
     const source = fileURLToPath(entry.sameAs);
     const target = join(this.dir, `${entry.id}${SUFFIX}`);
     try {
-      await linkPath(source, target);
+      linkPath(source, target);
       return true;
     } catch (err) {
       if (errnoCode(err) !== "EEXIST") return false;
@@ -105,13 +105,13 @@ export class FsQueue implements MessageQueue {
     await this.dirs.ensure(this.tmpDir);
     const tmp = tempPath(this.tmpDir);
     try {
-      await linkPath(source, tmp);
-      await renamePath(tmp, target);
+      linkPath(source, tmp);
+      renamePath(tmp, target);
       // rename(2) between two links to one inode does nothing and leaves the source name.
-      await unlinkPath(tmp).catch(() => undefined);
+      unlinkQuietly(tmp);
       return true;
     } catch {
-      await unlinkPath(tmp).catch(() => undefined);
+      unlinkQuietly(tmp);
       return false;
     }
   }

@@ -9,12 +9,12 @@
  * grown to more than twice as many lines as live entries (forgotten UIDLs pile up), load()
  * rewrites it atomically (temp + fsync + rename) with one line per live entry.
  */
-import { mkdir, open, readFile } from "node:fs/promises";
+import { open, readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { describeError, ErrorCode, MailIngestError } from "../errors.ts";
 import type { StateEntry, StateLoadOptions, StateStore } from "../ports.ts";
 import {
-  DIR_MODE,
+  DirCache,
   FILE_MODE,
   fsyncDir,
   isMissing,
@@ -54,6 +54,8 @@ export class FsStateStore implements StateStore {
   private readonly tmpDir: string;
   private readonly compactMinLines: number;
   private readonly serial = new KeyedSerializer();
+  /** The state directory, created (and its entry made durable) once per process. */
+  private readonly dirs = new DirCache();
   /** Mailboxes whose log tail this instance has checked (and repaired if torn). */
   private readonly tailChecked = new Set<string>();
   /** Mailboxes whose log's directory entry this instance has made durable. */
@@ -155,12 +157,13 @@ export class FsStateStore implements StateStore {
     const line = Buffer.from(`${encodeOp(op)}\n`, "utf8");
     await this.serial.run(mailbox, async () => {
       try {
-        await mkdir(this.dir, { recursive: true, mode: DIR_MODE });
+        // Once per process, and the new directories' entries fsynced in their parents.
+        await this.dirs.ensure(this.dir);
         if (!this.tailChecked.has(mailbox)) {
           await this.repairTail(path, await this.readIfTorn(path));
           this.tailChecked.add(mailbox);
         }
-        const handle = await open(path, "a", FILE_MODE);
+        const handle = await this.dirs.retry(this.dir, () => open(path, "a", FILE_MODE));
         try {
           // One write(2) per line: with O_APPEND the line lands whole at the end of the file.
           await handle.write(line);

@@ -26,6 +26,7 @@ import {
   TEMP_DIR_NAME,
   tempPath,
   unlinkPath,
+  unlinkQuietly,
 } from "./fs-atomic.ts";
 import { keySegments } from "./object-key.ts";
 
@@ -46,10 +47,10 @@ export class FsObjectStore implements ObjectStore {
   readonly bucket: undefined = undefined;
   /** Where in-flight writes live: same file system as the objects, so rename/link is atomic. */
   private readonly tmpDir: string;
-  /** Directories already created by this instance. */
-  private readonly dirs = new DirCache();
-  /** Directory fsyncs, shared by the puts that land in one directory at once. */
+  /** Directory fsyncs, shared by the puts (and new directories) that land in one at once. */
   private readonly syncer = new DirSyncer();
+  /** Directories already created (and their entries made durable) by this instance. */
+  private readonly dirs = new DirCache(4096, this.syncer);
   private readonly tempMaxAgeMs: number;
   /** The one-time crash-leftover sweep, started by the first put. */
   private sweep: Promise<unknown> | undefined;
@@ -92,19 +93,19 @@ export class FsObjectStore implements ObjectStore {
       if (options?.ifAbsent) {
         // link(2) never replaces an existing name, so of two racing writers exactly one wins.
         try {
-          await this.dirs.retry(parent, () => linkPath(tmp, finalPath));
+          await this.dirs.retry(parent, async () => linkPath(tmp, finalPath));
         } catch (err) {
           if (errnoCode(err) !== "EEXIST") throw err;
           created = false;
         }
-        await unlinkPath(tmp);
+        unlinkPath(tmp);
       } else {
-        await this.dirs.retry(parent, () => renamePath(tmp, finalPath));
+        await this.dirs.retry(parent, async () => renamePath(tmp, finalPath));
       }
       if (created) await this.syncer.sync(parent);
       return { size: created ? size : 0, created };
     } catch (err) {
-      await unlinkPath(tmp).catch(() => undefined);
+      unlinkQuietly(tmp);
       if (!(body instanceof Uint8Array)) body.destroy();
       throw wrap(err, `write ${key}`);
     }
@@ -207,16 +208,16 @@ async function writeDurably(path: string, body: Readable | Uint8Array): Promise<
   try {
     let size = 0;
     if (body instanceof Uint8Array) {
-      await fdWriteAll(fd, body);
+      fdWriteAll(fd, body);
       size = body.byteLength;
     } else {
       let batch: Uint8Array[] = [];
       let batchBytes = 0;
-      const flush = async () => {
+      const flush = () => {
         const data = batch.length === 1 ? (batch[0] as Uint8Array) : Buffer.concat(batch);
         batch = [];
         batchBytes = 0;
-        await fdWriteAll(fd, data);
+        fdWriteAll(fd, data);
       };
       for await (const chunk of body) {
         if (!(chunk instanceof Uint8Array)) {
@@ -228,14 +229,14 @@ async function writeDurably(path: string, body: Readable | Uint8Array): Promise<
         batch.push(chunk);
         batchBytes += chunk.byteLength;
         size += chunk.byteLength;
-        if (batchBytes >= WRITE_BATCH_BYTES) await flush();
+        if (batchBytes >= WRITE_BATCH_BYTES) flush();
       }
-      if (batchBytes > 0) await flush();
+      if (batchBytes > 0) flush();
     }
     await fdSync(fd);
     return size;
   } finally {
-    await fdClose(fd);
+    fdClose(fd);
   }
 }
 

@@ -38,6 +38,49 @@ describe("DirCache", () => {
   });
 });
 
+describe("DirCache durability of new directories", () => {
+  // Regression: a new parts/ directory's entry was never fsynced in its parent, so a power loss
+  // could take the directory, and every fsynced file in it, with it after the checkpoint.
+  it("fsyncs the parent of every directory it makes, before ensure() resolves", async () => {
+    root = await mkdtemp(path.join(tmpdir(), "mi-dircache-"));
+    const synced: string[] = [];
+    const release: Array<() => void> = [];
+    const syncer = new DirSyncer(
+      (dir) =>
+        new Promise<void>((resolve) => {
+          synced.push(dir);
+          release.push(resolve);
+        }),
+    );
+    const cache = new DirCache(16, syncer);
+    const deep = path.join(root, "parts", "mbx", "id");
+    let ready = false;
+    const ensured = cache.ensure(deep).then(() => {
+      ready = true;
+    });
+    // Each level waits for its parent's fsync before its own mkdir, so release them in turn.
+    for (let i = 0; i < 3; i++) {
+      for (let t = 0; t < 20 && release.length === 0; t++)
+        await new Promise((r) => setTimeout(r, 5));
+      expect(ready).toBe(false);
+      release.shift()?.();
+    }
+    await ensured;
+    // `root` existed already, so its own parent is not synced: only what ensure() had to make.
+    expect(synced).toEqual([root, path.join(root, "parts"), path.join(root, "parts", "mbx")]);
+    expect((await stat(deep)).isDirectory()).toBe(true);
+  });
+
+  it("fsyncs the parent once even when the directory already existed (a killed writer's leftover)", async () => {
+    root = await mkdtemp(path.join(tmpdir(), "mi-dircache-"));
+    const synced: string[] = [];
+    const cache = new DirCache(16, new DirSyncer(async (dir) => void synced.push(dir)));
+    await cache.ensure(root);
+    await cache.ensure(root);
+    expect(synced).toEqual([path.dirname(root)]);
+  });
+});
+
 describe("DirSyncer", () => {
   /** A fake fsync whose calls are counted and finished by the test, one at a time. */
   function fakeFsync() {
