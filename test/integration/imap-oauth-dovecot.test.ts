@@ -100,7 +100,7 @@ describeDovecotImap("IMAP OAuth2 against Dovecot's oauth2 passdb", () => {
       try {
         expect(client.authenticated).toBeTruthy();
         const status = await client.status("INBOX", { messages: true });
-        expect(status && status.messages).toBe(0);
+        expect(status).toMatchObject({ messages: 0 });
       } finally {
         await client.logout();
       }
