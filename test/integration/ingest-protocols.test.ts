@@ -1,7 +1,7 @@
 /**
  * The pipeline behaviour POP3 and IMAP share, run once per protocol against the same Dovecot:
- * the per-run cap, the deadline (passed before the run, and reached mid-run), and a storage
- * failure mid-session. POP3 deletes after ingest and IMAP moves to another folder, so "what
+ * the per-run cap, the deadline (passed before the run, and reached mid-run), a queue failing
+ * mid-session, and a real full disk (a 3 MB tmpfs). POP3 deletes after ingest and IMAP moves to another folder, so "what
  * the server still holds in INBOX" is the same check for both: only committed messages left.
  * Messages are seeded straight into the Maildir (no APPEND) to keep the suite quick.
  */
@@ -19,14 +19,17 @@ import {
 } from "../helpers/dovecot.ts";
 import { generateMessage } from "../helpers/messages.ts";
 import { type FsWorld, fsWorld, sha256, tempFiles } from "../helpers/pipeline.ts";
+import { mountTmpfs, type Tmpfs, tmpfsAvailable } from "../helpers/tmpfs.ts";
 
 const PROTOCOLS = (["pop3", "imap"] as const).filter((p) => p === "pop3" || imapAvailable);
 type Protocol = (typeof PROTOCOLS)[number];
-const SCENARIOS = ["cap", "late", "deadline", "enospc"] as const;
+const SCENARIOS = ["cap", "late", "deadline", "enospc", "disk"] as const;
+const itWithTmpfs = (await tmpfsAvailable()) ? it : it.skip;
 
 describeDovecot.each(PROTOCOLS)("shared pipeline behaviour over %s", (protocol: Protocol) => {
   let dovecot: DovecotHandle;
   const worlds: FsWorld[] = [];
+  const disks: Tmpfs[] = [];
   let seed = 0;
 
   beforeAll(async () => {
@@ -36,13 +39,25 @@ describeDovecot.each(PROTOCOLS)("shared pipeline behaviour over %s", (protocol: 
   });
   afterAll(async () => {
     await dovecot?.stop();
+    // Unmount first: a world's data dir may be the mount point itself.
+    for (const d of disks) await d.unmount();
     for (const w of worlds) await w.cleanup();
   });
 
   /** Seeds `count` messages into the user's INBOX and returns them with a world polling it. */
-  async function setup(scenario: (typeof SCENARIOS)[number], count: number) {
+  async function setup(
+    scenario: (typeof SCENARIOS)[number],
+    count: number,
+    options: { attachmentBytes?: number; baseDir?: string } = {},
+  ) {
     const user = `${protocol}-${scenario}`;
-    const messages = Array.from({ length: count }, () => generateMessage(seed++));
+    const { attachmentBytes, baseDir } = options;
+    const messages = Array.from({ length: count }, () =>
+      generateMessage(
+        seed++,
+        attachmentBytes ? { withAttachment: true, attachmentBytes } : undefined,
+      ),
+    );
     await dovecot.deliver(user, messages);
     // What takes a committed message off the server: DELE at QUIT, or UID MOVE at once.
     const mailbox =
@@ -52,7 +67,7 @@ describeDovecot.each(PROTOCOLS)("shared pipeline behaviour over %s", (protocol: 
             ...implicitTlsImapMailbox(dovecot, user),
             afterIngest: { moveTo: "Processed", create: true },
           };
-    const world = await fsWorld(mailbox, `pw-${scenario}`);
+    const world = await fsWorld(mailbox, `pw-${scenario}`, baseDir);
     worlds.push(world);
     return { user, messages, world };
   }
@@ -161,4 +176,24 @@ describeDovecot.each(PROTOCOLS)("shared pipeline behaviour over %s", (protocol: 
     expect(await tempFiles(world.dir)).toEqual([]);
     await expectRerunCompletes(user, world, messages);
   });
+
+  itWithTmpfs(
+    "a real full disk (3 MB tmpfs) ends the session with ENOSPC named, removes only committed messages, and a rerun completes once space is freed",
+    async () => {
+      const mounted = await mountTmpfs(3 * 1024 * 1024);
+      if ("unavailable" in mounted) throw new Error(mounted.unavailable);
+      disks.push(mounted);
+      // 40 messages of ~200 KB: far more than 3 MB once stored raw + parts.
+      const { user, messages, world } = await setup("disk", 40, {
+        attachmentBytes: 150_000,
+        baseDir: mounted.dir,
+      });
+      const report = await world.poll();
+      expect(report.error).toMatch(/^mailbox box: .*ENOSPC: no space left on device/);
+      expect(await expectOnlyCommittedRemoved(user, world, messages)).toBeGreaterThan(0);
+      expect(await tempFiles(world.dir)).toEqual([]);
+      await mounted.resize(64 * 1024 * 1024);
+      await expectRerunCompletes(user, world, messages);
+    },
+  );
 });
