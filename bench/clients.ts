@@ -19,7 +19,12 @@ const PASSWORD_ENV = "BENCH_POP3_PASSWORD";
 /** The big message is ~340 MB; the default 150 MB cap would skip it. */
 const MAX_MESSAGE_BYTES = 1_000_000_000;
 
-export type ClientName = "floor" | "mpop" | "mail-ingest fs" | "mail-ingest s3";
+export type ClientName =
+  | "floor"
+  | "mpop"
+  | "mail-ingest fs"
+  | "mail-ingest s3"
+  | "mail-ingest imap";
 
 /** What a client reports it fetched, parsed from its output or its workspace. */
 export interface Fetched {
@@ -153,7 +158,12 @@ export async function mailIngestClient(
   drop: Maildrop,
   user: BenchUser,
   backend: { type: "fs" } | { type: "s3"; fauxqs: ChildServer<FauxqsInfo> },
+  /** "imap": the same maildrop read over IMAP (drop.imapPort), fs backend only. */
+  protocol: "pop3" | "imap" = "pop3",
 ): Promise<Client> {
+  if (protocol === "imap" && (drop.imapPort === undefined || backend.type !== "fs")) {
+    throw new Error("the IMAP client needs a maildrop served over IMAP and the fs backend");
+  }
   const dir = await mkdtemp(join(tmpdir(), `mail-ingest-bench-${backend.type}-`));
   const configFile = join(dir, "config.json");
   const dataDir = join(dir, "data");
@@ -161,13 +171,14 @@ export async function mailIngestClient(
     const mailbox = {
       id: user,
       host: drop.host,
-      port: drop.port,
+      port: protocol === "imap" ? drop.imapPort : drop.port,
       tls: drop.tls,
       ...(drop.caFile ? { ca: drop.caFile } : {}),
       username: user,
       password: { env: PASSWORD_ENV },
       ...(drop.tls === "none" ? { allowInsecureAuth: true } : {}),
-      delete: "never",
+      // IMAP: afterIngest defaults to "none" (BODY.PEEK[], nothing changed), like delete never.
+      ...(protocol === "imap" ? { protocol: "imap" } : { delete: "never" }),
       maxMessageBytes: MAX_MESSAGE_BYTES,
     };
     let storage: unknown = { type: "fs", dir: dataDir };
@@ -184,7 +195,12 @@ export async function mailIngestClient(
   };
   await writeConfig();
   return {
-    name: backend.type === "fs" ? "mail-ingest fs" : "mail-ingest s3",
+    name:
+      protocol === "imap"
+        ? "mail-ingest imap"
+        : backend.type === "fs"
+          ? "mail-ingest fs"
+          : "mail-ingest s3",
     dir: dataDir,
     async reset() {
       await rm(dataDir, { recursive: true, force: true });

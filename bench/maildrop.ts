@@ -1,6 +1,6 @@
 /**
  * The POP3 server the bench drains: a private Dovecot when installed (the issue's anchors were
- * measured against Dovecot 2.3), otherwise the project's own test server in a child process, so
+ * measured against Dovecot 2.3; it serves the same Maildirs over IMAP too), otherwise the project's own test server in a child process, so
  * either way the measured process is only the client.
  */
 import { createHash, randomBytes } from "node:crypto";
@@ -30,6 +30,11 @@ export interface Maildrop {
   readonly host: string;
   readonly port: number;
   readonly tls: MaildropTls;
+  /**
+   * The same maildrops served over IMAP (Dovecot imapd, the TLS mode of `tls`); undefined when
+   * the server speaks POP3 only (the test server, or dovecot-imapd not installed).
+   */
+  readonly imapPort?: number;
   /** PEM file of the CA that signed the server certificate (TLS only). */
   readonly caFile: string | undefined;
   /** Throw-away password, the same for every bench user. */
@@ -78,6 +83,7 @@ async function startDovecotMaildrop(tls: MaildropTls): Promise<Maildrop> {
     host: dovecot.host,
     port: tls === "implicit" ? dovecot.pop3sPort : dovecot.pop3Port,
     tls,
+    imapPort: (tls === "implicit" ? dovecot.imapsPort : dovecot.imapPort) || undefined,
     caFile: tls === "implicit" ? caFile : undefined,
     password,
     async deliver(user, from, count) {

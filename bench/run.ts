@@ -1,6 +1,8 @@
 /**
  * `npm run bench`: races mail-ingest against a raw floor client and mpop on the same maildrop,
  * whole process against whole process, and reports wall time, throughput and peak RSS (issue 5).
+ * With Dovecot's imapd installed, a "mail-ingest imap" row drains the same maildrop over IMAP,
+ * and its wall time is given as a ratio to the POP3 (fs) row's (issue 15).
  *
  *   npm run bench                      full ingest + incremental + big message + Lambda figures
  *   npm run bench -- --quick           300 messages, 1 run, no big message (smoke)
@@ -289,6 +291,19 @@ async function fullCase(
   return { rows, text };
 }
 
+/** The IMAP row's median wall time over the POP3 (fs) row's, both draining the same maildrop. */
+function protocolRatio(
+  rows: readonly object[],
+): { imapMedianWallS: number; pop3MedianWallS: number; ratio: number } | undefined {
+  const wall = (name: ClientName) =>
+    (rows as { client: ClientName; medianWallS: number }[]).find((r) => r.client === name)
+      ?.medianWallS;
+  const imap = wall("mail-ingest imap");
+  const pop3 = wall("mail-ingest fs");
+  if (imap === undefined || pop3 === undefined || pop3 === 0) return undefined;
+  return { imapMedianWallS: imap, pop3MedianWallS: pop3, ratio: imap / pop3 };
+}
+
 async function incrementalCase(
   clients: readonly Client[],
   drop: Maildrop,
@@ -571,12 +586,16 @@ async function main(): Promise<void> {
     const withMpop = mpopAvailable();
     if (!withMpop) console.log("  mpop: not installed (Debian package mpop) — skipped");
 
-    const makeClients = async (user: "bench" | "big" | "backlog", floor: boolean) => {
+    // The latency relay carries POP3 only, so the IMAP row is left out behind it.
+    const withImap = drop.imapPort !== undefined && options.latencyMs === 0;
+    if (!withImap) console.log("  IMAP row: skipped (no IMAP server, or --latency set)");
+    const makeClients = async (user: "bench" | "big" | "backlog", floor: boolean, imap = false) => {
       const list: Client[] = [];
       if (floor) list.push(await floorClient(drop, user));
       if (withMpop) list.push(await mpopClient(drop, user));
       list.push(await mailIngestClient(drop, user, { type: "fs" }));
       if (fauxqs) list.push(await mailIngestClient(drop, user, { type: "s3", fauxqs }));
+      if (imap && withImap) list.push(await mailIngestClient(drop, user, { type: "fs" }, "imap"));
       for (const c of list) cleanups.push(() => c.dispose());
       return list;
     };
@@ -590,7 +609,7 @@ async function main(): Promise<void> {
       report.corpus = corpus;
       /** Messages in the maildrop now: the corpus, plus what the incremental case delivers. */
       let onServer = corpus.messages;
-      const clients = await makeClients("bench", true);
+      const clients = await makeClients("bench", true, true);
 
       if (options.cases.has("full")) {
         console.log(
@@ -602,6 +621,13 @@ async function main(): Promise<void> {
           `Full ingest (${options.messages} messages, ${(corpus.bytes / MB).toFixed(1)} MB, median of ${options.runs}):\n${full.text}`,
         );
         console.log(`\n${full.text}`);
+        const imapVsPop3 = protocolRatio(full.rows);
+        if (imapVsPop3) {
+          report.imapVsPop3 = imapVsPop3;
+          const text = `IMAP vs POP3 (mail-ingest fs, same maildrop, same Dovecot): ${imapVsPop3.ratio.toFixed(2)}x the wall time`;
+          sections.push(text);
+          console.log(text);
+        }
         if (fauxqs) {
           // The S3 client ran last in the last run, so the newest bucket holds its writes.
           const puts = await fauxqs.call<BucketPuts | undefined>("lastBucketPuts");
@@ -651,7 +677,9 @@ async function main(): Promise<void> {
       }
 
       if (options.cases.has("startup")) {
-        const ours = clients.filter((c) => c.name.startsWith("mail-ingest"));
+        const ours = clients.filter(
+          (c) => c.name.startsWith("mail-ingest") && c.name !== "mail-ingest imap",
+        );
         console.log(`\nStart-up: --help, and a poll with nothing new of ${onServer}`);
         const startup = await startupCase(ours, onServer, options.startupRuns);
         report.startup = startup.rows;

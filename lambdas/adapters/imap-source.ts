@@ -205,7 +205,8 @@ function imapAuth(
 ): ImapFlowOptions["auth"] {
   const oauth = mailbox.auth === "xoauth2" || mailbox.auth === "oauthbearer";
   if (credentials.accessToken !== undefined) {
-    // imapflow sends OAUTHBEARER (RFC 7628) when the server offers it, else XOAUTH2.
+    // imapflow picks OAUTHBEARER (RFC 7628) when the server offers it, else XOAUTH2; a
+    // configured mechanism is enforced in openImap() by {@link restrictOAuthMechanism}.
     return { user: mailbox.username, accessToken: credentials.accessToken };
   }
   if (oauth || credentials.password === undefined) {
@@ -233,6 +234,7 @@ export async function openImap(
   const client = new ImapFlow(imapOptions(mailbox, credentials, options));
   // imapflow emits 'error' for socket failures after connect; the pending command rejects too.
   client.on("error", () => {});
+  if (credentials.accessToken !== undefined) enforceOAuthMechanism(client, mailbox.auth);
   try {
     await client.connect();
   } catch (err) {
@@ -240,6 +242,49 @@ export async function openImap(
     throw connectError(err, credentials.accessToken !== undefined);
   }
   return client;
+}
+
+/**
+ * imapflow has no option naming the OAuth2 mechanism: it sends OAUTHBEARER whenever the server
+ * offers it. Its authenticate() runs once the capabilities are final (after STARTTLS, RFC 9051
+ * §6.2.1), so wrapping it to narrow that list to the configured mechanism makes the
+ * configuration win; the server's post-login CAPABILITY replaces the list anyway.
+ */
+function enforceOAuthMechanism(client: ImapFlow, auth: MailboxConfig["auth"]): void {
+  if (auth !== "xoauth2" && auth !== "oauthbearer") return;
+  const internal = client as unknown as { authenticate?: () => Promise<unknown> };
+  const authenticate = internal.authenticate;
+  if (typeof authenticate !== "function") {
+    throw new MailIngestError(
+      ErrorCode.SERVER_UNSUPPORTED,
+      "this imapflow version cannot be told which OAuth2 mechanism to use",
+    );
+  }
+  internal.authenticate = function (this: ImapFlow) {
+    restrictOAuthMechanism(this.capabilities, auth);
+    return authenticate.call(this);
+  };
+}
+
+/**
+ * Leaves only the configured OAuth2 mechanism among the server's AUTH= capabilities, or refuses
+ * when the server does not offer it (rather than falling back to the other one).
+ */
+export function restrictOAuthMechanism(
+  capabilities: Map<string, unknown>,
+  auth: "xoauth2" | "oauthbearer",
+): void {
+  const wanted = auth === "xoauth2" ? "AUTH=XOAUTH2" : "AUTH=OAUTHBEARER";
+  if (!capabilities.has(wanted)) {
+    const offered = [...capabilities.keys()].filter((c) => c.startsWith("AUTH=")).join(" ");
+    throw new MailIngestError(
+      ErrorCode.AUTH_UNSUPPORTED,
+      `auth ${auth}: the server does not offer ${wanted} (it offers: ${offered || "none"})`,
+    );
+  }
+  for (const other of ["AUTH=XOAUTH2", "AUTH=XOAUTH", "AUTH=OAUTHBEARER"]) {
+    if (other !== wanted) capabilities.delete(other);
+  }
 }
 
 /** Translates imapflow's connect failures into the project's codes, never echoing a secret. */

@@ -516,4 +516,29 @@ describeDovecotImap("IMAP source against Dovecot", () => {
       message: expect.not.stringContaining("s3cret-guess"),
     });
   });
+
+  it.each(["xoauth2", "oauthbearer"] as const)(
+    "auth %s on a server that does not offer it: AUTH_UNSUPPORTED before any AUTHENTICATE, no fallback",
+    async (auth) => {
+      // This instance has no oauth2 passdb, so it offers neither OAuth2 mechanism.
+      const mailbox = {
+        ...implicitTlsImapMailbox(dovecot, "bytes"),
+        id: "x",
+        auth,
+        allowInsecureAuth: false,
+        timeoutMs: 30_000,
+        delete: "never",
+        maxMessageBytes: 1,
+        password: "x",
+      } satisfies MailboxConfig;
+      const sent: string[] = [];
+      await expect(
+        openImap(mailbox, { accessToken: "tok-never-sent" }, { trace: (c) => sent.push(c) }),
+      ).rejects.toMatchObject({
+        code: ErrorCode.AUTH_UNSUPPORTED,
+        message: expect.stringContaining(`AUTH=${auth.toUpperCase()}`),
+      });
+      expect(sent.filter((c) => /^(AUTHENTICATE|LOGIN)\b/.test(c))).toEqual([]);
+    },
+  );
 });

@@ -1,5 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { gapRanges, MAX_RECHECK, resolveFolders } from "../../../lambdas/adapters/imap-source.ts";
+import {
+  gapRanges,
+  MAX_RECHECK,
+  resolveFolders,
+  restrictOAuthMechanism,
+} from "../../../lambdas/adapters/imap-source.ts";
 import type { MailboxConfig } from "../../../lambdas/config/index.ts";
 import { ErrorCode } from "../../../lambdas/errors.ts";
 import { imapKey, messageId, parseImapKey } from "../../../lambdas/ingest/keys.ts";
@@ -64,6 +69,31 @@ describe("resolveFolders", () => {
         code: ErrorCode.FOLDER_NOT_FOUND,
         message: expect.stringContaining('"\\\\Archive"'),
       }),
+    );
+  });
+});
+
+describe("restrictOAuthMechanism", () => {
+  const caps = (...names: string[]) => new Map<string, unknown>(names.map((n) => [n, true]));
+
+  it("leaves only the configured OAuth2 mechanism, so imapflow cannot prefer the other", () => {
+    const both = caps("IMAP4rev1", "AUTH=PLAIN", "AUTH=XOAUTH2", "AUTH=OAUTHBEARER");
+    restrictOAuthMechanism(both, "xoauth2");
+    expect([...both.keys()]).toEqual(["IMAP4rev1", "AUTH=PLAIN", "AUTH=XOAUTH2"]);
+    const again = caps("AUTH=XOAUTH2", "AUTH=OAUTHBEARER");
+    restrictOAuthMechanism(again, "oauthbearer");
+    expect([...again.keys()]).toEqual(["AUTH=OAUTHBEARER"]);
+  });
+
+  it("refuses, naming what the server offers, rather than fall back to the other mechanism", () => {
+    expect(() => restrictOAuthMechanism(caps("AUTH=PLAIN", "AUTH=XOAUTH2"), "oauthbearer")).toThrow(
+      expect.objectContaining({
+        code: ErrorCode.AUTH_UNSUPPORTED,
+        message: expect.stringContaining("AUTH=PLAIN AUTH=XOAUTH2"),
+      }),
+    );
+    expect(() => restrictOAuthMechanism(caps("AUTH=OAUTHBEARER"), "xoauth2")).toThrow(
+      expect.objectContaining({ code: ErrorCode.AUTH_UNSUPPORTED }),
     );
   });
 });
