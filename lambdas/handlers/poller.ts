@@ -26,8 +26,8 @@
  * queued behind it, so running both would only poll twice while the queue is behind.
  * Continuations are never dropped: they carry on a chain that is making progress.
  *
- * Metrics have only the `service` dimension unless `PER_MAILBOX_METRICS=true`; the mailbox is an
- * EMF property of every blob either way, so Logs Insights can find one mailbox's figures.
+ * Metrics have only the `service` dimension unless `PER_MAILBOX_METRICS=true`, which adds a
+ * second set, `[service, mailbox]`, beside it; the mailbox is an EMF property of every blob either way, so Logs Insights can find one mailbox's figures.
  */
 import { processPartialResponse, SqsFifoPartialProcessorAsync } from "@aws-lambda-powertools/batch";
 import { Logger } from "@aws-lambda-powertools/logger";
@@ -145,9 +145,15 @@ async function processRecord(deps: PollerDeps, record: SQSRecord, context: Conte
     continuation: job.continuation ?? 0,
   });
   // Per-mailbox dimensions are a custom metric per mailbox (billed each); the property alone
-  // costs nothing and still lets Logs Insights filter one mailbox's blobs.
-  if (deps.perMailboxMetrics) metrics.addDimension("mailbox", job.mailboxId);
-  else metrics.addMetadata("mailbox", job.mailboxId);
+  // costs nothing and still lets Logs Insights filter one mailbox's blobs. Opted in, the blob
+  // carries both dimension sets, [service] and [service, mailbox]: the construct's alarms and
+  // dashboard read the [service] series, which a mailbox dimension alone would leave empty.
+  // `addDimensions` adds a set beside the default one (Powertools v2); an empty set publishes as
+  // the default dimensions only, i.e. [service].
+  if (deps.perMailboxMetrics) {
+    metrics.addDimensions({});
+    metrics.addDimensions({ mailbox: job.mailboxId });
+  } else metrics.addMetadata("mailbox", job.mailboxId);
   try {
     if (isStale(deps, job)) return;
     await runJob(deps, job, context);

@@ -501,12 +501,23 @@ describe("poller", () => {
     expect(directive?.Dimensions).toEqual([["service"]]);
   });
 
-  it("adds a mailbox dimension when per-mailbox metrics are opted in", async () => {
+  it("adds a [service, mailbox] dimension set beside [service] when per-mailbox metrics are opted in", async () => {
     const h = harness((m) => report(m.id), { perMailboxMetrics: true });
-    await createPoller(h.deps)(event(sqsRecord({ mailboxId: "alpha", tick: TICK })), ctx);
-    const blob = h.output.emf()[0];
-    expect(emfDirective(blob)?.Dimensions).toEqual([["service", "mailbox"]]);
-    expect(blob?.mailbox).toBe("alpha");
+    await createPoller(h.deps)(
+      event(
+        sqsRecord({ mailboxId: "alpha", tick: TICK }),
+        sqsRecord({ mailboxId: "beta", tick: TICK }),
+      ),
+      ctx,
+    );
+    const blobs = h.output.emf();
+    // Regression: the mailbox set used to replace [service], so opting in emptied the series the
+    // construct's alarms read. Both sets, on every blob, and no set leaks into the next job.
+    expect(blobs.map((b) => emfDirective(b)?.Dimensions)).toEqual([
+      [["service"], ["service", "mailbox"]],
+      [["service"], ["service", "mailbox"]],
+    ]);
+    expect(blobs.map((b) => b.mailbox)).toEqual(["alpha", "beta"]);
   });
 
   it("does not carry one job's mailbox property into the next job's metrics", async () => {
