@@ -90,6 +90,12 @@ export interface StateLoadOptions {
    * unreadable line or object that was skipped (with how many messages that may re-fetch).
    */
   readonly onWarning?: (message: string) => void;
+  /**
+   * A reader that does not hold the mailbox lock (`check`), while a session may be writing:
+   * ObjectStateStore then neither compacts nor deletes (its clean marker must only be removed by
+   * the lock holder). @default false
+   */
+  readonly readOnly?: boolean;
 }
 
 export interface StateStore {

@@ -26,7 +26,16 @@ type Counts = Record<string, number>;
 
 /** Counts each command sent through `client` (once per command, before retries) into `counts`. */
 function countRequests(client: S3Client | SQSClient, counts: Counts): void {
-  client.middlewareStack.add(
+  const stack = client.middlewareStack as {
+    add(
+      middleware: (
+        next: (args: unknown) => Promise<unknown>,
+        context: { commandName?: string },
+      ) => (args: unknown) => Promise<unknown>,
+      options: { step: "initialize"; name: string },
+    ): void;
+  };
+  stack.add(
     (next, context) => async (args) => {
       const name = context.commandName ?? "unknown";
       counts[name] = (counts[name] ?? 0) + 1;
@@ -146,7 +155,8 @@ describeDovecot("requests of an idle poll (poller, S3 lease and state, fauxqs)",
   });
 
   function reset(): void {
-    for (const counts of [s3Counts, sqsCounts]) for (const k of Object.keys(counts)) delete counts[k];
+    for (const counts of [s3Counts, sqsCounts])
+      for (const k of Object.keys(counts)) delete counts[k];
   }
 
   it("ingests, then polls idle with a fixed, small number of requests", async () => {
@@ -166,6 +176,11 @@ describeDovecot("requests of an idle poll (poller, S3 lease and state, fauxqs)",
       expect({ s3: { ...s3Counts }, sqs: { ...sqsCounts } }).toEqual({ s3: {}, sqs: {} });
     }
     expect(afterBusy).toEqual({ s3: {}, sqs: {} });
-    expect(output.emf().slice(1).map((b) => b.MessagesIngested)).toEqual([0, 0, 0]);
+    expect(
+      output
+        .emf()
+        .slice(1)
+        .map((b) => b.MessagesIngested),
+    ).toEqual([0, 0, 0]);
   });
 });
