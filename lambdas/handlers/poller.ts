@@ -12,8 +12,9 @@
  * - a message the deadline stopped in two consecutive runs of a chain (the continuation job
  *   carries the ids) → a warning and a `DeadlineStalls` metric;
  * - the mailbox lock is held by another run (a report with `lockedBy`, not an error) → success
- *   with a warning and a `BackOffs` metric, like `IN_USE`; a lease left by a timed-out invocation
- *   lapses `LEASE_MARGIN_MS` after that timeout, so the next tick gets it;
+ *   with a warning and a `BackOffs` metric, like `IN_USE`. The pollers share one lease per
+ *   mailbox (see {@link FLEET_LEASE_KEEP_MS}), so a timed-out invocation never blocks the next
+ *   poller; a CLI's lease blocks them until it is released or lapses;
  * - the server could not be reached or stopped answering (connect failures and timeouts, a
  *   dropped connection) → success with a warning and a `PollFailures` metric, like `IN_USE`: a
  *   failed record would keep the jobs queue's visibility timeout (30 min) and hold the mailbox's
@@ -29,6 +30,7 @@
  * Metrics have only the `service` dimension unless `PER_MAILBOX_METRICS=true`, which adds a
  * second set, `[service, mailbox]`, beside it; the mailbox is an EMF property of every blob either way, so Logs Insights can find one mailbox's figures.
  */
+import { createHash } from "node:crypto";
 import { processPartialResponse, SqsFifoPartialProcessorAsync } from "@aws-lambda-powertools/batch";
 import { Logger } from "@aws-lambda-powertools/logger";
 import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
@@ -82,6 +84,21 @@ import { lazy, sessionLogger } from "./runtime.ts";
  * absorbs clock skew between the Lambda hosts that judge the expiry.
  */
 export const LEASE_MARGIN_MS = 10_000;
+
+/**
+ * How long the pollers' shared mailbox lease is kept past its last renewal, ms. The pollers of
+ * one jobs queue are exclusive per mailbox already (one FIFO message group per mailbox runs one
+ * job at a time), so they share the lease ({@link fleetLeaseOwner}): an idle poll reads it and
+ * writes nothing, and it is renewed (one PUT) only when it would lapse before an invocation's
+ * timeout, i.e. about once an hour. The price: a CLI run on a mailbox the fleet polls waits up to
+ * this long after the fleet's last poll.
+ */
+export const FLEET_LEASE_KEEP_MS = 60 * 60 * 1000;
+
+/** The lease owner shared by the pollers of one jobs queue (one deployment): a digest of its URL. */
+export function fleetLeaseOwner(jobsQueueUrl: string): string {
+  return `fleet-${createHash("sha256").update(jobsQueueUrl).digest("hex").slice(0, 32)}`;
+}
 
 export interface PollerDeps {
   readonly loadConfig: () => Promise<AppConfig>;
@@ -215,6 +232,7 @@ async function runJob(deps: PollerDeps, job: PollJob, context: Context): Promise
       credentials: (m) => resolveCredentials(m, deps.credentials),
       deadline: now() + remainingMs - deps.safetyMarginMs,
       lockExpiresAt: now() + remainingMs + LEASE_MARGIN_MS,
+      lockShared: { owner: fleetLeaseOwner(deps.jobsQueueUrl), keepMs: FLEET_LEASE_KEEP_MS },
       run: deps.runMailbox,
     },
   );

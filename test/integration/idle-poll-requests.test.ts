@@ -173,9 +173,26 @@ describeDovecot("requests of an idle poll (poller, S3 lease and state, fauxqs)",
     for (const tick of [3, 4]) {
       reset();
       expect(await poll(tick)).toEqual({ batchItemFailures: [] });
-      expect({ s3: { ...s3Counts }, sqs: { ...sqsCounts } }).toEqual({ s3: {}, sqs: {} });
+      // The shared lease (GET, reused without a write), the state snapshot (GET) and its dirty
+      // marker (HEAD, absent). No PUT, no LIST: S3 bills those 12.5 times a GET. No SQS request:
+      // nothing is queued, and the job's receive and delete are the event source's.
+      expect({ s3: { ...s3Counts }, sqs: { ...sqsCounts } }).toEqual({
+        s3: { GetObjectCommand: 2, HeadObjectCommand: 1 },
+        sqs: {},
+      });
     }
-    expect(afterBusy).toEqual({ s3: {}, sqs: {} });
+    // Once after mail arrived: the delta is folded into the snapshot (LIST, GET, PUT) and the
+    // delta and the dirty marker deleted (free), so the polls after it take the idle path.
+    expect(afterBusy).toEqual({
+      s3: {
+        GetObjectCommand: 3,
+        HeadObjectCommand: 1,
+        ListObjectsV2Command: 1,
+        PutObjectCommand: 1,
+        DeleteObjectCommand: 2,
+      },
+      sqs: {},
+    });
     expect(
       output
         .emf()

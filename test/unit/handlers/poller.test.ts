@@ -16,6 +16,8 @@ import type { PollJob } from "../../../lambdas/handlers/jobs.ts";
 import {
   createPoller,
   defaultPollerDeps,
+  FLEET_LEASE_KEEP_MS,
+  fleetLeaseOwner,
   LEASE_MARGIN_MS,
   type PollerDeps,
 } from "../../../lambdas/handlers/poller.ts";
@@ -332,6 +334,19 @@ describe("poller", () => {
     await createPoller(h.deps)(event(sqsRecord({ mailboxId: "alpha", tick: TICK })), ctx);
     expect(h.sessions[0]?.options.lockExpiresAt).toBe(1_000_000 + 900_000 + LEASE_MARGIN_MS);
     expect(LEASE_MARGIN_MS).toBeLessThanOrEqual(60_000);
+  });
+
+  it("shares the mailbox lease among the pollers of one jobs queue, and only theirs", async () => {
+    const h = harness((m) => report(m.id));
+    await createPoller(h.deps)(event(sqsRecord({ mailboxId: "alpha", tick: TICK })), ctx);
+    expect(h.sessions[0]?.options.lockShared).toEqual({
+      owner: fleetLeaseOwner(h.deps.jobsQueueUrl),
+      keepMs: FLEET_LEASE_KEEP_MS,
+    });
+    // Another deployment (another jobs queue) on the same bucket must not share it.
+    expect(fleetLeaseOwner("https://sqs.example/1/a.fifo")).not.toBe(
+      fleetLeaseOwner("https://sqs.example/1/b.fifo"),
+    );
   });
 
   it("counts AUTH_FAILED in AuthFailures for the mailbox and does not fail the record", async () => {
