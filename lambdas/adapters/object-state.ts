@@ -9,9 +9,9 @@
  * ignored on replay (re-applying an old "record" over a later "forget" would resurrect a UIDL) and
  * deleted by the next load.
  *
- * **Idle loads read one object.** `<prefix><mailbox>/dirty.json` exists whenever deltas may exist
- * past the snapshot: a writer PUTs it before each delta, and only a load that
- * folded every delta into a (version 2) snapshot and deleted them deletes it, last. So a load
+ * **Idle loads do not LIST.** `<prefix><mailbox>/dirty.json` exists whenever deltas may exist
+ * past the snapshot: a writer PUTs it before each delta, and only a load that folded every delta
+ * into a (version 2) snapshot and deleted them deletes it, last. So a load
  * that finds a version 2 snapshot and no marker (one GET, one HEAD, issued together) needs no
  * LIST: a mailbox that had nothing new since its last compaction costs two cheap reads instead of
  * a LIST ($0.005 per 1,000, like a PUT) plus a GET per delta. A crash anywhere leaves the marker

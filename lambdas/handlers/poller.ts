@@ -79,9 +79,9 @@ import {
 import { lazy, sessionLogger } from "./runtime.ts";
 
 /**
- * How long a poller's mailbox lease outlives the invocation's timeout, ms: the lease is never
- * renewed past it, so a timed-out poller blocks the mailbox only this long, and the margin
- * absorbs clock skew between the Lambda hosts that judge the expiry.
+ * How long a poller's mailbox lease must at least outlive the invocation's timeout, ms: the
+ * shared lease is renewed when it would lapse sooner, so it never lapses under a running
+ * session, and the margin absorbs clock skew between the hosts that judge the expiry.
  */
 export const LEASE_MARGIN_MS = 10_000;
 
