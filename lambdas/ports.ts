@@ -90,6 +90,12 @@ export interface StateLoadOptions {
    * unreadable line or object that was skipped (with how many messages that may re-fetch).
    */
   readonly onWarning?: (message: string) => void;
+  /**
+   * A reader that does not hold the mailbox lock (`check`), while a session may be writing:
+   * ObjectStateStore then neither compacts nor deletes (its clean marker must only be removed by
+   * the lock holder). @default false
+   */
+  readonly readOnly?: boolean;
 }
 
 export interface StateStore {
@@ -126,6 +132,14 @@ export interface LockOptions {
    * Lambda invocation's timeout plus a margin): its lease then lapses right after the timeout.
    */
   readonly expiresAt?: number;
+  /**
+   * An owner shared by holders that are already exclusive among themselves: the Lambda pollers
+   * of one FIFO jobs queue, which runs one job per mailbox (message group) at a time. A live
+   * lease of this owner is reused without a write, renewed to `keepMs` from now only when it
+   * would lapse before `expiresAt`, and kept on release; so an idle poll costs one read, not a
+   * PUT. A holder with any other owner (a CLI) still waits for it to lapse. Ignored by the fs lock.
+   */
+  readonly shared?: { readonly owner: string; readonly keepMs: number };
 }
 
 /** A lock this process holds. */

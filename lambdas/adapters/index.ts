@@ -54,10 +54,10 @@ export async function createAdapters(
       ...(storage.endpoint === undefined ? {} : { endpoint: storage.endpoint }),
       ...(storage.forcePathStyle === undefined ? {} : { forcePathStyle: storage.forcePathStyle }),
     });
-    const s3 = new S3ObjectStore({ client, bucket: storage.bucket, prefix: storage.prefix ?? "" });
-    store = s3;
-    state = new ObjectStateStore({ store, prefix: "state/" });
-    lock = new S3MailboxLease({ client, bucket: storage.bucket, prefix: `${s3.prefix}state/` });
+    ({ store, state, lock } = s3Adapters(client, storage.bucket, storage.prefix ?? "", {
+      S3ObjectStore,
+      S3MailboxLease,
+    }));
   }
   let messageQueue: MessageQueue;
   if (queue.type === "fs") {
@@ -78,4 +78,25 @@ export async function createAdapters(
     });
   }
   return { store, queue: messageQueue, state, lock };
+}
+
+/**
+ * The S3 store, state and lease on one client: what `createAdapters` builds for `{type: "s3"}`.
+ * Exported so a test can pass an instrumented client and count the requests of a poll.
+ */
+export function s3Adapters(
+  client: import("@aws-sdk/client-s3").S3Client,
+  bucket: string,
+  prefix: string,
+  classes: {
+    readonly S3ObjectStore: typeof import("./s3-store.ts").S3ObjectStore;
+    readonly S3MailboxLease: typeof import("./object-lease.ts").S3MailboxLease;
+  },
+): { store: ObjectStore; state: StateStore; lock: MailboxLock } {
+  const s3 = new classes.S3ObjectStore({ client, bucket, prefix });
+  return {
+    store: s3,
+    state: new ObjectStateStore({ store: s3, prefix: "state/" }),
+    lock: new classes.S3MailboxLease({ client, bucket, prefix: `${s3.prefix}state/` }),
+  };
 }

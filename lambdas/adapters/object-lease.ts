@@ -18,6 +18,13 @@
  * - **Release** reads the lease and deletes it only if it is still ours (same owner and ETag) and
  *   not about to expire: only an expired lease can be taken over, so between that read and the
  *   delete nobody else can own it. A lease too close to expiry is left to lapse instead.
+ * - **Shared** (`LockOptions.shared`): holders already exclusive among themselves (the Lambda
+ *   pollers of one FIFO jobs queue) share one owner id. Acquire reads first: a live lease of that
+ *   owner that outlasts this holder's `expiresAt` is reused as is (one GET, no PUT); one that
+ *   would lapse sooner is renewed (`If-Match`) to `keepMs` from now; release keeps it. An idle
+ *   poll then costs one GET instead of PUT + GET (+ a free DELETE), and a PUT only every `keepMs`.
+ *   Anyone else (a CLI) sees a live lease and waits, as for any holder, until `keepMs` after the
+ *   fleet's last renewal.
  */
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
@@ -87,6 +94,9 @@ export class S3MailboxLease implements MailboxLock {
     const key = this.keyOf(mailbox);
     const ttlMs = options.ttlMs ?? this.ttlMs;
     const fixed = options.expiresAt;
+    if (options.shared !== undefined) {
+      return this.acquireShared(key, options.shared, fixed ?? this.now() + ttlMs);
+    }
     const lease: Omit<LeaseRecord, "expiresAt"> = {
       owner: randomBytes(16).toString("hex"),
       pid: process.pid,
@@ -121,6 +131,53 @@ export class S3MailboxLease implements MailboxLock {
     );
   }
 
+  /** See "Shared" in the module comment; `needed` is when this holder's run must be over. */
+  private async acquireShared(
+    key: string,
+    shared: NonNullable<LockOptions["shared"]>,
+    needed: number,
+  ): Promise<LockResult> {
+    const lease: Omit<LeaseRecord, "expiresAt"> = {
+      owner: shared.owner,
+      pid: process.pid,
+      host: this.host,
+      startedAt: new Date(this.now()).toISOString(),
+    };
+    const write = async (condition: { IfNoneMatch: "*" } | { IfMatch: string }) => {
+      const until = Math.max(needed, this.now() + shared.keepMs);
+      const record = { ...lease, expiresAt: new Date(until).toISOString() };
+      const etag = await this.put(key, record, condition);
+      return etag === null ? null : this.held(key, lease, etag, until, 0, until, true);
+    };
+    let seen: LockHolder | undefined;
+    for (let attempt = 0; attempt < ACQUIRE_ATTEMPTS; attempt++) {
+      const current = await this.read(key);
+      let taken: HeldLock | null;
+      if (current === null) {
+        taken = await write({ IfNoneMatch: "*" });
+      } else if (current.record?.owner === shared.owner) {
+        const until = Date.parse(current.record.expiresAt);
+        // Ours, and it outlasts this run: nothing to write.
+        if (until >= needed) return this.held(key, lease, current.etag, until, 0, until, true);
+        taken = await write({ IfMatch: current.etag });
+      } else {
+        if (current.record !== null) {
+          const { pid, host, startedAt, expiresAt: until } = current.record;
+          seen = { pid, host, startedAt, expiresAt: until };
+          if (Date.parse(until) > this.now()) return { held: false, holder: seen };
+        }
+        taken = await write({ IfMatch: current.etag });
+      }
+      if (taken !== null) return taken;
+    }
+    if (seen !== undefined) return { held: false, holder: seen };
+    throw new MailIngestError(
+      ErrorCode.STORE_FAILED,
+      `S3 lease ${key} kept changing while it was being acquired`,
+    );
+  }
+
+  /** `keep`: a shared lease, left in place on release for the owner's next holder. */
   private held(
     key: string,
     lease: Omit<LeaseRecord, "expiresAt">,
@@ -128,6 +185,7 @@ export class S3MailboxLease implements MailboxLock {
     expiresAt: number,
     ttlMs: number,
     fixed: number | undefined,
+    keep = false,
   ): HeldLock {
     const lost = new AbortController();
     let current = { etag, expiresAt };
@@ -182,7 +240,7 @@ export class S3MailboxLease implements MailboxLock {
           clearTimeout(timer);
           timer = undefined;
           await renewing;
-          if (lost.signal.aborted) return;
+          if (lost.signal.aborted || keep) return;
           const now = await this.read(key);
           if (
             now?.etag === current.etag &&

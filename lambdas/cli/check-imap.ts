@@ -16,7 +16,7 @@ export async function checkImapMailbox(
   const stateWarnings: string[] = [];
   const [secret, known] = await Promise.all([
     resolveCredentials(mailbox, credentials),
-    state.load(mailbox.id, { onWarning: (m) => stateWarnings.push(m) }),
+    state.load(mailbox.id, { onWarning: (m) => stateWarnings.push(m), readOnly: true }),
   ]);
   const seen = await inspectImap(mailbox, secret, known);
   const caps = Object.entries(seen.capabilities)

@@ -54,7 +54,7 @@ async function checkMailbox(
     const [uidls, sizes, known] = await Promise.all([
       client.uidl(),
       client.list(),
-      state.load(mailbox.id, { onWarning: (m) => stateWarnings.push(m) }),
+      state.load(mailbox.id, { onWarning: (m) => stateWarnings.push(m), readOnly: true }),
     ]);
     await client.quit();
     const listed = joinListing(uidls, sizes);

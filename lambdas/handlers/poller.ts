@@ -12,8 +12,9 @@
  * - a message the deadline stopped in two consecutive runs of a chain (the continuation job
  *   carries the ids) → a warning and a `DeadlineStalls` metric;
  * - the mailbox lock is held by another run (a report with `lockedBy`, not an error) → success
- *   with a warning and a `BackOffs` metric, like `IN_USE`; a lease left by a timed-out invocation
- *   lapses `LEASE_MARGIN_MS` after that timeout, so the next tick gets it;
+ *   with a warning and a `BackOffs` metric, like `IN_USE`. The pollers share one lease per
+ *   mailbox (see {@link FLEET_LEASE_KEEP_MS}), so a timed-out invocation never blocks the next
+ *   poller; a CLI's lease blocks them until it is released or lapses;
  * - the server could not be reached or stopped answering (connect failures and timeouts, a
  *   dropped connection) → success with a warning and a `PollFailures` metric, like `IN_USE`: a
  *   failed record would keep the jobs queue's visibility timeout (30 min) and hold the mailbox's
@@ -26,9 +27,10 @@
  * queued behind it, so running both would only poll twice while the queue is behind.
  * Continuations are never dropped: they carry on a chain that is making progress.
  *
- * Metrics have only the `service` dimension unless `PER_MAILBOX_METRICS=true`; the mailbox is an
- * EMF property of every blob either way, so Logs Insights can find one mailbox's figures.
+ * Metrics have only the `service` dimension unless `PER_MAILBOX_METRICS=true`, which adds a
+ * second set, `[service, mailbox]`, beside it; the mailbox is an EMF property of every blob either way, so Logs Insights can find one mailbox's figures.
  */
+import { createHash } from "node:crypto";
 import { processPartialResponse, SqsFifoPartialProcessorAsync } from "@aws-lambda-powertools/batch";
 import { Logger } from "@aws-lambda-powertools/logger";
 import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
@@ -77,11 +79,26 @@ import {
 import { lazy, sessionLogger } from "./runtime.ts";
 
 /**
- * How long a poller's mailbox lease outlives the invocation's timeout, ms: the lease is never
- * renewed past it, so a timed-out poller blocks the mailbox only this long, and the margin
- * absorbs clock skew between the Lambda hosts that judge the expiry.
+ * How long a poller's mailbox lease must at least outlive the invocation's timeout, ms: the
+ * shared lease is renewed when it would lapse sooner, so it never lapses under a running
+ * session, and the margin absorbs clock skew between the hosts that judge the expiry.
  */
 export const LEASE_MARGIN_MS = 10_000;
+
+/**
+ * How long the pollers' shared mailbox lease is kept past its last renewal, ms. The pollers of
+ * one jobs queue are exclusive per mailbox already (one FIFO message group per mailbox runs one
+ * job at a time), so they share the lease ({@link fleetLeaseOwner}): an idle poll reads it and
+ * writes nothing, and it is renewed (one PUT) only when it would lapse before an invocation's
+ * timeout, i.e. about once an hour. The price: a CLI run on a mailbox the fleet polls waits up to
+ * this long after the fleet's last poll.
+ */
+export const FLEET_LEASE_KEEP_MS = 60 * 60 * 1000;
+
+/** The lease owner shared by the pollers of one jobs queue (one deployment): a digest of its URL. */
+export function fleetLeaseOwner(jobsQueueUrl: string): string {
+  return `fleet-${createHash("sha256").update(jobsQueueUrl).digest("hex").slice(0, 32)}`;
+}
 
 export interface PollerDeps {
   readonly loadConfig: () => Promise<AppConfig>;
@@ -145,9 +162,15 @@ async function processRecord(deps: PollerDeps, record: SQSRecord, context: Conte
     continuation: job.continuation ?? 0,
   });
   // Per-mailbox dimensions are a custom metric per mailbox (billed each); the property alone
-  // costs nothing and still lets Logs Insights filter one mailbox's blobs.
-  if (deps.perMailboxMetrics) metrics.addDimension("mailbox", job.mailboxId);
-  else metrics.addMetadata("mailbox", job.mailboxId);
+  // costs nothing and still lets Logs Insights filter one mailbox's blobs. Opted in, the blob
+  // carries both dimension sets, [service] and [service, mailbox]: the construct's alarms and
+  // dashboard read the [service] series, which a mailbox dimension alone would leave empty.
+  // `addDimensions` adds a set beside the default one (Powertools v2); an empty set publishes as
+  // the default dimensions only, i.e. [service].
+  if (deps.perMailboxMetrics) {
+    metrics.addDimensions({});
+    metrics.addDimensions({ mailbox: job.mailboxId });
+  } else metrics.addMetadata("mailbox", job.mailboxId);
   try {
     if (isStale(deps, job)) return;
     await runJob(deps, job, context);
@@ -209,6 +232,7 @@ async function runJob(deps: PollerDeps, job: PollJob, context: Context): Promise
       credentials: (m) => resolveCredentials(m, deps.credentials),
       deadline: now() + remainingMs - deps.safetyMarginMs,
       lockExpiresAt: now() + remainingMs + LEASE_MARGIN_MS,
+      lockShared: { owner: fleetLeaseOwner(deps.jobsQueueUrl), keepMs: FLEET_LEASE_KEEP_MS },
       run: deps.runMailbox,
     },
   );

@@ -133,6 +133,7 @@ class MailboxSession {
     try {
       const acquired = await this.deps.lock?.acquire(this.mailbox.id, {
         expiresAt: this.options.lockExpiresAt,
+        shared: this.options.lockShared,
       });
       if (acquired?.held === false) {
         this.skipLocked(acquired.holder);

@@ -3,6 +3,7 @@ import type { MailboxConfig } from "../config/index.ts";
 import type { ErrorCode } from "../errors.ts";
 import type {
   LockHolder,
+  LockOptions,
   MailboxLock,
   MailSource,
   MessageQueue,
@@ -68,6 +69,8 @@ export interface SessionOptions {
    * margin. Without it the lock (an S3 lease) has a TTL that is renewed while the session runs.
    */
   readonly lockExpiresAt?: number;
+  /** Shares the lock with holders that are exclusive among themselves ({@link LockOptions.shared}). */
+  readonly lockShared?: LockOptions["shared"];
   readonly onProgress?: (progress: SessionProgress) => void;
 }
 

@@ -224,6 +224,70 @@ describe("S3MailboxLease on fauxqs", () => {
     await next.release();
   });
 
+  describe("shared by holders exclusive among themselves (the pollers of one jobs queue)", () => {
+    const KEEP_MS = 3_600_000;
+    const fleet = (owner = "fleet-a", runMs = 60_000) => ({
+      expiresAt: Date.now() + runMs,
+      shared: { owner, keepMs: KEEP_MS },
+    });
+    const etag = async (mailbox: string) =>
+      (
+        await fauxqs.s3.send(
+          new HeadObjectCommand({ Bucket: bucket, Key: `${PREFIX}${mailbox}/lease.json` }),
+        )
+      ).ETag;
+
+    it("is written once, kept on release, reused by the same owner without a write, and blocks everyone else", async () => {
+      const before = Date.now();
+      const first = held(await lease().acquire("shared", fleet()));
+      expect(Date.parse((await readLease("shared")).expiresAt)).toBeGreaterThanOrEqual(
+        before + KEEP_MS,
+      );
+      await first.release();
+      const written = await etag("shared");
+      expect(written).toBeDefined();
+      // The next poller (another container): no write, the lease is the same object.
+      const second = held(await lease().acquire("shared", fleet()));
+      expect(await etag("shared")).toBe(written);
+      // A CLI, and another deployment's pollers, wait for it like for any live lease.
+      expect((await lease().acquire("shared")).held).toBe(false);
+      expect((await lease().acquire("shared", fleet("fleet-b"))).held).toBe(false);
+      await second.release();
+      expect(await etag("shared")).toBe(written);
+    });
+
+    it("is renewed by its owner when it would lapse before the run ends", async () => {
+      const short = held(await lease().acquire("renewed", fleet("fleet-a", 60_000)));
+      await short.release();
+      const written = await etag("renewed");
+      // A run that may last past the kept expiry (a timeout longer than KEEP_MS) renews it.
+      const longRun = held(await lease().acquire("renewed", fleet("fleet-a", KEEP_MS + 60_000)));
+      expect(await etag("renewed")).not.toBe(written);
+      expect(Date.parse((await readLease("renewed")).expiresAt)).toBeGreaterThanOrEqual(
+        Date.now() + KEEP_MS,
+      );
+      await longRun.release();
+    });
+
+    it("waits for a live lease of a plain holder (a CLI) and takes it over once it lapsed", async () => {
+      const cli = held(await lease().acquire("cli-first", { ttlMs: 60_000 }));
+      expect((await lease().acquire("cli-first", fleet())).held).toBe(false);
+      const record = await readLease("cli-first");
+      await fauxqs.s3.send(
+        new PutObjectCommand({
+          Bucket: bucket,
+          Key: `${PREFIX}cli-first/lease.json`,
+          Body: JSON.stringify({ ...record, expiresAt: new Date(Date.now() - 1).toISOString() }),
+        }),
+      );
+      const taken = held(await lease().acquire("cli-first", fleet()));
+      expect((await readLease("cli-first")).owner).toBe("fleet-a");
+      await taken.release();
+      await cli.release();
+      expect((await readLease("cli-first")).owner).toBe("fleet-a");
+    });
+  });
+
   it("a holder whose lapsed lease was taken over learns it at its next renewal and never overwrites the new holder", async () => {
     const first = held(await lease().acquire("lost", { ttlMs: 600 }));
     const record = await readLease("lost");

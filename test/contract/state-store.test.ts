@@ -255,3 +255,112 @@ for (const [name, makeBacking] of backings) {
     });
   });
 }
+
+/** An ObjectStore that records each call as `<op> <key relative to state/inbox/>`. */
+class CountingStore extends CrashingStore {
+  readonly calls: string[] = [];
+  private note(op: string, key: string): void {
+    this.calls.push(`${op} ${key.replace(/^state\/inbox\//, "")}`);
+  }
+  override put(key: string, body: Readable | Uint8Array, options?: PutOptions) {
+    this.note("put", key);
+    return super.put(key, body, options);
+  }
+  override get(key: string) {
+    this.note("get", key);
+    return super.get(key);
+  }
+  override head(key: string) {
+    this.note("head", key);
+    return super.head(key);
+  }
+  override delete(key: string) {
+    this.note("delete", key);
+    return super.delete(key);
+  }
+  override list(prefix: string) {
+    this.note("list", prefix);
+    return super.list(prefix);
+  }
+}
+
+for (const [name, makeBacking] of backings) {
+  describe(`ObjectStateStore clean marker (idle loads without LIST) over ${name}`, () => {
+    let backing: ObjectStore;
+    let counting: CountingStore;
+    const DIRTY = "state/inbox/dirty.json";
+    const SNAPSHOT = "state/inbox/snapshot.json";
+    const open = (store: ObjectStore = counting) => new ObjectStateStore({ store });
+    const keys = async (store: ObjectStateStore = open(), options = {}) =>
+      [...(await store.load("inbox", options)).keys()].sort();
+
+    beforeEach(async () => {
+      backing = await makeBacking();
+      counting = new CountingStore(backing);
+    });
+
+    it("loads a mailbox with nothing new since its last compaction from the snapshot alone", async () => {
+      await open().record("inbox", [entry("a")]);
+      expect(await backing.head(DIRTY)).not.toBeNull();
+      expect(await keys()).toEqual(["a"]); // folds the delta, removes the marker
+      expect(await backing.head(DIRTY)).toBeNull();
+      counting.calls.length = 0;
+      expect(await keys()).toEqual(["a"]);
+      // The regression this guards: a LIST ($0.005/1k) plus a GET per delta on every idle poll.
+      expect(counting.calls.sort()).toEqual(["get snapshot.json", "head dirty.json"]);
+    });
+
+    it("writes the marker before every delta, so a writer's later delta is seen after another instance's compaction", async () => {
+      const writer = open();
+      await writer.record("inbox", [entry("a")]);
+      expect(await keys()).toEqual(["a"]);
+      counting.calls.length = 0;
+      await writer.record("inbox", [entry("b")]);
+      expect(counting.calls.map((c) => c.replace(/delta\/.*/, "delta"))).toEqual([
+        "put dirty.json",
+        "put delta",
+      ]);
+      expect(await keys()).toEqual(["a", "b"]);
+    });
+
+    it("takes the full path when a crash left the marker after the snapshot, and clears it", async () => {
+      await open().record("inbox", [entry("a")]);
+      counting.crashOnDelete = (key) => key === DIRTY;
+      await expect(keys()).rejects.toThrow(/crash/);
+      counting.crashOnDelete = () => false;
+      expect(await backing.head(DIRTY)).not.toBeNull();
+      await open(backing).record("inbox", [entry("b")]);
+      counting.calls.length = 0;
+      expect(await keys()).toEqual(["a", "b"]);
+      expect(counting.calls).toContain("list delta/");
+      expect(await backing.head(DIRTY)).toBeNull();
+    });
+
+    it("lists the deltas of a state written before the marker (version 1 snapshot), then rewrites it once", async () => {
+      const delta = await injectDelta(backing, "inbox", '{"op":"record","entries":[]}');
+      await backing.put(
+        SNAPSHOT,
+        Buffer.from(JSON.stringify({ version: 1, upTo: null, entries: [entry("old")] })),
+      );
+      await backing.delete(delta);
+      await injectDelta(
+        backing,
+        "inbox",
+        JSON.stringify({ op: "record", entries: [entry("legacy-delta")] }),
+      );
+      expect(await keys()).toEqual(["legacy-delta", "old"]);
+      expect(counting.calls).toContain("list delta/");
+      counting.calls.length = 0;
+      expect(await keys()).toEqual(["legacy-delta", "old"]);
+      expect(counting.calls).not.toContain("list delta/");
+    });
+
+    it("neither compacts nor deletes on a read-only load (a check beside a running session)", async () => {
+      await open().record("inbox", [entry("a")]);
+      counting.calls.length = 0;
+      expect(await keys(open(), { readOnly: true })).toEqual(["a"]);
+      expect(counting.calls.filter((c) => /^(put|delete)/.test(c))).toEqual([]);
+      expect(await backing.head(DIRTY)).not.toBeNull();
+    });
+  });
+}

@@ -16,6 +16,8 @@ import type { PollJob } from "../../../lambdas/handlers/jobs.ts";
 import {
   createPoller,
   defaultPollerDeps,
+  FLEET_LEASE_KEEP_MS,
+  fleetLeaseOwner,
   LEASE_MARGIN_MS,
   type PollerDeps,
 } from "../../../lambdas/handlers/poller.ts";
@@ -334,6 +336,19 @@ describe("poller", () => {
     expect(LEASE_MARGIN_MS).toBeLessThanOrEqual(60_000);
   });
 
+  it("shares the mailbox lease among the pollers of one jobs queue, and only theirs", async () => {
+    const h = harness((m) => report(m.id));
+    await createPoller(h.deps)(event(sqsRecord({ mailboxId: "alpha", tick: TICK })), ctx);
+    expect(h.sessions[0]?.options.lockShared).toEqual({
+      owner: fleetLeaseOwner(h.deps.jobsQueueUrl),
+      keepMs: FLEET_LEASE_KEEP_MS,
+    });
+    // Another deployment (another jobs queue) on the same bucket must not share it.
+    expect(fleetLeaseOwner("https://sqs.example/1/a.fifo")).not.toBe(
+      fleetLeaseOwner("https://sqs.example/1/b.fifo"),
+    );
+  });
+
   it("counts AUTH_FAILED in AuthFailures for the mailbox and does not fail the record", async () => {
     const h = harness((m) =>
       report(m.id, {
@@ -501,12 +516,23 @@ describe("poller", () => {
     expect(directive?.Dimensions).toEqual([["service"]]);
   });
 
-  it("adds a mailbox dimension when per-mailbox metrics are opted in", async () => {
+  it("adds a [service, mailbox] dimension set beside [service] when per-mailbox metrics are opted in", async () => {
     const h = harness((m) => report(m.id), { perMailboxMetrics: true });
-    await createPoller(h.deps)(event(sqsRecord({ mailboxId: "alpha", tick: TICK })), ctx);
-    const blob = h.output.emf()[0];
-    expect(emfDirective(blob)?.Dimensions).toEqual([["service", "mailbox"]]);
-    expect(blob?.mailbox).toBe("alpha");
+    await createPoller(h.deps)(
+      event(
+        sqsRecord({ mailboxId: "alpha", tick: TICK }),
+        sqsRecord({ mailboxId: "beta", tick: TICK }),
+      ),
+      ctx,
+    );
+    const blobs = h.output.emf();
+    // Regression: the mailbox set used to replace [service], so opting in emptied the series the
+    // construct's alarms read. Both sets, on every blob, and no set leaks into the next job.
+    expect(blobs.map((b) => emfDirective(b)?.Dimensions)).toEqual([
+      [["service"], ["service", "mailbox"]],
+      [["service"], ["service", "mailbox"]],
+    ]);
+    expect(blobs.map((b) => b.mailbox)).toEqual(["alpha", "beta"]);
   });
 
   it("does not carry one job's mailbox property into the next job's metrics", async () => {
