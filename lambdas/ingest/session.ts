@@ -15,7 +15,6 @@
 import { createHash } from "node:crypto";
 import { hostname } from "node:os";
 import type { Readable } from "node:stream";
-import { imapSource } from "../adapters/imap-source.ts";
 import { pop3Source } from "../adapters/pop3-source.ts";
 import type { MailboxConfig } from "../config/index.ts";
 import {
@@ -38,6 +37,7 @@ import { planSession, type SessionPlan } from "./plan.ts";
 import { countRefusals } from "./refusals.ts";
 import type {
   MailboxReport,
+  OpenSource,
   SessionDeps,
   SessionLogger,
   SessionOptions,
@@ -174,7 +174,7 @@ class MailboxSession {
   private async session(): Promise<void> {
     const { mailbox, deps } = this;
     this.progress("connecting");
-    const open = deps.openSource ?? (mailbox.protocol === "imap" ? imapSource() : pop3Source());
+    const open = deps.openSource ?? (mailbox.protocol === "imap" ? openImap : pop3Source());
     const source = await open(mailbox, this.options.credentials);
     const commit = new CommitSequence({
       mailbox: mailbox.id,
@@ -672,3 +672,13 @@ class MailboxSession {
     });
   }
 }
+
+/**
+ * The IMAP source, loaded only for an IMAP mailbox: imapflow and its dependencies (pino,
+ * iconv-lite…) would otherwise add to every POP3 poll's start-up, which the incremental-poll
+ * budget cannot afford (issue 14).
+ */
+const openImap: OpenSource = async (mailbox, credentials) => {
+  const { imapSource } = await import("../adapters/imap-source.ts");
+  return imapSource()(mailbox, credentials);
+};

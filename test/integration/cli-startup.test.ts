@@ -2,10 +2,11 @@
  * What a poll with nothing new loads: the issue 11 goal (such a poll in at most 0.3 s) rests on
  * not loading mailparser and its dependencies, the bulk of the CLI's module loading, when no
  * message is parsed. Checked in the real CLI process through its CommonJS module cache, never by
- * timing. Regression: `lambdas/mime/parse.ts` imported mailparser at the top.
+ * timing. Regressions: `lambdas/mime/parse.ts` imported mailparser at the top, and
+ * `ingest/session.ts` imported the IMAP source (imapflow, pino…) for every poll.
  */
 import { spawn } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -15,13 +16,26 @@ import { type Finished, finish } from "../helpers/process.ts";
 
 const CLI = path.resolve(import.meta.dirname, "../../bin/mail-ingest.js");
 
-/** Preloaded into the CLI: on exit, says whether any mailparser file was loaded. */
-const PROBE = `import { createRequire } from "node:module";
+/** Preloaded into the CLI: on exit, says whether any mailparser file was loaded (CommonJS). */
+const PROBE = `import { createRequire, register } from "node:module";
 const require = createRequire(import.meta.url);
 process.on("exit", () => {
   const loaded = Object.keys(require.cache).some((file) => file.includes("/node_modules/mailparser/"));
   process.stderr.write("mailparser-loaded=" + loaded + "\\n");
 });
+register(new URL("./esm-probe.mjs", import.meta.url));
+`;
+
+/**
+ * ES modules (imapflow ships an ESM build) are not in the CommonJS cache: a resolve hook, run on
+ * the loader thread, appends every imapflow URL it resolves to the file named by PROBE_OUT.
+ */
+const ESM_PROBE = `import { appendFileSync } from "node:fs";
+export async function resolve(specifier, context, next) {
+  const result = await next(specifier, context);
+  if (result.url.includes("/node_modules/imapflow/")) appendFileSync(process.env.PROBE_OUT, result.url + "\\n");
+  return result;
+}
 `;
 
 let dir: string;
@@ -36,6 +50,7 @@ beforeAll(async () => {
   });
   probe = path.join(dir, "probe.mjs");
   await writeFile(probe, PROBE);
+  await writeFile(path.join(dir, "esm-probe.mjs"), ESM_PROBE);
   config = path.join(dir, "config.json");
   await writeFile(
     config,
@@ -61,10 +76,11 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function poll(): Promise<Finished> {
+function poll(env: NodeJS.ProcessEnv = process.env): Promise<Finished> {
   return finish(
     spawn(process.execPath, ["--import", probe, CLI, "poll", "--config", config, "--json"], {
       stdio: ["ignore", "pipe", "pipe"],
+      env,
     }),
   );
 }
@@ -80,4 +96,12 @@ it("loads mailparser only for a poll that parses mail, not for one with nothing 
   expect(second.code, second.stderr).toBe(0);
   expect(JSON.parse(second.stdout).mailboxes[0]).toMatchObject({ listed: 1, new: 0 });
   expect(second.stderr).toContain("mailparser-loaded=false");
+});
+
+it("never loads imapflow for a POP3 mailbox (regression: session.ts imported the IMAP source)", async () => {
+  const out = path.join(dir, "esm-loaded.txt");
+  await writeFile(out, "");
+  const run = await poll({ ...process.env, PROBE_OUT: out });
+  expect(run.code, run.stderr).toBe(0);
+  expect(await readFile(out, "utf8")).toBe("");
 });
