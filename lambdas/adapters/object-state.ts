@@ -85,6 +85,9 @@ interface Unreadable {
   readonly warnings: readonly string[];
 }
 
+/** Stands for a dirty marker whose HEAD failed: the load takes the full (LIST) path. */
+const MARKER_UNKNOWN = { size: -1 } as const;
+
 export class ObjectStateStore implements StateStore {
   private readonly store: ObjectStore;
   private readonly prefix: string;
@@ -135,7 +138,10 @@ export class ObjectStateStore implements StateStore {
   ): Promise<Map<string, StateEntry> | null> {
     const [{ snapshot, unreadable: badSnapshot }, dirty] = await Promise.all([
       this.readSnapshot(mailbox),
-      this.store.head(this.dirtyKey(mailbox)),
+      // A HEAD that fails is taken as "deltas may exist", never as "clean": the full path then
+      // lists them. S3 answers 403 rather than 404 for an absent key unless the caller may list
+      // it, and a poller whose s3:ListBucket is limited by an s3:prefix condition may not.
+      this.store.head(this.dirtyKey(mailbox)).catch(() => MARKER_UNKNOWN),
     ]);
     if (snapshot.current === true && dirty === null) {
       // The idle path: nothing was written since the last full compaction.

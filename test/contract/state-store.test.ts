@@ -270,8 +270,11 @@ class CountingStore extends CrashingStore {
     this.note("get", key);
     return super.get(key);
   }
+  /** Keys whose HEAD is refused, as S3 refuses it (403) to a caller that may not list them. */
+  headRefused: (key: string) => boolean = () => false;
   override head(key: string) {
     this.note("head", key);
+    if (this.headRefused(key)) return Promise.reject(new Error("AccessDenied: Forbidden (403)"));
     return super.head(key);
   }
   override delete(key: string) {
@@ -321,6 +324,17 @@ for (const [name, makeBacking] of backings) {
         "put delta",
       ]);
       expect(await keys()).toEqual(["a", "b"]);
+    });
+
+    it("takes the full path, never the idle one, when the marker's HEAD is refused (403)", async () => {
+      const writer = open(backing);
+      await writer.record("inbox", [entry("a")]);
+      expect(await keys(open(backing))).toEqual(["a"]); // compacted: the idle path would apply
+      await writer.record("inbox", [entry("b")]);
+      counting.headRefused = (key) => key === DIRTY;
+      counting.calls.length = 0;
+      expect(await keys()).toEqual(["a", "b"]);
+      expect(counting.calls).toContain("list delta/");
     });
 
     it("takes the full path when a crash left the marker after the snapshot, and clears it", async () => {
