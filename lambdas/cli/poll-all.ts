@@ -1,5 +1,6 @@
 /** One pass over many mailboxes, a few at a time; shared by `poll`, `demo` and the bench. */
 import type { AppConfig, MailboxConfig } from "../config/index.ts";
+import { FetchGate } from "../ingest/fetch-gate.ts";
 import { pollMailbox } from "../ingest/poll-mailbox.ts";
 import type { MailboxReport, SessionDeps, SessionProgress } from "../ingest/types.ts";
 import { type ResolveCredentialsDeps, resolveCredentials } from "../secrets/credentials.ts";
@@ -14,8 +15,9 @@ export interface PollAllOptions {
 }
 
 /**
- * Polls every mailbox once with at most `config.concurrency` sessions in flight. A mailbox whose
- * secret cannot be resolved is reported as failed; it never stops the others.
+ * Polls every mailbox once with at most `config.concurrency` sessions in flight, which share one
+ * memory bound (fetch-gate.ts). A mailbox whose secret cannot be resolved is reported as failed;
+ * it never stops the others.
  */
 export async function pollAll(
   config: AppConfig,
@@ -23,12 +25,13 @@ export async function pollAll(
   options: PollAllOptions,
 ): Promise<MailboxReport[]> {
   const reports: MailboxReport[] = new Array(mailboxes.length);
+  const fetchGate = new FetchGate();
   let next = 0;
   const worker = async () => {
     while (next < mailboxes.length) {
       const index = next++;
       const mailbox = mailboxes[index] as MailboxConfig;
-      reports[index] = await pollOne(mailbox, options);
+      reports[index] = await pollOne(mailbox, options, fetchGate);
     }
   };
   const workers = Math.min(config.concurrency, mailboxes.length);
@@ -36,9 +39,14 @@ export async function pollAll(
   return reports;
 }
 
-async function pollOne(mailbox: MailboxConfig, options: PollAllOptions): Promise<MailboxReport> {
+async function pollOne(
+  mailbox: MailboxConfig,
+  options: PollAllOptions,
+  fetchGate: FetchGate,
+): Promise<MailboxReport> {
   const { report } = await pollMailbox(mailbox, options.deps, {
-    credentials: (m) => resolveCredentials(m, options.credentials ?? {}),
+    fetchGate,
+    credentials: (m, fresh) => resolveCredentials(m, options.credentials ?? {}, fresh),
     deadline: options.deadline,
     signal: options.signal,
     onProgress: options.onProgress,

@@ -1,6 +1,10 @@
 /**
- * The poller Lambda: consumes the SQS FIFO jobs queue (batch size 1, but any N works) and runs one
- * mailbox session per job, then decides the job's fate from the session's error code:
+ * The poller Lambda: consumes the SQS FIFO jobs queue and runs one mailbox session per job. A batch
+ * holds jobs of up to `mailboxesPerInvocation` mailboxes (the event source's batch size), and
+ * their sessions run at once (fifo-batch.ts: one mailbox's jobs in order, mailboxes side by
+ * side), each with its own logger and metrics, all within one memory bound (fetch-gate.ts): an
+ * idle poll mostly waits on the network, so ten cost about what one does. Each job's fate is
+ * decided from its session's error code:
  *
  * - no error, mail left over (cap or deadline) → success, and a continuation job is enqueued;
  * - `IN_USE` / `LOGIN_DELAY` (RFC 2449 §8.1, RFC 3206) → success with a warning and a `BackOffs`
@@ -31,7 +35,6 @@
  * second set, `[service, mailbox]`, beside it; the mailbox is an EMF property of every blob either way, so Logs Insights can find one mailbox's figures.
  */
 import { createHash } from "node:crypto";
-import { processPartialResponse, SqsFifoPartialProcessorAsync } from "@aws-lambda-powertools/batch";
 import { Logger } from "@aws-lambda-powertools/logger";
 import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
 import { getParameter } from "@aws-lambda-powertools/parameters/ssm";
@@ -58,6 +61,7 @@ import {
   isMailIngestError,
   MailIngestError,
 } from "../errors.ts";
+import { FetchGate } from "../ingest/fetch-gate.ts";
 import { pollMailbox } from "../ingest/poll-mailbox.ts";
 import { runMailbox } from "../ingest/session.ts";
 import type { MailboxReport } from "../ingest/types.ts";
@@ -68,6 +72,7 @@ import {
 } from "../secrets/credentials.ts";
 import { secretsManagerStore } from "../secrets/secrets-manager.ts";
 import { ssmSecretStore } from "../secrets/ssm.ts";
+import { processFifoBatch } from "./fifo-batch.ts";
 import {
   jobScheduledAt,
   MAX_STALLED_IDS,
@@ -110,8 +115,10 @@ export interface PollerDeps {
   /** Secrets Manager lookups, the OAuth2 token provider and `{env}` sources ({@link credentialDeps}). */
   readonly credentials: ResolveCredentialsDeps;
   readonly runMailbox: typeof runMailbox;
+  /** The invocation's logger; each job logs through a child of it with the job's keys. */
   readonly logger: Logger;
-  readonly metrics: Metrics;
+  /** A fresh metrics instance for one job: jobs run concurrently, so they never share one. */
+  readonly createMetrics: () => Metrics;
   readonly safetyMarginMs: number;
   /** Add a `mailbox` dimension to every metric (`PER_MAILBOX_METRICS`). @default false */
   readonly perMailboxMetrics?: boolean;
@@ -124,28 +131,36 @@ export interface PollerDeps {
   readonly now?: () => number;
 }
 
-/** Correlation keys appended to every log line while a job runs. */
-const JOB_KEYS = ["mailbox", "tick", "continuation"];
+/** What one job logs and counts through. */
+interface JobScope {
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+}
 
 export function createPoller(deps: PollerDeps) {
   return async (event: SQSEvent, context: Context): Promise<SQSBatchResponse> => {
     deps.logger.addContext(context);
+    // One memory bound for every session of this invocation, however many mailboxes it polls.
+    const fetchGate = new FetchGate();
     // FIFO-aware: a failed job fails the later jobs of the same mailbox in the batch too, so a
-    // group's jobs never run out of order; other mailboxes' jobs still run.
-    const processor = new SqsFifoPartialProcessorAsync();
-    return processPartialResponse(
-      event,
-      (record: SQSRecord) => processRecord(deps, record, context),
-      processor,
-      // Failures are always reported per item, even when the whole (size-1) batch failed, so the
-      // outcome is uniform; the PollFailures metric counts them for alarms.
-      { context, skipGroupOnError: true, throwOnFullBatchFailure: false },
+    // group's jobs never run out of order; other mailboxes' jobs still run. Failures are always
+    // reported per item, even when the whole batch failed; PollFailures counts them for alarms.
+    const batchItemFailures = await processFifoBatch(event.Records, (record) =>
+      processRecord(deps, record, context, fetchGate),
     );
+    return { batchItemFailures };
   };
 }
 
-async function processRecord(deps: PollerDeps, record: SQSRecord, context: Context): Promise<void> {
-  const { logger, metrics } = deps;
+async function processRecord(
+  deps: PollerDeps,
+  record: SQSRecord,
+  context: Context,
+  fetchGate: FetchGate,
+): Promise<void> {
+  // The children carry the invocation's Lambda context; the job's keys stay on the child.
+  const scope: JobScope = { logger: deps.logger.createChild(), metrics: deps.createMetrics() };
+  const { logger, metrics } = scope;
   let job: PollJob;
   try {
     job = parseJob(record.body);
@@ -172,8 +187,8 @@ async function processRecord(deps: PollerDeps, record: SQSRecord, context: Conte
     metrics.addDimensions({ mailbox: job.mailboxId });
   } else metrics.addMetadata("mailbox", job.mailboxId);
   try {
-    if (isStale(deps, job)) return;
-    await runJob(deps, job, context);
+    if (isStale(deps, scope, job)) return;
+    await runJob(deps, scope, job, context, fetchGate);
   } catch (err) {
     metrics.addMetric(PollerMetric.PollFailures, MetricUnit.Count, 1);
     logger.error("poll job failed; SQS will redeliver it", {
@@ -183,11 +198,6 @@ async function processRecord(deps: PollerDeps, record: SQSRecord, context: Conte
     throw err;
   } finally {
     if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
-    else {
-      metrics.clearDimensions();
-      metrics.clearMetadata();
-    }
-    logger.removeKeys(JOB_KEYS);
   }
 }
 
@@ -197,13 +207,13 @@ async function processRecord(deps: PollerDeps, record: SQSRecord, context: Conte
  * is superseded; without the drop a queue that fell behind would poll each mailbox once per
  * queued tick and never catch up.
  */
-function isStale(deps: PollerDeps, job: PollJob): boolean {
+function isStale(deps: PollerDeps, scope: JobScope, job: PollJob): boolean {
   if (job.continuation !== undefined) return false;
   const periodMs = (deps.schedulePeriodSeconds ?? EnvDefaults.schedulePeriodSeconds) * 1000;
   const ageMs = (deps.now ?? Date.now)() - jobScheduledAt(job);
   if (!(ageMs > periodMs)) return false;
-  deps.metrics.addMetric(PollerMetric.StaleJobsDropped, MetricUnit.Count, 1);
-  deps.logger.warn(
+  scope.metrics.addMetric(PollerMetric.StaleJobsDropped, MetricUnit.Count, 1);
+  scope.logger.warn(
     "scheduled job is older than one schedule period; dropped, a newer tick polls the mailbox",
     {
       ageSeconds: Math.round(ageMs / 1000),
@@ -213,8 +223,14 @@ function isStale(deps: PollerDeps, job: PollJob): boolean {
   return true;
 }
 
-async function runJob(deps: PollerDeps, job: PollJob, context: Context): Promise<void> {
-  const { logger, metrics } = deps;
+async function runJob(
+  deps: PollerDeps,
+  scope: JobScope,
+  job: PollJob,
+  context: Context,
+  fetchGate: FetchGate,
+): Promise<void> {
+  const { logger, metrics } = scope;
   const now = deps.now ?? Date.now;
   const config = await deps.loadConfig();
   const mailbox = config.mailboxes.find((m) => m.id === job.mailboxId);
@@ -229,8 +245,9 @@ async function runJob(deps: PollerDeps, job: PollJob, context: Context): Promise
     mailbox,
     { ...(await deps.adapters()), log: sessionLogger(logger) },
     {
-      credentials: (m) => resolveCredentials(m, deps.credentials),
+      credentials: (m, fresh) => resolveCredentials(m, deps.credentials, fresh),
       deadline: now() + remainingMs - deps.safetyMarginMs,
+      fetchGate,
       lockExpiresAt: now() + remainingMs + LEASE_MARGIN_MS,
       lockShared: { owner: fleetLeaseOwner(deps.jobsQueueUrl), keepMs: FLEET_LEASE_KEEP_MS },
       run: deps.runMailbox,
@@ -350,13 +367,11 @@ export function defaultPollerDeps(env: NodeJS.ProcessEnv = process.env): PollerD
         serviceName: env[LambdaEnv.powertoolsServiceName] ?? EnvDefaults.serviceName,
       }),
   );
-  const metrics = lazy(
-    () =>
-      new Metrics({
-        namespace: env[LambdaEnv.powertoolsMetricsNamespace] ?? EnvDefaults.metricsNamespace,
-        serviceName: env[LambdaEnv.powertoolsServiceName] ?? EnvDefaults.serviceName,
-      }),
-  );
+  const createMetrics = () =>
+    new Metrics({
+      namespace: env[LambdaEnv.powertoolsMetricsNamespace] ?? EnvDefaults.metricsNamespace,
+      serviceName: env[LambdaEnv.powertoolsServiceName] ?? EnvDefaults.serviceName,
+    });
   const sqs = lazy(() => new SQSClient({}));
   const credentials = lazy(() => {
     const cacheSeconds = integerEnv(
@@ -422,9 +437,7 @@ export function defaultPollerDeps(env: NodeJS.ProcessEnv = process.env): PollerD
     get logger() {
       return logger();
     },
-    get metrics() {
-      return metrics();
-    },
+    createMetrics,
     get safetyMarginMs() {
       return safetyMarginMs();
     },

@@ -52,8 +52,11 @@ export function classifyOutcome(report: MailboxReport): PollOutcome {
 }
 
 export interface PollMailboxOptions extends Omit<SessionOptions, "credentials"> {
-  /** Resolves the mailbox's secret to a password or an access token; its errors name the mailbox. */
-  readonly credentials: (mailbox: MailboxConfig) => Promise<SessionCredentials>;
+  /**
+   * Resolves the mailbox's secret to a password or an access token; its errors name the mailbox.
+   * `fresh` asks for a read past any cache.
+   */
+  readonly credentials: (mailbox: MailboxConfig, fresh?: boolean) => Promise<SessionCredentials>;
   /** The session runner; the Lambda's tests inject one. @default runMailbox */
   readonly run?: typeof runMailbox;
 }
@@ -66,6 +69,11 @@ export interface PollResult {
 /**
  * Polls one mailbox. Never throws: a secret that cannot be resolved is a report with an error,
  * like any session failure, so one bad mailbox never stops the others.
+ *
+ * A login the server refuses is retried once, and only when a read past the secret cache gives
+ * other credentials than the ones refused: the secret was changed while it was cached. So a
+ * cache may be long (it saves a KMS decrypt a poll in the Lambda) and still never delays a
+ * password change, while the same wrong password is never sent twice (no lockout).
  */
 export async function pollMailbox(
   mailbox: MailboxConfig,
@@ -88,5 +96,23 @@ export async function pollMailbox(
     return { report, outcome: classifyOutcome(report) };
   }
   const report = await run(mailbox, deps, { ...session, credentials });
-  return { report, outcome: classifyOutcome(report) };
+  if (report.errorCode !== ErrorCode.AUTH_FAILED)
+    return { report, outcome: classifyOutcome(report) };
+  let fresh: SessionCredentials;
+  try {
+    fresh = await resolve(mailbox, true);
+  } catch {
+    // The refusal is the failure to report; a second lookup failing adds nothing to it.
+    return { report, outcome: classifyOutcome(report) };
+  }
+  if (sameCredentials(fresh, credentials)) return { report, outcome: classifyOutcome(report) };
+  const retried = await run(mailbox, deps, { ...session, credentials: fresh });
+  retried.warnings.unshift(
+    "the server refused the cached credentials; the secret had changed, so the session logged in again with the new value",
+  );
+  return { report: retried, outcome: classifyOutcome(retried) };
+}
+
+function sameCredentials(a: SessionCredentials, b: SessionCredentials): boolean {
+  return a.password === b.password && a.accessToken === b.accessToken;
 }

@@ -26,6 +26,7 @@ import {
 } from "../errors.ts";
 import type { HeldLock, LockHolder, MailSource, SourceMessage, StateEntry } from "../ports.ts";
 import { CommitSequence, storageError } from "./commit.ts";
+import type { GateRelease } from "./fetch-gate.ts";
 import { messageId } from "./keys.ts";
 import {
   describeStored,
@@ -402,7 +403,12 @@ class MailboxSession {
     const commit = this.commit as CommitSequence;
     const inFlight = new Set<Promise<void>>();
     /** Fetches sent whose bodies this loop has not started on yet, oldest first. */
-    const ahead: { readonly message: SourceMessage; readonly body: Promise<Readable> }[] = [];
+    const ahead: {
+      readonly message: SourceMessage;
+      readonly body: Promise<Readable>;
+      /** The message's weight in the fetch gate, held until its commit is handed on. */
+      readonly release?: GateRelease;
+    }[] = [];
     let aheadBytes = 0;
     /** Index into `fetch` of the next message to consider for a fetch. */
     let cursor = 0;
@@ -411,7 +417,8 @@ class MailboxSession {
     let failure: { err: unknown } | undefined;
     let started = 0;
     this.ingestStarted = Date.now();
-    const requestAhead = () => {
+    const gate = this.options.fetchGate;
+    const requestAhead = async () => {
       while (cursor < fetch.length) {
         const next = fetch[cursor] as SourceMessage;
         if (
@@ -420,16 +427,32 @@ class MailboxSession {
         ) {
           break;
         }
-        cursor++;
         if (this.cannotFinish(next, bytesRequested)) {
+          cursor++;
           // Smaller messages behind it may still fit, so the loop goes on to them.
           this.stalled(next, "not started: at the measured throughput it cannot finish in time");
           continue;
         }
+        // The process-wide memory bound (fetch-gate.ts). With fetches already sent, this session
+        // has work to do and only stops reading ahead; with none, it waits its turn, holding
+        // nothing that the others wait for.
+        let release: GateRelease | undefined;
+        if (gate) {
+          release = gate.tryAcquire(next.size);
+          if (!release && ahead.length > 0) break;
+          if (!release) {
+            release = await gate.acquire(next.size);
+            if (this.shouldStop()) {
+              release();
+              return;
+            }
+          }
+        }
+        cursor++;
         const body = source.fetch(next);
         // Consumed (or destroyed) below; never an unhandled rejection while it waits its turn.
         body.catch(() => {});
-        ahead.push({ message: next, body });
+        ahead.push({ message: next, body, release });
         aheadBytes += next.size;
         bytesRequested += next.size;
       }
@@ -440,7 +463,7 @@ class MailboxSession {
         this.log.info(`stopping before next message: ${stop}`, { mailbox: this.mailbox.id });
         break;
       }
-      requestAhead();
+      await requestAhead();
       const next = ahead.shift();
       if (!next) break;
       aheadBytes -= next.message.size;
@@ -456,6 +479,7 @@ class MailboxSession {
         .finally(() => {
           inFlight.delete(task);
           streamed();
+          next.release?.();
         });
       inFlight.add(task);
       // The next body flows once this one's bytes are all read off the connection.
@@ -465,11 +489,12 @@ class MailboxSession {
     // Fetches already sent for messages this run will not ingest: destroy each body as it
     // arrives (the source then discards its bytes) so later answers stay in step. Not awaited:
     // close() is answered only after them, and it bounds that wait when there is a deadline.
-    for (const { body } of ahead) {
+    for (const { body, release } of ahead) {
       body.then(
         (stream) => stream.destroy(),
         () => {},
       );
+      release?.();
     }
     await Promise.all(inFlight);
     // Messages stored before a failure are still queued, checkpointed and (by policy) marked.

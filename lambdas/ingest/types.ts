@@ -10,6 +10,7 @@ import type {
   ObjectStore,
   StateStore,
 } from "../ports.ts";
+import type { FetchGate } from "./fetch-gate.ts";
 
 /** Opens an authenticated source for a mailbox: the session's only way to reach a server. */
 export type OpenSource = (
@@ -72,6 +73,11 @@ export interface SessionOptions {
   /** Shares the lock with holders that are exclusive among themselves ({@link LockOptions.shared}). */
   readonly lockShared?: LockOptions["shared"];
   readonly onProgress?: (progress: SessionProgress) => void;
+  /**
+   * The memory bound shared with the other sessions of this process (fetch-gate.ts); without it
+   * the session's own windows are its only bound.
+   */
+  readonly fetchGate?: FetchGate;
 }
 
 export interface MailboxReport {

@@ -41,12 +41,14 @@ export interface ResolveCredentialsDeps {
 /**
  * Resolves `mailbox.password` (any source) to what the POP3 login needs. Every error it throws
  * names the mailbox once (this is the one place that adds it) and keeps the cause's code.
+ * `fresh` reads the secret past the store's cache: the server refused what the cache held.
  */
 export async function resolveCredentials(
   mailbox: MailboxConfig,
   deps: ResolveCredentialsDeps,
+  fresh = false,
 ): Promise<SessionCredentials> {
-  return (await resolveWith(mailbox, deps, false)).credentials;
+  return (await resolveWith(mailbox, deps, false, fresh)).credentials;
 }
 
 /** {@link resolveCredentials}, plus the OAuth2 grant and token expiry when there is one (`check`). */
@@ -61,9 +63,10 @@ async function resolveWith(
   mailbox: MailboxConfig,
   deps: ResolveCredentialsDeps,
   detail: boolean,
+  fresh = false,
 ): Promise<{ credentials: SessionCredentials; token?: AccessTokenInfo }> {
   try {
-    return await credentialsFor(mailbox, deps, detail);
+    return await credentialsFor(mailbox, deps, detail, fresh);
   } catch (err) {
     const code = isMailIngestError(err) ? err.code : ErrorCode.SECRET_UNRESOLVED;
     // describeError skips the cause's own message, which this one already quotes, so a report
@@ -78,11 +81,13 @@ async function credentialsFor(
   mailbox: MailboxConfig,
   deps: ResolveCredentialsDeps,
   detail: boolean,
+  fresh: boolean,
 ): Promise<{ credentials: SessionCredentials; token?: AccessTokenInfo }> {
   const text = await resolveSecret(mailbox.password, {
     env: deps.env,
     secretId: deps.getSecret,
     ssmParameter: deps.getSsmParameter,
+    fresh,
   });
   const parsed = parseSecretString(text);
   if (parsed.kind === "password") return { credentials: { password: parsed.password } };
@@ -170,10 +175,12 @@ export function credentialDeps(options: CredentialDepsOptions): ResolveCredentia
       file: writeRefreshTokenToFile,
       ...(ssm ? { ssmParameter: ssm.writeRefreshToken } : {}),
     },
-    ...(ssm ? { getSsmParameter: (name: string) => ssm.getParameter(name) } : {}),
+    ...(ssm
+      ? { getSsmParameter: (name: string, fresh?: boolean) => ssm.getParameter(name, fresh) }
+      : {}),
     ...(store
       ? {
-          getSecret: (id: string) => store.getSecret(id),
+          getSecret: (id: string, fresh?: boolean) => store.getSecret(id, fresh),
           writeRefreshToken: store.writeRefreshToken,
         }
       : {}),

@@ -6,8 +6,11 @@ import { readFile } from "node:fs/promises";
 import type { SecretSource } from "../config/schema.ts";
 import { ErrorCode, MailIngestError } from "../errors.ts";
 
-/** Resolves `{secretId}` (Secrets Manager) or `{ssmParameter}` (SSM) sources by name. */
-export type SecretIdResolver = (secretId: string) => Promise<string>;
+/**
+ * Resolves `{secretId}` (Secrets Manager) or `{ssmParameter}` (SSM) sources by name; `fresh`
+ * bypasses any cache (the server refused what the cache held).
+ */
+export type SecretIdResolver = (secretId: string, fresh?: boolean) => Promise<string>;
 
 /** Stores a rotated refresh token into the secret `secretId` (keeping its other fields). */
 export type RefreshTokenWriter = (secretId: string, refreshToken: string) => Promise<void>;
@@ -26,6 +29,8 @@ export interface ResolveSecretOptions {
   readonly env?: NodeJS.ProcessEnv;
   readonly secretId?: SecretIdResolver;
   readonly ssmParameter?: SecretIdResolver;
+  /** Read past any cache. @default false */
+  readonly fresh?: boolean;
 }
 
 /** Writers per writable source kind; a kind without one is not written back. */
@@ -66,14 +71,14 @@ export async function resolveSecret(
       throw fail(`ssmParameter ${source.ssmParameter} needs an SSM resolver (AWS)`);
     }
     try {
-      return await options.ssmParameter(source.ssmParameter);
+      return await options.ssmParameter(source.ssmParameter, options.fresh);
     } catch (err) {
       throw fail(`cannot read SSM parameter ${source.ssmParameter}`, err);
     }
   }
   if (!options.secretId) throw fail(`secretId ${source.secretId} needs a secrets resolver (AWS)`);
   try {
-    return await options.secretId(source.secretId);
+    return await options.secretId(source.secretId, options.fresh);
   } catch (err) {
     throw fail(`cannot read secret ${source.secretId}`, err);
   }

@@ -58,5 +58,5 @@ export function ssmSecretStore(options: SsmSecretStoreOptions): SsmSecretStore {
     );
     cache.delete(name);
   };
-  return { getParameter: (name) => read(name, false), writeRefreshToken };
+  return { getParameter: (name, fresh = false) => read(name, fresh), writeRefreshToken };
 }

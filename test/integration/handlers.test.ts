@@ -176,7 +176,7 @@ describeDovecot("Lambda handlers against Dovecot and fauxqs", () => {
       },
       runMailbox,
       logger: new Logger({ serviceName: "test" }),
-      metrics: new Metrics({ namespace: "MailIngest", serviceName: "test" }),
+      createMetrics: () => new Metrics({ namespace: "MailIngest", serviceName: "test" }),
       safetyMarginMs: SAFETY_MARGIN_MS,
       // The ticks here are fixed 2024 instants (their ids are asserted); only the stale-job test
       // below runs with the real period.

@@ -112,7 +112,7 @@ describeDovecot("requests of an idle poll (poller, S3 lease and state, fauxqs)",
       },
       runMailbox,
       logger: new Logger({ serviceName: "test" }),
-      metrics: new Metrics({ namespace: "MailIngest", serviceName: "test" }),
+      createMetrics: () => new Metrics({ namespace: "MailIngest", serviceName: "test" }),
       safetyMarginMs: 30_000,
       schedulePeriodSeconds: 1e10,
     });

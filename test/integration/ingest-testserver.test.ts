@@ -15,6 +15,7 @@ import {
   type TestMessage,
 } from "../../lambdas/demo/pop3-server.ts";
 import { ErrorCode, MailIngestError } from "../../lambdas/errors.ts";
+import { FetchGate } from "../../lambdas/ingest/fetch-gate.ts";
 import { Pop3Client, type Pop3Options } from "../../lambdas/pop3/index.ts";
 import type { MessageQueue, ObjectStore } from "../../lambdas/ports.ts";
 import { generateMessage } from "../helpers/messages.ts";
@@ -640,5 +641,76 @@ describe("mailbox session against the test server", () => {
       const bytes = await readFile(path.join(world.dir, "mail-ingest-data", a.ref));
       expect(sha256(bytes)).toBe(a.sha256);
     }
+  });
+});
+
+describe("sessions sharing one memory bound (FetchGate)", () => {
+  const worlds: FsWorld[] = [];
+  afterEach(async () => {
+    for (const w of worlds.splice(0)) await w.cleanup();
+  });
+
+  /** A message of about `kib` KiB, distinct per `n`. */
+  function sized(n: number, kib: number): TestMessage {
+    const line = `${`line ${n} of a large body `.padEnd(76, "x")}\r\n`;
+    return {
+      uidl: `big-${n}`,
+      data: Buffer.from(
+        `From: a@example.com\r\nTo: b@example.com\r\nSubject: big ${n}\r\nMessage-ID: <big-${n}@example.com>\r\n\r\n${line.repeat(Math.ceil((kib * 1024) / line.length))}`,
+      ),
+    };
+  }
+
+  it("never streams two messages that together exceed the budget, across sessions, and drains both mailboxes", async () => {
+    const users = ["one@example.test", "two@example.test"];
+    const mail = (u: number) => Array.from({ length: 4 }, (_, i) => sized(u * 10 + i, 200));
+    server = await startPop3TestServer({
+      users: Object.fromEntries(
+        users.map((u, i) => [u, { password: PASSWORD, messages: mail(i) }]),
+      ),
+    });
+    const gate = new FetchGate(300 * 1024);
+    let streaming = 0;
+    let mostAtOnce = 0;
+    const polls = users.map(async (username) => {
+      const w = await fsWorld(
+        {
+          host: server?.host,
+          port: server?.port,
+          tls: "none",
+          allowInsecureAuth: true,
+          username,
+        },
+        PASSWORD,
+      );
+      worlds.push(w);
+      // A raw put runs while the message's bytes stream in: the window the gate bounds.
+      const store: ObjectStore = {
+        ...w.deps.store,
+        put: async (key, body, options) => {
+          const raw = key.startsWith("raw/");
+          if (raw) mostAtOnce = Math.max(mostAtOnce, ++streaming);
+          try {
+            return await w.deps.store.put(key, body, options);
+          } finally {
+            if (raw) streaming--;
+          }
+        },
+        get: (key) => w.deps.store.get(key),
+        head: (key) => w.deps.store.head(key),
+        delete: (key) => w.deps.store.delete(key),
+        list: (prefix) => w.deps.store.list(prefix),
+        uri: (key) => w.deps.store.uri(key),
+      };
+      return w.poll({ fetchGate: gate, deps: { store } });
+    });
+    const reports = await Promise.all(polls);
+    expect(reports.map((r) => [r.ingested, r.error])).toEqual([
+      [4, undefined],
+      [4, undefined],
+    ]);
+    // Two 200 KiB messages exceed the 300 KiB budget: one streams at a time, whichever mailbox.
+    expect(mostAtOnce).toBe(1);
+    expect(gate.heldBytes).toBe(0);
   });
 });

@@ -173,7 +173,7 @@ function harness(
       return script(mailbox, sessionDeps);
     },
     logger: new Logger({ serviceName: "test" }),
-    metrics: new Metrics({ namespace: "MailIngest", serviceName: "test" }),
+    createMetrics: () => new Metrics({ namespace: "MailIngest", serviceName: "test" }),
     safetyMarginMs: 30_000,
     now: () => 1_000_000,
     ...rest,
@@ -460,6 +460,100 @@ describe("poller", () => {
     expect(result.batchItemFailures).toEqual([{ itemIdentifier: "a-1" }]);
     expect(h.sessions.map((s) => s.mailbox.id)).toEqual(["alpha", "beta"]);
     expect(metric(h, "beta", "MessagesIngested")).toBe(5);
+  });
+
+  describe("a batch of several mailboxes (mailboxesPerInvocation)", () => {
+    /**
+     * Resolves once `count` calls have arrived, or after 5 s so that sequential jobs cannot hang
+     * the test; `met` says whether all arrived before that.
+     */
+    function barrier(count: number) {
+      let arrived = 0;
+      let timedOut = false;
+      let open!: () => void;
+      const opened = new Promise<void>((resolve) => {
+        open = resolve;
+      });
+      const guard = setTimeout(() => {
+        timedOut = true;
+        open();
+      }, 5_000);
+      const state = {
+        met: false,
+        async arrive() {
+          if (++arrived === count && !timedOut) {
+            state.met = true;
+            clearTimeout(guard);
+            open();
+          }
+          await opened;
+        },
+      };
+      return state;
+    }
+
+    it("polls the mailboxes at once, each job with its own log keys and its own metrics", async () => {
+      const together = barrier(2);
+      const h = harness(async (m, d) => {
+        // Each session waits for the other to start: only concurrent jobs both get past this.
+        await together.arrive();
+        d.log?.info("inside the session");
+        return report(m.id, { ingested: m.id === "alpha" ? 4 : 7 });
+      });
+      const result = await createPoller(h.deps)(
+        event(
+          sqsRecord({ mailboxId: "alpha", tick: TICK }),
+          sqsRecord({ mailboxId: "beta", tick: TICK }),
+        ),
+        ctx,
+      );
+      expect(result).toEqual({ batchItemFailures: [] });
+      expect(together.met).toBe(true);
+      const inside = h.output.logs().filter((l) => l.message === "inside the session");
+      expect(inside.map((l) => l.mailbox).sort()).toEqual(["alpha", "beta"]);
+      for (const line of h.output.logs().filter((l) => l.message === "mailbox polled")) {
+        expect(line.ingested).toBe(line.mailbox === "alpha" ? 4 : 7);
+      }
+      expect(metric(h, "alpha", "MessagesIngested")).toBe(4);
+      expect(metric(h, "beta", "MessagesIngested")).toBe(7);
+      expect(h.output.emf()).toHaveLength(2);
+      // Both sessions of one invocation share a single memory bound.
+      const [first, second] = h.sessions;
+      expect(first?.options.fetchGate).toBeDefined();
+      expect(first?.options.fetchGate).toBe(second?.options.fetchGate);
+    });
+
+    it("runs one mailbox's jobs in order, and fails the rest of its group after a failure while the others run", async () => {
+      const events: string[] = [];
+      const h = harness(async (m) => {
+        events.push(`${m.id} start`);
+        await new Promise((resolve) => setImmediate(resolve));
+        events.push(`${m.id} end`);
+        return m.id === "beta"
+          ? report(m.id, { error: "store down", errorCode: Codes.STORE_FAILED })
+          : report(m.id);
+      });
+      const result = await createPoller(h.deps)(
+        event(
+          sqsRecord({ mailboxId: "alpha", tick: TICK }, "a-1"),
+          sqsRecord({ mailboxId: "beta", tick: TICK }, "b-1"),
+          sqsRecord({ mailboxId: "alpha", tick: TICK, continuation: 1 }, "a-2"),
+          sqsRecord({ mailboxId: "beta", tick: TICK, continuation: 1 }, "b-2"),
+        ),
+        ctx,
+      );
+      // b-2 never ran: running it after b-1 failed would take the group out of order.
+      expect(result.batchItemFailures).toEqual([
+        { itemIdentifier: "b-1" },
+        { itemIdentifier: "b-2" },
+      ]);
+      expect(h.sessions.map((x) => x.mailbox.id).sort()).toEqual(["alpha", "alpha", "beta"]);
+      // alpha's second job started only after its first ended.
+      const alpha = events.filter((e) => e.startsWith("alpha"));
+      expect(alpha).toEqual(["alpha start", "alpha end", "alpha start", "alpha end"]);
+      // ...while beta ran beside alpha's first job.
+      expect(events.indexOf("beta start")).toBeLessThan(events.indexOf("alpha end"));
+    });
   });
 
   it("fails a malformed job and drops a job for a mailbox no longer configured", async () => {

@@ -1,0 +1,77 @@
+/**
+ * The memory bound shared by the sessions of one process. Each session bounds its own memory by
+ * its windows (session.ts: fetches ahead, commits in flight), but a process runs several sessions
+ * at once (the CLI's `concurrency`, the poller's batch of mailboxes), and a message's memory is
+ * not all windowed: its parse holds decoded text up to 16 MiB, and an S3 upload buffers whole
+ * parts. So every message fetched holds a weight, its listed size capped at the budget, and the
+ * weights held at once never exceed the budget. Small mail from many mailboxes flows side by
+ * side; a message as large as the budget is fetched alone, whichever session it belongs to.
+ *
+ * Deadlock-free by construction: a session waits ({@link FetchGate.acquire}) only while it has no
+ * fetch sent ahead, so what it holds belongs to messages already read off the wire, whose
+ * commits finish without the gate and release it. Waiters are served in order, and a waiter
+ * stops later {@link FetchGate.tryAcquire} calls from overtaking it, so a large message is never
+ * starved by a stream of small ones.
+ */
+
+/** Gives back what an acquire took; calling it again does nothing. */
+export type GateRelease = () => void;
+
+/**
+ * The default budget, bytes: the largest message weight fetched beside others. Sized against a
+ * poller's default 512 MiB: a 340 MB message measured 151 MiB peak RSS on the fs backend and
+ * 234 MiB on S3, alone.
+ */
+export const DEFAULT_FETCH_BUDGET_BYTES = 64 * 1024 * 1024;
+
+export class FetchGate {
+  private held = 0;
+  private readonly waiters: { readonly weight: number; readonly grant: () => void }[] = [];
+
+  constructor(readonly budgetBytes: number = DEFAULT_FETCH_BUDGET_BYTES) {
+    if (!(budgetBytes > 0)) throw new RangeError("the fetch budget must be positive");
+  }
+
+  /** Bytes held by the messages being fetched or committed right now. */
+  get heldBytes(): number {
+    return this.held;
+  }
+
+  /** Takes the weight of a message of `size` bytes now, or returns undefined if it does not fit. */
+  tryAcquire(size: number): GateRelease | undefined {
+    const weight = this.weightOf(size);
+    if (this.waiters.length > 0 || this.held + weight > this.budgetBytes) return undefined;
+    this.held += weight;
+    return this.releaser(weight);
+  }
+
+  /** Takes the weight of a message of `size` bytes, waiting in line until it fits. */
+  acquire(size: number): Promise<GateRelease> {
+    const now = this.tryAcquire(size);
+    if (now) return Promise.resolve(now);
+    const weight = this.weightOf(size);
+    return new Promise((resolve) => {
+      this.waiters.push({ weight, grant: () => resolve(this.releaser(weight)) });
+    });
+  }
+
+  private weightOf(size: number): number {
+    // An empty message still holds a parse and a commit.
+    return Math.max(1, Math.min(size, this.budgetBytes));
+  }
+
+  private releaser(weight: number): GateRelease {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.held -= weight;
+      for (let next = this.waiters[0]; next; next = this.waiters[0]) {
+        if (this.held + next.weight > this.budgetBytes) break;
+        this.waiters.shift();
+        this.held += next.weight;
+        next.grant();
+      }
+    };
+  }
+}
