@@ -28,7 +28,8 @@ function countRequest(method: string, url: string): void {
   entry.byPrefix[top] = (entry.byPrefix[top] ?? 0) + 1;
 }
 
-const fauxqs = await startFauxqs({ onRequest: countRequest });
+// Conditional PUTs as S3 has them: the S3 lease (CLI and poller) relies on them.
+const fauxqs = await startFauxqs({ onRequest: countRequest, conditionalPuts: true });
 
 const server = serve(
   {

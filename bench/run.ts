@@ -9,6 +9,7 @@
  *   npm run bench -- --full --messages 1000 --runs 5
  *   npm run bench -- --incremental | --big | --lambda | --backlog | --startup
  *   npm run bench -- --startup         --help and a nothing-new poll, whole process (dist/)
+ *   npm run bench -- --fleet           idle Lambda polls: GB-s and log bytes a poll, 1 vs 10 a batch
  *   npm run bench -- --no-build        skip `npm run build` (the CLI cases run dist/)
  *   npm run bench -- --backlog-messages 30000   the long-backlog drain (peak RSS vs its goal)
  *   npm run bench -- --profile         adds one CPU-profiled mail-ingest (fs) run
@@ -38,6 +39,7 @@ import {
   mpopClient,
 } from "./clients.ts";
 import type { BucketPuts } from "./fauxqs-server.ts";
+import { type FleetOutcome, fleetFigures } from "./fleet.ts";
 import { type LambdaOutcome, lambdaFigures } from "./lambda.ts";
 import { startLatencyProxy } from "./latency-proxy.ts";
 import { type Maildrop, type MaildropTls, maildropNotice, startMaildrop } from "./maildrop.ts";
@@ -65,7 +67,7 @@ const LAMBDA_IMPORT_SAMPLES = 7;
 /** Timed runs per start-up figure: each is short, so more of them steady the median. */
 const STARTUP_RUNS = 15;
 
-type Case = "full" | "incremental" | "big" | "lambda" | "backlog" | "startup";
+type Case = "full" | "incremental" | "big" | "lambda" | "backlog" | "startup" | "fleet";
 
 interface Options {
   readonly messages: number;
@@ -97,6 +99,7 @@ function parseOptions(argv: readonly string[]): Options {
       lambda: { type: "boolean", default: false },
       backlog: { type: "boolean", default: false },
       startup: { type: "boolean", default: false },
+      fleet: { type: "boolean", default: false },
       "no-build": { type: "boolean", default: false },
       "backlog-messages": { type: "string" },
       profile: { type: "boolean", default: false },
@@ -117,15 +120,15 @@ function parseOptions(argv: readonly string[]): Options {
   if (values.tls !== "implicit" && values.tls !== "none") {
     throw new Error("--tls must be implicit or none");
   }
-  const chosen = (["full", "incremental", "big", "lambda", "backlog", "startup"] as const).filter(
-    (c) => values[c],
-  );
+  const chosen = (
+    ["full", "incremental", "big", "lambda", "backlog", "startup", "fleet"] as const
+  ).filter((c) => values[c]);
   const cases = new Set<Case>(
     chosen.length > 0
       ? chosen
       : values.quick
-        ? ["full", "incremental", "startup", "lambda"]
-        : ["full", "incremental", "startup", "big", "backlog", "lambda"],
+        ? ["full", "incremental", "startup", "lambda", "fleet"]
+        : ["full", "incremental", "startup", "big", "backlog", "lambda", "fleet"],
   );
   return {
     messages: positive(values.messages, values.quick ? 300 : 3000, "messages"),
@@ -523,6 +526,27 @@ async function syscallCase(
   return { rows, text };
 }
 
+/** Mailboxes of the fleet case: one batch at the construct's default `mailboxesPerInvocation`. */
+const FLEET_MAILBOXES = 10;
+/** A remote mail server's round trip for the fleet case's second run, ms. */
+const FLEET_RTT_MS = 20;
+
+function fleetText(outcomes: readonly FleetOutcome[]): string {
+  const lines = [
+    "| POP3 RTT | mailboxes a batch | invocations | median invocation | per poll | GB-s a poll (wall) | CPU a poll | log bytes a poll |",
+    "|---|---|---|---|---|---|---|---|",
+  ];
+  for (const outcome of outcomes) {
+    if (!outcome.ok) return `  skipped: ${outcome.reason}`;
+    for (const row of outcome.rows) {
+      lines.push(
+        `| ${outcome.rttMs} ms | ${row.mailboxesPerInvocation} | ${row.invocations} | ${row.medianInvocationMs.toFixed(0)} ms | ${row.msPerPoll.toFixed(0)} ms | ${row.gbSecondsPerPoll.toFixed(4)} | ${row.cpuMsPerPoll.toFixed(1)} ms | ${row.logBytesPerPoll.toFixed(0)} |`,
+      );
+    }
+  }
+  return lines.join("\n");
+}
+
 function lambdaText(outcome: LambdaOutcome): string {
   if (!outcome.ok) return `  skipped: ${outcome.reason}`;
   const f = outcome.figures;
@@ -716,6 +740,18 @@ async function main(): Promise<void> {
       console.log(`\n${backlog.text}`);
       for (const c of clients) await c.reset();
     }
+  }
+
+  if (options.cases.has("fleet")) {
+    console.log(`\nFleet: idle Lambda polls of ${FLEET_MAILBOXES} mailboxes, in-process, warm`);
+    const outcomes: FleetOutcome[] = [];
+    for (const rttMs of [0, FLEET_RTT_MS]) {
+      outcomes.push(await fleetFigures({ mailboxes: FLEET_MAILBOXES, rounds: 3, rttMs }));
+    }
+    report.fleet = outcomes;
+    const text = fleetText(outcomes);
+    sections.push(`Fleet (idle polls, poller handler in-process, 512 MiB):\n${text}`);
+    console.log(text);
   }
 
   if (options.cases.has("lambda")) {

@@ -21,6 +21,7 @@ export const HandlerEnv = {
   perMailboxMetrics: LambdaEnv.perMailboxMetrics,
   schedulePeriodSeconds: LambdaEnv.schedulePeriodSeconds,
   tokenWriteBackAfterSeconds: LambdaEnv.tokenWriteBackAfterSeconds,
+  secretCacheSeconds: LambdaEnv.secretCacheSeconds,
 } as const;
 
 /**

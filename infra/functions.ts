@@ -55,6 +55,7 @@ export interface FunctionsOptions {
   readonly outputMaxMessageBytes: number;
   readonly perMailboxMetrics: boolean;
   readonly tokenWriteBackAfter: Duration;
+  readonly secretCacheTtl: Duration;
 }
 
 export interface Functions {
@@ -94,7 +95,7 @@ export function createFunctions(scope: Construct, options: FunctionsOptions): Fu
     });
     const poller = handlerFunction(scope, "Poller", {
       handler: "poller",
-      description: "mail-ingest: runs one mailbox session per job",
+      description: "mail-ingest: runs one mailbox session per job, a batch's mailboxes at once",
       memorySize: options.pollerMemorySize,
       timeout: options.pollerTimeout,
       logRetention: options.logRetention,
@@ -109,6 +110,7 @@ export function createFunctions(scope: Construct, options: FunctionsOptions): Fu
         [HandlerEnv.perMailboxMetrics]: String(options.perMailboxMetrics),
         [HandlerEnv.schedulePeriodSeconds]: String(options.schedulePeriod.toSeconds()),
         [HandlerEnv.tokenWriteBackAfterSeconds]: String(options.tokenWriteBackAfter.toSeconds()),
+        [HandlerEnv.secretCacheSeconds]: String(options.secretCacheTtl.toSeconds()),
       },
       configSource,
       network: options.pollerNetwork,

@@ -63,8 +63,21 @@ export interface MailIngestionProps {
    * @default 512
    */
   readonly pollerMemorySize?: number;
-  /** Poller timeout; one mailbox session per invocation. @default Duration.minutes(5) */
+  /**
+   * Poller timeout: every session of an invocation's batch ends within it (each stops fetching
+   * 30 s before it, and a continuation job carries on). @default Duration.minutes(5)
+   */
   readonly pollerTimeout?: Duration;
+  /**
+   * Mailboxes one poller invocation polls at once (the jobs event source's batch size, 1–10, the
+   * FIFO limit). An idle poll mostly waits on the network, so a batch of 10 costs about one
+   * poll's GB-seconds, Lambda request, log lines and SQS receive/delete: the largest item of an
+   * idle fleet's bill (README "Cost"). Each mailbox still has one session at a time (one FIFO
+   * group each), and the sessions share one memory bound (a message as large as 64 MiB is
+   * fetched alone). 1 gives each mailbox an invocation of its own.
+   * @default 10
+   */
+  readonly mailboxesPerInvocation?: number;
   /**
    * At most this many mail sessions at once (SQS event source `maxConcurrency`, 2–1000); the
    * poller reserves exactly this much concurrency, so it neither starves the account nor is
@@ -159,6 +172,14 @@ export interface MailIngestionProps {
    * @default Duration.hours(24)
    */
   readonly tokenWriteBackAfter?: Duration;
+  /**
+   * How long a poller container reuses a mailbox's secret (SSM parameter or Secrets Manager
+   * secret). Every SSM SecureString read is a KMS decrypt ($0.03 per 10k), about a third of an
+   * idle fleet's bill with a one-period cache. A password change is not delayed by it: a login
+   * the server refuses re-reads the secret past the cache and logs in again if it changed.
+   * @default Duration.hours(6)
+   */
+  readonly secretCacheTtl?: Duration;
   /**
    * Also emit every poller metric with a `mailbox` dimension. Each such metric costs $0.30 a
    * month per mailbox (5,000 mailboxes: ~$15,000 a month for 10 metrics); the alarms and the
@@ -349,10 +370,11 @@ export class MailIngestion extends Construct {
       perMailboxMetrics: props.perMailboxMetrics ?? false,
       tokenWriteBackAfter:
         props.tokenWriteBackAfter ?? Duration.seconds(EnvDefaults.tokenWriteBackAfterSeconds),
+      secretCacheTtl: props.secretCacheTtl ?? Duration.seconds(EnvDefaults.secretCacheSeconds),
     }));
     this.poller.addEventSource(
       new SqsEventSource(this.jobsQueue, {
-        batchSize: 1,
+        batchSize: mailboxesPerInvocation(props),
         maxConcurrency,
         reportBatchItemFailures: true,
       }),
@@ -422,13 +444,25 @@ export class MailIngestion extends Construct {
   }
 }
 
+function mailboxesPerInvocation(props: MailIngestionProps): number {
+  const n = props.mailboxesPerInvocation ?? 10;
+  if (!Number.isInteger(n) || n < 1 || n > 10) {
+    throw new ConfigError(
+      "mailboxesPerInvocation",
+      `is ${n}; it must be an integer from 1 to 10 (the batch size limit of an SQS FIFO event source)`,
+    );
+  }
+  return n;
+}
+
 /** Headroom over the average load: ticks arrive all at once and some polls find mail. */
 const CAPACITY_HEADROOM = 1.5;
 
 /**
  * The poller concurrency the fleet needs: `mailboxes × estimatedPollSeconds ÷ period × 1.5`.
  * Below it the pollers finish fewer jobs per period than the dispatcher enqueues, and the jobs
- * queue grows without bound. Returns `maxConcurrency`, or the minimum (at least 10) when unset.
+ * queue grows without bound. Conservative on purpose: it counts each poll as if it had an
+ * invocation of its own, although a batch's polls run side by side (`mailboxesPerInvocation`). Returns `maxConcurrency`, or the minimum (at least 10) when unset.
  */
 function checkCapacity(props: MailIngestionProps, period: Duration): number {
   const estimate = props.estimatedPollSeconds ?? 1;

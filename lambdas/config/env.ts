@@ -70,8 +70,12 @@ export const EnvDefaults = {
   metricsNamespace: "MailIngest",
   /** ms */
   safetyMarginMs: 30_000,
-  /** s; a rotated OAuth token is tracked in memory meanwhile. */
-  secretCacheSeconds: 300,
+  /**
+   * s. Long, because a login the server refuses re-reads the secret past the cache
+   * (ingest/poll-mailbox.ts), so a changed password is used at once anyway; each read of an SSM
+   * SecureString is a KMS decrypt (issue 9). A rotated OAuth token is tracked in memory meanwhile.
+   */
+  secretCacheSeconds: 6 * 60 * 60,
   /** s; the parse of the parameter is reused as long as its text is unchanged. */
   configCacheSeconds: 300,
   /** bytes: SQS's limit. */

@@ -304,7 +304,13 @@ async function runJob(
       break;
   }
 
-  logger.info("mailbox polled", summary);
+  // An idle poll (nothing new, nothing left) is what a fleet does 8,640 times per mailbox a
+  // month: its figures are in the EMF blob already, and a second line would nearly double what
+  // CloudWatch Logs bills (issue 9). LOG_LEVEL=DEBUG shows it.
+  const idle =
+    report.ingested + report.skipped + report.failed + report.deleted + report.remaining === 0;
+  if (idle) logger.debug("mailbox polled", summary);
+  else logger.info("mailbox polled", summary);
   // A message that hits the deadline twice in a row will likely never fit in one invocation: it
   // would restart from zero every run while the mailbox looks merely slow. Say so, once per chain.
   const stalledAgain = (report.stalled ?? []).filter((id) => job.stalled?.includes(id));

@@ -185,6 +185,14 @@ describe(`a fleet of ${FLEET} mailboxes`, () => {
       expect(poller.ReservedConcurrentExecutions).toBeGreaterThanOrEqual(NEEDED_CONCURRENCY);
     });
 
+    it("fails synth naming mailboxesPerInvocation outside the FIFO event source's 1–10", () => {
+      for (const n of [0, 11, 2.5]) {
+        expect(configError(() => synth({ mailboxesPerInvocation: n })).message).toMatch(
+          /\bmailboxesPerInvocation: is .*1 to 10/,
+        );
+      }
+    });
+
     it("fails synth naming maxConcurrency when it is below mailboxes × poll seconds ÷ period × 1.5", () => {
       const error = configError(() => synth({ maxConcurrency: NEEDED_CONCURRENCY - 1 }));
       expect(error.message).toMatch(/\bmaxConcurrency: is 24, /);
@@ -222,19 +230,24 @@ describe(`a fleet of ${FLEET} mailboxes`, () => {
         OUTPUT_MAX_MESSAGE_BYTES: "1048576",
         PER_MAILBOX_METRICS: "false",
         OAUTH_WRITE_BACK_AFTER_SECONDS: "86400",
+        SECRET_CACHE_SECONDS: "21600",
       });
       const custom = synth({
         schedule: Duration.minutes(10),
         outputMaxMessageBytes: 262_144,
         perMailboxMetrics: true,
         tokenWriteBackAfter: Duration.hours(6),
+        secretCacheTtl: Duration.minutes(5),
+        mailboxesPerInvocation: 1,
       });
       expect(functionEnv(custom.ingestion.poller, custom.template, custom.stack)).toMatchObject({
         SCHEDULE_PERIOD_SECONDS: "600",
         OUTPUT_MAX_MESSAGE_BYTES: "262144",
         PER_MAILBOX_METRICS: "true",
         OAUTH_WRITE_BACK_AFTER_SECONDS: "21600",
+        SECRET_CACHE_SECONDS: "300",
       });
+      custom.template.hasResourceProperties("AWS::Lambda::EventSourceMapping", { BatchSize: 1 });
       const output =
         custom.template.findResources("AWS::SQS::Queue")[
           custom.stack.getLogicalId(custom.ingestion.outputQueue.node.defaultChild as never)

@@ -722,6 +722,26 @@ describe("poller", () => {
     });
   });
 
+  it("writes one log line for an idle poll (the EMF blob), and a summary line once something happened", async () => {
+    const h = harness((m) =>
+      m.id === "alpha"
+        ? report(m.id, { new: 0, ingested: 0, remaining: 0, bytes: 0 })
+        : report(m.id, { ingested: 2 }),
+    );
+    await createPoller(h.deps)(
+      event(
+        sqsRecord({ mailboxId: "alpha", tick: TICK }),
+        sqsRecord({ mailboxId: "beta", tick: TICK }),
+      ),
+      ctx,
+    );
+    const polled = h.output.logs().filter((l) => l.message === "mailbox polled");
+    expect(polled.map((l) => l.mailbox)).toEqual(["beta"]);
+    // The idle poll's figures are still published, in its EMF blob.
+    expect(metric(h, "alpha", "MessagesIngested")).toBe(0);
+    expect(h.output.lines.filter((l) => l.includes('"alpha"'))).toHaveLength(1);
+  });
+
   it("publishes no Backlog for a failed session, whose count of what is left is unknown", async () => {
     const h = harness((m) => report(m.id, { error: "down", errorCode: Codes.CONNECT_FAILED }));
     await createPoller(h.deps)(event(sqsRecord({ mailboxId: "alpha", tick: TICK })), ctx);

@@ -1,0 +1,239 @@
+/**
+ * The fleet case (`--fleet`): what an idle poll costs in Lambda terms, with one mailbox per
+ * invocation against a batch of several polled at once (`mailboxesPerInvocation`). The poller
+ * handler runs in this process, warm, as a Lambda container would run it: a private Dovecot over
+ * implicit TLS (optionally behind a latency relay, as a remote server is), the S3 lease and state
+ * on fauxqs with conditional PUTs (in a child process, so its CPU is not counted), nothing new on
+ * the server. It reports the median invocation
+ * time, the GB-seconds a poll costs at the poller's default memory, and the log bytes a poll
+ * writes (what CloudWatch Logs bills), which are the README cost table's measured inputs.
+ */
+import { Logger } from "@aws-lambda-powertools/logger";
+import { Metrics } from "@aws-lambda-powertools/metrics";
+import { S3Client } from "@aws-sdk/client-s3";
+import { SendMessageBatchCommand, SQSClient } from "@aws-sdk/client-sqs";
+import type { Context, SQSEvent, SQSRecord } from "aws-lambda";
+import { s3Adapters } from "../lambdas/adapters/index.ts";
+import { S3MailboxLease } from "../lambdas/adapters/object-lease.ts";
+import { S3ObjectStore } from "../lambdas/adapters/s3-store.ts";
+import { SqsQueue } from "../lambdas/adapters/sqs-queue.ts";
+import { createConfigLoader } from "../lambdas/config/index.ts";
+import { createPoller } from "../lambdas/handlers/poller.ts";
+import { runMailbox } from "../lambdas/ingest/session.ts";
+import { TokenProvider } from "../lambdas/secrets/oauth.ts";
+import { dovecotAvailable, startDovecot } from "../test/helpers/dovecot.ts";
+import { startChild } from "./child-rpc.ts";
+import { type LatencyProxy, startLatencyProxy } from "./latency-proxy.ts";
+import { median } from "./stats.ts";
+
+/** The poller's default memory (infra `pollerMemorySize`), GB as Lambda bills it. */
+const POLLER_GB = 512 / 1024;
+
+export interface FleetRow {
+  readonly mailboxesPerInvocation: number;
+  readonly invocations: number;
+  readonly medianInvocationMs: number;
+  /** Median invocation time ÷ mailboxes in it. */
+  readonly msPerPoll: number;
+  readonly gbSecondsPerPoll: number;
+  /** Process CPU (user + system) per poll, ms: at 512 MiB Lambda gives ~0.29 vCPU, so this bounds the GB-s from below. */
+  readonly cpuMsPerPoll: number;
+  /** Bytes the handler wrote to stdout (JSON logs and EMF) per poll; Lambda adds ~0.3 KB per invocation. */
+  readonly logBytesPerPoll: number;
+}
+
+export type FleetOutcome =
+  | { readonly ok: true; readonly rttMs: number; readonly rows: readonly FleetRow[] }
+  | { readonly ok: false; readonly reason: string };
+
+function mail(user: string, n: number): Buffer {
+  return Buffer.from(
+    `From: a@example.com\r\nTo: ${user}@example.com\r\nSubject: idle ${n}\r\n` +
+      `Message-ID: <${user}-${n}@example.com>\r\nDate: Wed, 01 May 2024 10:00:00 +0000\r\n\r\nbody ${n}\r\n`,
+  );
+}
+
+/** The dispatcher's tick id (`YYYYMMDDTHHMMZ`) of the `n`th 5-minute tick from a fixed start. */
+function tickId(n: number): string {
+  const at = new Date(Date.UTC(2024, 4, 1) + n * 5 * 60_000).toISOString();
+  return `${at.slice(0, 4)}${at.slice(5, 7)}${at.slice(8, 10)}T${at.slice(11, 13)}${at.slice(14, 16)}Z`;
+}
+
+function record(mailboxId: string, tick: number): SQSRecord {
+  return {
+    messageId: `${mailboxId}-${tick}`,
+    receiptHandle: "r",
+    body: JSON.stringify({ mailboxId, tick: tickId(tick) }),
+    attributes: {
+      ApproximateReceiveCount: "1",
+      SentTimestamp: "0",
+      SenderId: "bench",
+      ApproximateFirstReceiveTimestamp: "0",
+      MessageGroupId: mailboxId,
+    },
+    messageAttributes: {},
+    md5OfBody: "",
+    eventSource: "aws:sqs",
+    eventSourceARN: "arn:aws:sqs:us-east-1:000000000000:jobs.fifo",
+    awsRegion: "us-east-1",
+  };
+}
+
+function context(): Context {
+  return {
+    callbackWaitsForEmptyEventLoop: false,
+    functionName: "bench",
+    functionVersion: "$LATEST",
+    invokedFunctionArn: "arn:aws:lambda:us-east-1:000000000000:function:bench",
+    memoryLimitInMB: "512",
+    awsRequestId: "bench",
+    logGroupName: "/aws/lambda/bench",
+    logStreamName: "bench",
+    getRemainingTimeInMillis: () => 300_000,
+    done: () => {},
+    fail: () => {},
+    succeed: () => {},
+  };
+}
+
+/**
+ * Runs `fn` with stdout and stderr swallowed and counted: the handler's logs would drown the
+ * report, and their size is what CloudWatch Logs bills.
+ */
+async function counted<T>(fn: () => Promise<T>): Promise<{ value: T; bytes: number }> {
+  const streams = [process.stdout, process.stderr];
+  const writes = streams.map((s) => s.write);
+  let bytes = 0;
+  for (const stream of streams) {
+    stream.write = ((chunk: string | Uint8Array) => {
+      bytes += typeof chunk === "string" ? Buffer.byteLength(chunk) : chunk.byteLength;
+      return true;
+    }) as typeof stream.write;
+  }
+  try {
+    return { value: await fn(), bytes };
+  } finally {
+    streams.forEach((stream, i) => {
+      stream.write = writes[i] as typeof stream.write;
+    });
+  }
+}
+
+export async function fleetFigures(options: {
+  readonly mailboxes: number;
+  readonly rounds: number;
+  readonly rttMs: number;
+}): Promise<FleetOutcome> {
+  if (!dovecotAvailable()) return { ok: false, reason: "Dovecot is not installed" };
+  const users = Array.from({ length: options.mailboxes }, (_, i) => ({
+    user: `idle${i}`,
+    password: `pw-idle${i}`,
+  }));
+  const [dovecot, fauxqs] = await Promise.all([
+    startDovecot({ users }),
+    startChild<{ endpoint: string; region: string }>("./fauxqs-server.ts"),
+  ]);
+  let proxy: LatencyProxy | undefined;
+  try {
+    if (options.rttMs > 0) {
+      proxy = await startLatencyProxy(
+        { host: dovecot.host, port: dovecot.pop3sPort },
+        options.rttMs,
+      );
+    }
+    for (const { user } of users)
+      await dovecot.deliver(
+        user,
+        [1, 2, 3].map((n) => mail(user, n)),
+      );
+    const { bucket, queueUrl } = await fauxqs.call<{ bucket: string; queueUrl: string }>("create");
+    const clientConfig = {
+      endpoint: fauxqs.info.endpoint,
+      region: fauxqs.info.region,
+      credentials: { accessKeyId: "bench", secretAccessKey: "bench" },
+    };
+    const s3 = new S3Client({ ...clientConfig, forcePathStyle: true });
+    const sqs = new SQSClient(clientConfig);
+    const adapters = {
+      ...s3Adapters(s3, bucket, "", { S3ObjectStore, S3MailboxLease }),
+      queue: new SqsQueue({ client: sqs, queueUrl }),
+    };
+    const config = JSON.stringify({
+      mailboxes: users.map(({ user }) => ({
+        id: user,
+        host: dovecot.host,
+        port: proxy?.port ?? dovecot.pop3sPort,
+        tls: "implicit",
+        ca: dovecot.caPem,
+        servername: "localhost",
+        username: user,
+        password: { env: `PW_${user}` },
+        delete: "never",
+      })),
+    });
+    const handler = createPoller({
+      loadConfig: createConfigLoader({ MAIL_INGEST_CONFIG: config }, async () => undefined),
+      adapters: () => adapters,
+      sendMessageBatch: (input) => sqs.send(new SendMessageBatchCommand(input)),
+      // Only continuations go there, and an idle poll sends none.
+      jobsQueueUrl: queueUrl,
+      credentials: {
+        env: Object.fromEntries(users.map(({ user, password }) => [`PW_${user}`, password])),
+        tokenProvider: new TokenProvider({ persistRefreshToken: async () => {} }),
+      },
+      runMailbox,
+      logger: new Logger({ serviceName: "mail-ingest" }),
+      createMetrics: () => new Metrics({ namespace: "MailIngest", serviceName: "mail-ingest" }),
+      safetyMarginMs: 30_000,
+      schedulePeriodSeconds: 1e10,
+    });
+    const invoke = async (ids: readonly string[], tick: number) => {
+      const event: SQSEvent = { Records: ids.map((id) => record(id, tick)) };
+      const result = await handler(event, context());
+      if (result.batchItemFailures.length > 0) {
+        throw new Error(`fleet bench: a poll failed: ${JSON.stringify(result.batchItemFailures)}`);
+      }
+    };
+    const ids = users.map((u) => u.user);
+    let tick = 0;
+    // Untimed: the first poll ingests, the second folds its state delta; then every poll is idle.
+    await counted(async () => {
+      for (let i = 0; i < 2; i++) await invoke(ids, tick++);
+    });
+    const rows: FleetRow[] = [];
+    for (const size of [1, options.mailboxes]) {
+      const times: number[] = [];
+      let bytes = 0;
+      let polls = 0;
+      const cpu = process.cpuUsage();
+      for (let round = 0; round < options.rounds; round++) {
+        for (let at = 0; at < ids.length; at += size) {
+          const batch = ids.slice(at, at + size);
+          const out = await counted(async () => {
+            const started = performance.now();
+            await invoke(batch, tick++);
+            return performance.now() - started;
+          });
+          times.push(out.value);
+          bytes += out.bytes;
+          polls += batch.length;
+        }
+      }
+      const used = process.cpuUsage(cpu);
+      const invocationMs = median(times);
+      rows.push({
+        mailboxesPerInvocation: size,
+        invocations: times.length,
+        medianInvocationMs: invocationMs,
+        msPerPoll: invocationMs / size,
+        gbSecondsPerPoll: ((invocationMs / size) * POLLER_GB) / 1000,
+        cpuMsPerPoll: (used.user + used.system) / 1000 / polls,
+        logBytesPerPoll: bytes / polls,
+      });
+    }
+    return { ok: true, rttMs: options.rttMs, rows };
+  } finally {
+    await proxy?.close();
+    await Promise.all([dovecot.stop(), fauxqs.stop()]);
+  }
+}
