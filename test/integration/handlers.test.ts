@@ -73,6 +73,10 @@ describeDovecot("Lambda handlers against Dovecot and fauxqs", () => {
     { user: "lam", password: "pw-lam-SECRET" },
     { user: "slow", password: "pw-slow-SECRET" },
     { user: "imapbox", password: "pw-imap-SECRET" },
+    { user: "b1", password: "pw-b1-SECRET" },
+    { user: "b2", password: "pw-b2-SECRET" },
+    { user: "b3", password: "pw-b3-SECRET" },
+    { user: "rot", password: "pw-rot-NEW" },
   ];
   /** The fake Secrets Manager (see the file comment). */
   const secrets: Record<string, string> = {
@@ -80,7 +84,16 @@ describeDovecot("Lambda handlers against Dovecot and fauxqs", () => {
     "mail-ingest/slow": JSON.stringify({ password: "pw-slow-SECRET" }),
     "mail-ingest/dead": "pw-dead-SECRET",
     "mail-ingest/imapbox": "pw-imap-SECRET",
+    "mail-ingest/b1": "pw-b1-SECRET",
+    "mail-ingest/b2": "pw-b2-SECRET",
+    "mail-ingest/b3": "pw-b3-SECRET",
+    "mail-ingest/rot": "pw-rot-NEW",
   };
+  /**
+   * What a container's secret cache still holds from before a rotation: served unless the read
+   * asks to be fresh (the fake store's only cache).
+   */
+  const cached: Record<string, string> = { "mail-ingest/rot": "pw-rot-OLD" };
 
   beforeAll(async () => {
     [dovecot, fauxqs] = await Promise.all([startDovecot({ users }), startFauxqs()]);
@@ -163,8 +176,8 @@ describeDovecot("Lambda handlers against Dovecot and fauxqs", () => {
       sendMessageBatch: sendToJobs,
       jobsQueueUrl: jobsQueue,
       credentials: {
-        getSecret: async (id) => {
-          const value = secrets[id];
+        getSecret: async (id, fresh) => {
+          const value = (fresh ? undefined : cached[id]) ?? secrets[id];
           if (value === undefined) throw new Error(`ResourceNotFoundException: ${id}`);
           return value;
         },
@@ -322,6 +335,52 @@ describeDovecot("Lambda handlers against Dovecot and fauxqs", () => {
     expect(failure).toMatchObject({ level: "WARN", code: "CONNECT_FAILED" });
     const emf = output.emf().find((o) => o.mailbox === "dead");
     expect(emf).toMatchObject({ PollFailures: 1 });
+  });
+
+  it("polls a batch of mailboxes in one invocation, and logs in again when a cached password was rotated", async () => {
+    output = captureOutput();
+    const ids = ["b1", "b2", "b3", "rot"];
+    for (const id of ids)
+      await dovecot.deliver(
+        id,
+        [1, 2].map((n) => mail(id, n)),
+      );
+    const batchJson = JSON.stringify({
+      mailboxes: ids.map((id) => ({
+        id,
+        host: dovecot.host,
+        port: dovecot.pop3sPort,
+        tls: "implicit",
+        ca: dovecot.caPem,
+        servername: "localhost",
+        delete: "after-ingest",
+        username: id,
+        password: { secretId: `mail-ingest/${id}` },
+      })),
+    });
+    await dispatcher(batchJson)({ scheduledTime: "2024-05-01T10:20:00Z" });
+    const jobs = await fauxqs.receiveAll(jobsQueue);
+    expect(jobs).toHaveLength(4);
+    const result = await poller(
+      store,
+      1e10,
+      undefined,
+      batchJson,
+    )(
+      sqsEvent(jobs),
+      lambdaContext(() => 300_000),
+    );
+    expect(result).toEqual({ batchItemFailures: [] });
+    for (const id of ids) {
+      expect(await rawKeys(id)).toHaveLength(2);
+      expect(await dovecot.messageCount(id)).toBe(0);
+      const emf = output.emf().find((o) => o.mailbox === id);
+      expect(emf).toMatchObject({ MessagesIngested: 2, Backlog: 0 });
+      expect(output.emf().filter((o) => o.mailbox === id)).toHaveLength(1);
+    }
+    // Dovecot refused the cached password; the fresh read had the new one: no AuthFailures.
+    expect(output.emf().find((o) => o.mailbox === "rot")?.AuthFailures).toBeUndefined();
+    expect(output.lines.join("\n")).not.toMatch(/pw-(b\d|rot)-/);
   });
 
   it("sends the pointer form when the full body exceeds the output queue's configured maximum size", async () => {
