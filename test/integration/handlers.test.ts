@@ -68,6 +68,8 @@ describeDovecot("Lambda handlers against Dovecot and fauxqs", () => {
   let outputQueue: string;
   let store: S3ObjectStore;
   let configJson: string;
+  /** A Dovecot POP3S mailbox's connection fields, deleting after ingest. */
+  let pop3s: Record<string, unknown>;
   let output: Captured | undefined;
   const users = [
     { user: "lam", password: "pw-lam-SECRET" },
@@ -109,7 +111,7 @@ describeDovecot("Lambda handlers against Dovecot and fauxqs", () => {
     jobsQueue = await fauxqs.createQueue("jobs", { fifo: true });
     outputQueue = await fauxqs.createQueue("output");
     store = new S3ObjectStore({ client: fauxqs.s3, bucket, prefix: "" });
-    const pop3s = {
+    pop3s = {
       host: dovecot.host,
       port: dovecot.pop3sPort,
       tls: "implicit",
@@ -348,12 +350,7 @@ describeDovecot("Lambda handlers against Dovecot and fauxqs", () => {
     const batchJson = JSON.stringify({
       mailboxes: ids.map((id) => ({
         id,
-        host: dovecot.host,
-        port: dovecot.pop3sPort,
-        tls: "implicit",
-        ca: dovecot.caPem,
-        servername: "localhost",
-        delete: "after-ingest",
+        ...pop3s,
         username: id,
         password: { secretId: `mail-ingest/${id}` },
       })),
