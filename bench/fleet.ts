@@ -22,6 +22,7 @@ import { createPoller } from "../lambdas/handlers/poller.ts";
 import { runMailbox } from "../lambdas/ingest/session.ts";
 import { TokenProvider } from "../lambdas/secrets/oauth.ts";
 import { dovecotAvailable, startDovecot } from "../test/helpers/dovecot.ts";
+import { generateLargeMessage, generateMessage } from "../test/helpers/messages.ts";
 import { startChild } from "./child-rpc.ts";
 import { type LatencyProxy, startLatencyProxy } from "./latency-proxy.ts";
 import { median } from "./stats.ts";
@@ -42,8 +43,30 @@ export interface FleetRow {
   readonly logBytesPerPoll: number;
 }
 
+/**
+ * One invocation whose whole batch has mail: what the sessions side by side hold in memory,
+ * against the poller's default 512 MiB.
+ */
+export interface BusyBatch {
+  readonly mailboxes: number;
+  readonly messages: number;
+  readonly bytes: number;
+  /** The one large message in the batch, bytes (fetched alone under the memory bound). */
+  readonly largeBytes: number;
+  readonly invocationMs: number;
+  /** Peak RSS of this process during the invocation (sampled every 20 ms), MiB. */
+  readonly peakRssMiB: number;
+  /** RSS just before it, MiB. */
+  readonly baseRssMiB: number;
+}
+
 export type FleetOutcome =
-  | { readonly ok: true; readonly rttMs: number; readonly rows: readonly FleetRow[] }
+  | {
+      readonly ok: true;
+      readonly rttMs: number;
+      readonly rows: readonly FleetRow[];
+      readonly busy?: BusyBatch;
+    }
   | { readonly ok: false; readonly reason: string };
 
 function mail(user: string, n: number): Buffer {
@@ -123,6 +146,8 @@ export async function fleetFigures(options: {
   readonly mailboxes: number;
   readonly rounds: number;
   readonly rttMs: number;
+  /** Also run one invocation whose every mailbox has mail, one of them a large message. */
+  readonly busy?: { readonly messagesEach: number; readonly largeBytes: number };
 }): Promise<FleetOutcome> {
   if (!dovecotAvailable()) return { ok: false, reason: "Dovecot is not installed" };
   const users = Array.from({ length: options.mailboxes }, (_, i) => ({
@@ -231,7 +256,44 @@ export async function fleetFigures(options: {
         logBytesPerPoll: bytes / polls,
       });
     }
-    return { ok: true, rttMs: options.rttMs, rows };
+    let busy: BusyBatch | undefined;
+    if (options.busy) {
+      const { messagesEach, largeBytes } = options.busy;
+      let bytes = 0;
+      for (const [u, id] of ids.entries()) {
+        const batch = Array.from({ length: messagesEach }, (_, i) =>
+          generateMessage(100_000 + u * messagesEach + i),
+        );
+        for (const m of batch) bytes += m.length;
+        await dovecot.deliver(id, batch);
+      }
+      await dovecot.deliverStream(ids[0] as string, generateLargeMessage(largeBytes, 2));
+      const baseRss = process.memoryUsage.rss();
+      let peakRss = baseRss;
+      const sampler = setInterval(() => {
+        peakRss = Math.max(peakRss, process.memoryUsage.rss());
+      }, 20);
+      try {
+        const out = await counted(async () => {
+          const started = performance.now();
+          await invoke(ids, tick++);
+          return performance.now() - started;
+        });
+        peakRss = Math.max(peakRss, process.memoryUsage.rss());
+        busy = {
+          mailboxes: ids.length,
+          messages: ids.length * messagesEach + 1,
+          bytes: bytes + largeBytes,
+          largeBytes,
+          invocationMs: out.value,
+          peakRssMiB: peakRss / 2 ** 20,
+          baseRssMiB: baseRss / 2 ** 20,
+        };
+      } finally {
+        clearInterval(sampler);
+      }
+    }
+    return { ok: true, rttMs: options.rttMs, rows, ...(busy ? { busy } : {}) };
   } finally {
     await proxy?.close();
     await Promise.all([dovecot.stop(), fauxqs.stop()]);

@@ -73,8 +73,8 @@ export interface MailIngestionProps {
    * FIFO limit). An idle poll mostly waits on the network, so a batch of 10 costs about one
    * poll's GB-seconds, Lambda request, log lines and SQS receive/delete: the largest item of an
    * idle fleet's bill (README "Cost"). Each mailbox still has one session at a time (one FIFO
-   * group each), and the sessions share one memory bound (a message as large as 64 MiB is
-   * fetched alone). 1 gives each mailbox an invocation of its own.
+   * group each), and the sessions share one memory bound (at most two messages of 32 MiB or
+   * more are fetched at once). 1 gives each mailbox an invocation of its own.
    * @default 10
    */
   readonly mailboxesPerInvocation?: number;

@@ -661,8 +661,8 @@ describe("sessions sharing one memory bound (FetchGate)", () => {
     };
   }
 
-  it("never streams two messages that together exceed the budget, across sessions, and drains both mailboxes", async () => {
-    const users = ["one@example.test", "two@example.test"];
+  it("never streams more large messages at once than the budget holds, across sessions, and drains every mailbox", async () => {
+    const users = ["one@example.test", "two@example.test", "three@example.test"];
     const mail = (u: number) => Array.from({ length: 4 }, (_, i) => sized(u * 10 + i, 200));
     server = await startPop3TestServer({
       users: Object.fromEntries(
@@ -708,9 +708,11 @@ describe("sessions sharing one memory bound (FetchGate)", () => {
     expect(reports.map((r) => [r.ingested, r.error])).toEqual([
       [4, undefined],
       [4, undefined],
+      [4, undefined],
     ]);
-    // Two 200 KiB messages exceed the 300 KiB budget: one streams at a time, whichever mailbox.
-    expect(mostAtOnce).toBe(1);
+    // A 200 KiB message weighs half the 300 KiB budget (the cap): at most two stream at once,
+    // whichever mailboxes they belong to. Without the gate each session streams its own.
+    expect(mostAtOnce).toBeLessThanOrEqual(2);
     expect(gate.heldBytes).toBe(0);
   });
 });

@@ -5,37 +5,44 @@ describe("FetchGate", () => {
   it("admits messages side by side while their sizes fit the budget", () => {
     const gate = new FetchGate(100);
     const a = gate.tryAcquire(40);
-    const b = gate.tryAcquire(60);
-    expect(a).toBeDefined();
-    expect(b).toBeDefined();
+    const b = gate.tryAcquire(30);
+    const c = gate.tryAcquire(30);
+    expect([a, b, c].every((r) => r !== undefined)).toBe(true);
     expect(gate.heldBytes).toBe(100);
     expect(gate.tryAcquire(1)).toBeUndefined();
     a?.();
     expect(gate.heldBytes).toBe(60);
   });
 
-  it("caps a message's weight at the budget, so one larger than the budget runs alone", async () => {
+  it("caps a message's weight at half the budget: two large ones at once, a third waits, small mail still flows beside one", async () => {
     const gate = new FetchGate(100);
-    const big = await gate.acquire(10_000);
-    expect(gate.heldBytes).toBe(100);
-    let small = false;
-    const waiting = gate.acquire(1).then((release) => {
-      small = true;
+    const big1 = await gate.acquire(10_000);
+    expect(gate.heldBytes).toBe(50);
+    // Beside one large message, smaller ones still fit.
+    const small = gate.tryAcquire(20);
+    expect(small).toBeDefined();
+    small?.();
+    const big2 = await gate.acquire(10_000);
+    let third = false;
+    const waiting = gate.acquire(10_000).then((release) => {
+      third = true;
       return release;
     });
     await Promise.resolve();
-    expect(small).toBe(false);
-    big();
+    expect(third).toBe(false);
+    big1();
     (await waiting)();
-    expect(small).toBe(true);
+    expect(third).toBe(true);
+    big2();
     expect(gate.heldBytes).toBe(0);
   });
 
   it("serves waiters in order, and a waiter is never overtaken by a later tryAcquire", async () => {
     const gate = new FetchGate(100);
-    const first = gate.tryAcquire(80);
+    const first = gate.tryAcquire(40);
+    const second = gate.tryAcquire(40);
     const order: string[] = [];
-    const large = gate.acquire(100).then((release) => {
+    const large = gate.acquire(50).then((release) => {
       order.push("large");
       return release;
     });
@@ -46,6 +53,7 @@ describe("FetchGate", () => {
       return release;
     });
     first?.();
+    second?.();
     (await large)();
     (await small)();
     expect(order).toEqual(["large", "small"]);
