@@ -6,8 +6,7 @@
  * One grant runs end to end through the real CLI: token endpoint → Dovecot → poll → stored.
  */
 import { spawn } from "node:child_process";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { openImap } from "../../lambdas/adapters/imap-source.ts";
@@ -17,38 +16,29 @@ import {
   type DovecotHandle,
   describeDovecotImap,
   implicitTlsImapMailbox,
-  startDovecot,
 } from "../helpers/dovecot.ts";
 import { generateMessage } from "../helpers/messages.ts";
-import { type OAuthServerHandle, startOAuthServer } from "../helpers/oauth-server.ts";
+import { type OAuthDovecot, startOAuthDovecot } from "../helpers/oauth-dovecot.ts";
+import type { OAuthServerHandle } from "../helpers/oauth-server.ts";
 import { listFiles, sha256 } from "../helpers/pipeline.ts";
 import { finish } from "../helpers/process.ts";
 
 const CLI = path.resolve(import.meta.dirname, "../../bin/mail-ingest.js");
 const MECHANISMS = ["xoauth2", "oauthbearer"] as const;
-const USERS = ["xoauth2", "oauthbearer", "other", "app"].map((user) => ({
-  user,
-  // Never used: these users log in with bearer tokens only.
-  password: `${user}-unused-Pa55`,
-}));
+const USERS = ["xoauth2", "oauthbearer", "other", "app"];
 
 describeDovecotImap("IMAP OAuth2 against Dovecot's oauth2 passdb", () => {
+  let world: OAuthDovecot | undefined;
   let dovecot: DovecotHandle;
   let authority: OAuthServerHandle;
   let dir: string;
 
   beforeAll(async () => {
-    authority = await startOAuthServer();
-    dovecot = await startDovecot({
-      users: USERS,
-      oauth2: { introspectionUrl: authority.introspectionUrl },
-    });
-    dir = await mkdtemp(path.join(tmpdir(), "mi-imap-oauth-"));
+    world = await startOAuthDovecot(USERS, "mi-imap-oauth-");
+    ({ dovecot, authority, dir } = world);
   });
   afterAll(async () => {
-    await dovecot?.stop();
-    await authority?.close();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    await world?.stop();
   });
 
   /** An access token for `user` from the authority's token endpoint (refresh_token grant). */

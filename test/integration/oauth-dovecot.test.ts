@@ -5,23 +5,19 @@
  * then runs through the real CLI: secret file -> token endpoint -> Dovecot -> a stored message.
  */
 import { execFileSync, spawn } from "node:child_process";
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir, readFile, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { ErrorCode, isMailIngestError } from "../../lambdas/errors.ts";
 import { type AuthMethod, Pop3Client } from "../../lambdas/pop3/index.ts";
-import { type DovecotHandle, describeDovecot, startDovecot } from "../helpers/dovecot.ts";
+import { type DovecotHandle, describeDovecot } from "../helpers/dovecot.ts";
 import { generateMessage } from "../helpers/messages.ts";
-import { type OAuthServerHandle, startOAuthServer } from "../helpers/oauth-server.ts";
+import { type OAuthDovecot, startOAuthDovecot } from "../helpers/oauth-dovecot.ts";
+import type { OAuthServerHandle } from "../helpers/oauth-server.ts";
 import { finish } from "../helpers/process.ts";
 
 const CLI = path.resolve(import.meta.dirname, "../../bin/mail-ingest.js");
-const USERS = ["alice", "bob", "app", "cert", "sha1", "sa", "rot", "both"].map((user) => ({
-  user,
-  // Never used: these users log in with bearer tokens only.
-  password: `${user}-unused-Pa55`,
-}));
+const USERS = ["alice", "bob", "app", "cert", "sha1", "sa", "rot", "both"];
 
 /** An RSA key and a self-signed certificate, as an admin uploads to an app registration. */
 function keyAndCertificate(dir: string, name: string): { key: string; cert: string } {
@@ -51,22 +47,17 @@ function keyAndCertificate(dir: string, name: string): { key: string; cert: stri
 }
 
 describeDovecot("OAuth2 against Dovecot's oauth2 passdb", () => {
+  let world: OAuthDovecot | undefined;
   let dovecot: DovecotHandle;
   let authority: OAuthServerHandle;
   let dir: string;
 
   beforeAll(async () => {
-    authority = await startOAuthServer();
-    dovecot = await startDovecot({
-      users: USERS,
-      oauth2: { introspectionUrl: authority.introspectionUrl },
-    });
-    dir = await mkdtemp(path.join(tmpdir(), "mi-oauth-"));
+    world = await startOAuthDovecot(USERS, "mi-oauth-");
+    ({ dovecot, authority, dir } = world);
   });
   afterAll(async () => {
-    await dovecot?.stop();
-    await authority?.close();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    await world?.stop();
   });
 
   async function login(user: string, accessToken: string, auth: AuthMethod) {
