@@ -31,6 +31,7 @@ import {
   describeStored,
   type FetchOutcome,
   fetchAndStore,
+  prepareToStore,
   RUNAWAY_SLACK_BYTES,
 } from "./message.ts";
 import { planSession, type SessionPlan } from "./plan.ts";
@@ -453,6 +454,9 @@ class MailboxSession {
         break;
       }
       requestAhead();
+      // The first fetches are on the wire: load the parser while their answers travel (a remote
+      // server's round trip), not once the first body has arrived (issue 14).
+      if (started === 0 && ahead.length > 0) prepareToStore();
       const next = ahead.shift();
       if (!next) break;
       aheadBytes -= next.message.size;

@@ -173,6 +173,14 @@ class HashTap extends Transform {
   }
 }
 
+/**
+ * Loads the MIME parser now, if it is not loaded yet, so that the first parse does not wait for
+ * it. Never throws: a load failure surfaces in the parse that needs it.
+ */
+export function prepareParser(): void {
+  mailparser().catch(() => {});
+}
+
 export async function parseMessage(
   source: Readable,
   store: ObjectStore,
