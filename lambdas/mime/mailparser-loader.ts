@@ -9,7 +9,8 @@
  *    (`mailparser.cjs.v8cache`) made at build time after parsing sample mail. The bundle saves
  *    resolving and reading ~60 files; the cache saves compiling them, and the functions a parse
  *    runs. Issue 14: `require("mailparser")` took 170–200 ms, the bundle 140–160 ms, the bundle
- *    with the cache 80–90 ms. A cache V8 rejects (another Node version) only costs the compile.
+ *    with the cache 80–90 ms. A cache V8 rejects (another Node version) only costs the compile;
+ *    a bundle that cannot run at all falls back to 2.
  * 2. `require("mailparser")` where node_modules holds it (the sources, the tests, the tsc output):
  *    on Node 20 its CommonJS build loads in about half the time of its ES module build
  *    (170–200 ms against 350–400 ms, issue 14).
@@ -93,8 +94,22 @@ export function useMailparser(module: Mailparser): void {
   loading = Promise.resolve(module);
 }
 
-async function load(): Promise<Mailparser> {
-  const vendored = loadVendored(fileURLToPath(new URL(`./${VENDORED_FILE}`, import.meta.url)));
+function load(): Promise<Mailparser> {
+  return loadFrom(fileURLToPath(new URL(`./${VENDORED_FILE}`, import.meta.url)));
+}
+
+/**
+ * mailparser from the bundle at `vendoredFile`, else from node_modules, else from the Lambda
+ * bundle. A bundle that cannot be run (unreadable, or it throws) falls back to node_modules, which
+ * the installed package always has: a damaged `dist/cli/` costs the start-up gain, not the parse.
+ */
+export async function loadFrom(vendoredFile: string): Promise<Mailparser> {
+  let vendored: VendoredMailparser | undefined;
+  try {
+    vendored = loadVendored(vendoredFile);
+  } catch {
+    vendored = undefined;
+  }
   if (vendored) return vendored.module;
   try {
     return createRequire(import.meta.url)("mailparser") as Mailparser;

@@ -7,11 +7,13 @@
  */
 import { createReadStream } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   CODE_CACHE_SUFFIX,
+  loadFrom,
   loadVendored,
   mailparser,
   useMailparser,
@@ -72,6 +74,21 @@ module.exports = { base: path.basename(__filename), dir: __dirname, double: (n) 
     const loaded = loadVendored(file);
     expect(loaded?.cacheRejected).toBe(true);
     expect(fake(loaded).double(5)).toBe(10);
+  });
+});
+
+describe("loadFrom", () => {
+  it("prefers the vendored bundle, and falls back to node_modules without one or when it throws", async () => {
+    // What lambdas/mime/mailparser-loader.ts requires from node_modules (its CommonJS build).
+    const required = createRequire(import.meta.url)("mailparser") as typeof import("mailparser");
+    const good = join(dir, "good.cjs");
+    await writeFile(good, "module.exports = { MailParser: function Vendored() {} };");
+    expect((await loadFrom(good)).MailParser.name).toBe("Vendored");
+
+    const broken = join(dir, "broken.cjs");
+    await writeFile(broken, 'throw new Error("damaged bundle");');
+    expect((await loadFrom(broken)).MailParser).toBe(required.MailParser);
+    expect((await loadFrom(join(dir, "absent.cjs"))).MailParser).toBe(required.MailParser);
   });
 });
 
