@@ -4,8 +4,11 @@
  * the hottest functions. Idle time matters as much as CPU here: a run that is mostly idle is
  * waiting on the network or the disk (round-trips, fsync), not computing.
  */
+import { readFileSync } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { SourceMap } from "node:module";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 interface ProfileNode {
   readonly id: number;
@@ -13,6 +16,7 @@ interface ProfileNode {
     readonly functionName: string;
     readonly url: string;
     readonly lineNumber: number;
+    readonly columnNumber?: number;
   };
   readonly hitCount?: number;
 }
@@ -78,6 +82,41 @@ function shortUrl(url: string): string {
   return url || "(native)";
 }
 
+/**
+ * The compiled CLI runs esbuild bundles (`dist/cli/`: its chunks and the vendored mailparser), whose
+ * frames would all read as one file. Their source maps give each frame its original file (under
+ * lambdas/ or node_modules/) and line, which the components below classify.
+ */
+const sourceMaps = new Map<string, SourceMap | undefined>();
+
+function sourceMapFor(url: string): SourceMap | undefined {
+  if (!url.startsWith("file://") || !/\/dist\/cli\/[^/]+\.c?js$/.test(url)) return undefined;
+  if (!sourceMaps.has(url)) {
+    let map: SourceMap | undefined;
+    try {
+      map = new SourceMap(JSON.parse(readFileSync(`${fileURLToPath(url)}.map`, "utf8")));
+    } catch {
+      map = undefined;
+    }
+    sourceMaps.set(url, map);
+  }
+  return sourceMaps.get(url);
+}
+
+function originalFrame(frame: ProfileNode["callFrame"]): ProfileNode["callFrame"] {
+  const map = sourceMapFor(frame.url);
+  if (!map) return frame;
+  const entry = map.findEntry(frame.lineNumber, frame.columnNumber ?? 0) as {
+    originalSource?: string;
+    originalLine?: number;
+  };
+  if (!entry.originalSource) return frame;
+  const source = entry.originalSource.startsWith("file://")
+    ? entry.originalSource
+    : pathToFileURL(resolve(dirname(fileURLToPath(frame.url)), entry.originalSource)).href;
+  return { ...frame, url: source, lineNumber: entry.originalLine ?? frame.lineNumber };
+}
+
 export function summarise(profile: CpuProfile, top = 15): ProfileSummary {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const selfUs = new Map<number, number>();
@@ -93,7 +132,7 @@ export function summarise(profile: CpuProfile, top = 15): ProfileSummary {
   for (const [id, us] of selfUs) {
     const node = byId.get(id);
     if (!node) continue;
-    const { functionName, url, lineNumber } = node.callFrame;
+    const { functionName, url, lineNumber } = originalFrame(node.callFrame);
     const name = component(functionName, url);
     components.set(name, (components.get(name) ?? 0) + us);
     const fn = functionName || "(anonymous)";

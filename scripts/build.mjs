@@ -8,6 +8,8 @@
  *    `MailIngestion` construct ships as the function's code when it runs from the installed
  *    package. The SDK and every other dependency are inside the bundle, so the deployed code runs
  *    exactly the versions this package was tested with.
+ * 3. esbuild: the CLI (`bin/mail-ingest.js` runs it) into `dist/cli/`, see cliBuildOptions, with
+ *    mailparser vendored beside it and V8's code cache for that (mailparserBuildOptions).
  *
  * Plain JavaScript so it needs nothing but the dev dependencies to run.
  */
@@ -46,6 +48,50 @@ export function handlerBuildOptions(name) {
   };
 }
 
+/**
+ * The CLI as a handful of ES modules in `dist/cli/`: `main.js` plus one chunk per lazily imported
+ * command and adapter (esbuild splits at each `import()`), dependencies left in node_modules.
+ * Node resolves, reads and links each module of a graph separately; the ~100 files tsc emits cost
+ * a poll ~50–90 ms of CPU before it connects (issue 14). Not minified, so stack traces stay
+ * readable.
+ */
+export function cliBuildOptions() {
+  return {
+    entryPoints: [`${ROOT}lambdas/cli/main.ts`],
+    outdir: `${DIST}/cli`,
+    bundle: true,
+    splitting: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    packages: "external",
+    sourcemap: true,
+    sourcesContent: false,
+    logLevel: "warning",
+  };
+}
+
+/**
+ * mailparser and its dependency tree as one CommonJS file next to the CLI's chunks, where
+ * lambdas/mime/mailparser-loader.ts looks first. scripts/mailparser-cache.mjs then makes its code
+ * cache. Like the Lambda bundles, the CLI then parses with the mailparser this package was built
+ * and tested with.
+ */
+export function mailparserBuildOptions() {
+  return {
+    stdin: { contents: 'module.exports = require("mailparser");', resolveDir: ROOT, loader: "js" },
+    outfile: `${DIST}/cli/mailparser.cjs`,
+    bundle: true,
+    platform: "node",
+    format: "cjs",
+    target: "node20",
+    // For the bench's CPU profiles (bench/profile.ts maps frames back to node_modules files).
+    sourcemap: "external",
+    sourcesContent: false,
+    logLevel: "warning",
+  };
+}
+
 async function main() {
   rmSync(DIST, { recursive: true, force: true });
   const tsc = spawnSync(
@@ -58,7 +104,17 @@ async function main() {
     return;
   }
   const { build } = await import("esbuild");
-  await Promise.all(HANDLERS.map((name) => build(handlerBuildOptions(name))));
+  await Promise.all([
+    ...HANDLERS.map((name) => build(handlerBuildOptions(name))),
+    build(cliBuildOptions()),
+    build(mailparserBuildOptions()),
+  ]);
+  const cache = spawnSync(
+    process.execPath,
+    [`${ROOT}scripts/mailparser-cache.mjs`, mailparserBuildOptions().outfile],
+    { stdio: "inherit" },
+  );
+  if (cache.status !== 0) process.exitCode = cache.status ?? 1;
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) await main();

@@ -14,7 +14,7 @@ import { pipeline } from "node:stream/promises";
 import type { MailboxConfig } from "../config/index.ts";
 import { ErrorCode, isMailIngestError, MailIngestError } from "../errors.ts";
 import { buildQueueMessage, type ParsedMessage, queueBodies } from "../message/schema.ts";
-import { parseMessage } from "../mime/parse.ts";
+import { parseMessage, prepareParser } from "../mime/parse.ts";
 import type { ObjectStore, SourceMessage } from "../ports.ts";
 import { type Committable, storageError } from "./commit.ts";
 import { messageId, metaKey, partsPrefix, rawKey } from "./keys.ts";
@@ -146,6 +146,15 @@ export async function fetchAndStore(
     throw storageError(ErrorCode.STORE_FAILED, "storing message parts", parsed.reason);
   }
   return { kind: "stored", id, size, sha256: hash.digest("hex"), parsed: parsed.value };
+}
+
+/**
+ * Readies what storing a message needs before its bytes arrive: the MIME parser's modules (tens of
+ * milliseconds of main-thread work, once per process). Called once the first fetches are sent, so
+ * the load overlaps their round trip instead of following it.
+ */
+export function prepareToStore(): void {
+  prepareParser();
 }
 
 /** Writes the metadata object and returns what the commit sequence needs. */

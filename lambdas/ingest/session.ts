@@ -32,6 +32,7 @@ import {
   describeStored,
   type FetchOutcome,
   fetchAndStore,
+  prepareToStore,
   RUNAWAY_SLACK_BYTES,
 } from "./message.ts";
 import { planSession, type SessionPlan } from "./plan.ts";
@@ -175,8 +176,21 @@ class MailboxSession {
   private async session(): Promise<void> {
     const { mailbox, deps } = this;
     this.progress("connecting");
+    // State first: an incremental source (IMAP) lists only what it cannot rule out from it. It
+    // loads while the connection and login wait on the server (the mailbox lock is held), which
+    // takes its parsing off an incremental poll's critical path (issue 14). A connection that
+    // fails wins: its error is the one reported, as when the state was loaded after it, once
+    // the load has settled (it may be rewriting the log, which must end before the lock does).
+    const loadingState = deps.state.load(mailbox.id, { onWarning: (m) => this.warn(m) });
+    loadingState.catch(() => {});
     const open = deps.openSource ?? (mailbox.protocol === "imap" ? openImap : pop3Source());
-    const source = await open(mailbox, this.options.credentials);
+    let source: MailSource;
+    try {
+      source = await open(mailbox, this.options.credentials);
+    } catch (err) {
+      await loadingState.catch(() => {});
+      throw err;
+    }
     const commit = new CommitSequence({
       mailbox: mailbox.id,
       queue: deps.queue,
@@ -192,8 +206,7 @@ class MailboxSession {
     this.commit = commit;
 
     this.progress("listing");
-    // State first: an incremental source (IMAP) lists only what it cannot rule out from it.
-    const state = await deps.state.load(mailbox.id, { onWarning: (m) => this.warn(m) });
+    const state = await loadingState;
     const listing = await source.list(state);
     const listed = listing.messages;
     const plan = planSession(listed, state, mailbox.delete, mailbox, this.now(), listing);
@@ -464,6 +477,9 @@ class MailboxSession {
         break;
       }
       await requestAhead();
+      // The first fetches are on the wire: load the parser while their answers travel (a remote
+      // server's round trip), not once the first body has arrived (issue 14).
+      if (started === 0 && ahead.length > 0) prepareToStore();
       const next = ahead.shift();
       if (!next) break;
       aheadBytes -= next.message.size;

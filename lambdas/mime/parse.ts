@@ -17,7 +17,6 @@
  * - it rejects only when the store fails or `source` itself errors.
  */
 import { createHash } from "node:crypto";
-import { createRequire } from "node:module";
 import { Readable, Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type {
@@ -41,6 +40,7 @@ import {
 } from "./delivery.ts";
 import { attachmentRef } from "./filename.ts";
 import { headerList } from "./header-list.ts";
+import { mailparser } from "./mailparser-loader.ts";
 import { allocateIndex, type Extraction, expandContainer, RFC822_TYPES } from "./nested.ts";
 import {
   type Address,
@@ -174,25 +174,11 @@ class HashTap extends Transform {
 }
 
 /**
- * mailparser is loaded on the first parse, not at start-up: with its dependencies (html-to-text,
- * iconv-lite, linkify-it, entities) it is most of the CLI's module loading, and a poll with nothing
- * new never parses a message (issue 11: such a poll in at most 0.3 s).
+ * Loads the MIME parser now, if it is not loaded yet, so that the first parse does not wait for
+ * it. Never throws: a load failure surfaces in the parse that needs it.
  */
-let mailparserModule: Promise<typeof import("mailparser")> | undefined;
-
-/**
- * Loads mailparser's CommonJS build where node_modules holds it (the CLI, the tests): on Node 20
- * it and its dependency tree load in about half the time of its ES module build (measured
- * 170–200 ms against 350–400 ms, issue 14), which is most of an incremental poll's budget. In the
- * Lambda bundle there is no node_modules, so the require fails and the `import()`, which esbuild
- * resolved into the bundle, is used.
- */
-async function loadMailparser(): Promise<typeof import("mailparser")> {
-  try {
-    return createRequire(import.meta.url)("mailparser") as typeof import("mailparser");
-  } catch {
-    return import("mailparser");
-  }
+export function prepareParser(): void {
+  mailparser().catch(() => {});
 }
 
 export async function parseMessage(
@@ -251,8 +237,7 @@ async function parseEntity(
   const extractedFrom: ExtractedFrom | undefined =
     inner === undefined ? undefined : { index: inner.parent, kind: "message/rfc822" };
 
-  mailparserModule ??= loadMailparser();
-  const { MailParser } = await mailparserModule;
+  const { MailParser } = await mailparser();
   const parser = new MailParser({
     // Every message/rfc822 part is a leaf attachment, whatever its disposition: it is stored as
     // `.eml` and opened by nested.ts, instead of mailparser merging an inline one's text into

@@ -451,6 +451,64 @@ describe("mailbox session against the test server", () => {
     expect((await world.raw()).size).toBe(2);
   });
 
+  it("loads the state while the source connects and logs in (issue 14)", async () => {
+    const { world } = await setup(messages(3));
+    expect((await world.poll()).ingested).toBe(3);
+    server?.addMessages(USER, messages(1, 3));
+    const events: string[] = [];
+    const state = world.deps.state;
+    const watched = Object.create(state) as typeof state;
+    watched.load = async (mailbox, options) => {
+      events.push("load started");
+      return state.load(mailbox, options);
+    };
+    const connect = async (options: Pop3Options) => {
+      events.push("connect started");
+      const client = await Pop3Client.connect(options);
+      events.push("connected");
+      return client;
+    };
+    const report = await world.poll({
+      deps: { state: watched, openSource: pop3Source(connect) },
+    });
+    expect(report).toMatchObject({ listed: 4, new: 1, ingested: 1 });
+    expect(events.indexOf("load started")).toBeLessThan(events.indexOf("connected"));
+  });
+
+  it("reports a failed connection once the state load it overlapped has settled", async () => {
+    const { world } = await setup(messages(1));
+    let releaseLoad!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      releaseLoad = resolve;
+    });
+    let loadSettled = false;
+    const state = world.deps.state;
+    const watched = Object.create(state) as typeof state;
+    watched.load = async (mailbox, options) => {
+      await gate;
+      const loaded = await state.load(mailbox, options);
+      loadSettled = true;
+      return loaded;
+    };
+    const refused = async (): Promise<never> => {
+      throw new MailIngestError(ErrorCode.CONNECT_FAILED, "connection refused");
+    };
+    let done = false;
+    const polled = world
+      .poll({ deps: { state: watched, openSource: pop3Source(refused) } })
+      .finally(() => {
+        done = true;
+      });
+    // The connection has failed long before: the session still waits for the load (which may be
+    // rewriting the state log) before it ends and gives up the mailbox lock.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(done).toBe(false);
+    releaseLoad();
+    const report = await polled;
+    expect(loadSettled).toBe(true);
+    expect(report.errorCode).toBe(ErrorCode.CONNECT_FAILED);
+  });
+
   it("reports [IN-USE] as a typed failure without touching state", async () => {
     const { world } = await setup(messages(2), {}, { faults: { inUse: true } });
     const report = await world.poll();

@@ -104,6 +104,47 @@ describe("hostile POP3 servers", () => {
     );
   });
 
+  it("keeps a listing alive that trickles in, each line within the idle timeout", async () => {
+    // The idle timer restarts on each chunk received, not only on each complete response: this
+    // listing takes longer than timeoutMs as a whole (12 × 100 ms against 1,000 ms).
+    const lines = Array.from({ length: 12 }, (_, i) => `${i + 1} uid-${i + 1}`);
+    await withSession(
+      [
+        ...opening(),
+        "C: UIDL",
+        {
+          run: async (socket: Socket) => {
+            socket.write("+OK\r\n");
+            for (const line of lines) {
+              await new Promise((resolve) => setTimeout(resolve, 100));
+              socket.write(`${line}\r\n`);
+            }
+            socket.write(".\r\n");
+          },
+        },
+      ],
+      async ({ client }) => {
+        const listed = await client.uidl();
+        expect(listed.map((e) => `${e.msg} ${e.uidl}`)).toEqual(lines);
+      },
+      { timeoutMs: 1_000 },
+    );
+  });
+
+  it("runs no idle timer while no response is awaited", async () => {
+    // Regression guard for the timer restarted in place (issue 14): once the last response is
+    // in, the timer must be cleared, or an idle client would fail its next command.
+    await withSession(
+      [...opening(), "C: NOOP", "S: +OK", "C: NOOP", "S: +OK"],
+      async ({ client }) => {
+        await client.noop();
+        await new Promise((resolve) => setTimeout(resolve, 450));
+        await expect(client.noop()).resolves.toBeUndefined();
+      },
+      { timeoutMs: 150 },
+    );
+  });
+
   it("errors a RETR stream with TIMEOUT when the server stalls mid-body", async () => {
     await withSession(
       [...opening(), "C: RETR 1", "S: +OK", { raw: "half a mess" }, { stall: true }],

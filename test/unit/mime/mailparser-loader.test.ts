@@ -1,0 +1,132 @@
+/**
+ * The compiled CLI parses with a vendored mailparser bundle run through `vm.Script` with a V8 code
+ * cache (issue 14: the load went from 170–200 ms to 80–90 ms). These tests guard that it is the
+ * same parser: the bundle that scripts/build.mjs makes parses every corpus file exactly as
+ * node_modules' mailparser does (a bundle can silently lose a dynamically required charset table),
+ * and a missing, stale or foreign code cache never changes what runs, only how fast.
+ */
+import { createReadStream } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  CODE_CACHE_SUFFIX,
+  loadFrom,
+  loadVendored,
+  mailparser,
+  useMailparser,
+} from "../../../lambdas/mime/mailparser-loader.ts";
+import { parseMessage } from "../../../lambdas/mime/parse.ts";
+import { corpusFiles } from "../../helpers/corpus.ts";
+import { MemoryObjectStore } from "./memory-store.ts";
+
+let dir: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "mi-mailparser-loader-"));
+});
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+type Fake = { base: string; dir: string; double(n: number): number };
+
+/** The fake bundle's exports; throws when nothing was loaded. */
+function fake(loaded: ReturnType<typeof loadVendored>): Fake {
+  if (!loaded) throw new Error("no bundle loaded");
+  return loaded.module as unknown as Fake;
+}
+
+describe("loadVendored", () => {
+  const source = `const path = require("node:path");
+module.exports = { base: path.basename(__filename), dir: __dirname, double: (n) => n * 2 };`;
+
+  it("is undefined when there is no bundle (the sources, the tsc output, the Lambda bundle)", () => {
+    expect(loadVendored(join(dir, "absent.cjs"))).toBeUndefined();
+  });
+
+  it("runs the bundle as a CommonJS module, with and without a code cache", async () => {
+    const file = join(dir, "fake.cjs");
+    await writeFile(file, source);
+    const cold = loadVendored(file);
+    expect(cold?.cacheRejected).toBeUndefined();
+    const module = cold?.module as unknown as {
+      base: string;
+      dir: string;
+      double(n: number): number;
+    };
+    expect(module).toMatchObject({ base: "fake.cjs", dir });
+    expect(module.double(21)).toBe(42);
+
+    await writeFile(`${file}${CODE_CACHE_SUFFIX}`, cold?.script.createCachedData() as Buffer);
+    const cached = loadVendored(file);
+    expect(cached?.cacheRejected).toBe(false);
+    expect(fake(cached).double(2)).toBe(4);
+  });
+
+  it("still runs the bundle when V8 refuses the cache (another Node, a changed bundle)", async () => {
+    const file = join(dir, "stale.cjs");
+    await writeFile(file, source);
+    await writeFile(`${file}${CODE_CACHE_SUFFIX}`, Buffer.from("not a V8 code cache"));
+    const loaded = loadVendored(file);
+    expect(loaded?.cacheRejected).toBe(true);
+    expect(fake(loaded).double(5)).toBe(10);
+  });
+});
+
+describe("loadFrom", () => {
+  it("prefers the vendored bundle, and falls back to node_modules without one or when it throws", async () => {
+    // What lambdas/mime/mailparser-loader.ts requires from node_modules (its CommonJS build).
+    const required = createRequire(import.meta.url)("mailparser") as typeof import("mailparser");
+    const good = join(dir, "good.cjs");
+    await writeFile(good, "module.exports = { MailParser: function Vendored() {} };");
+    expect((await loadFrom(good)).MailParser.name).toBe("Vendored");
+
+    const broken = join(dir, "broken.cjs");
+    await writeFile(broken, 'throw new Error("damaged bundle");');
+    expect((await loadFrom(broken)).MailParser).toBe(required.MailParser);
+    expect((await loadFrom(join(dir, "absent.cjs"))).MailParser).toBe(required.MailParser);
+  });
+});
+
+/** What a parse produced, with every stored object reduced to its key and sha256. */
+async function parseAll(files: readonly string[]): Promise<unknown[]> {
+  const out: unknown[] = [];
+  for (const [i, file] of files.entries()) {
+    const store = new MemoryObjectStore();
+    const parsed = await parseMessage(createReadStream(file), store, `parts/c/${i}/`);
+    const objects = [...store.objects].map(([key, o]) => [key, o.sha256]);
+    out.push({ file, parsed, objects });
+  }
+  return out;
+}
+
+it("the build's vendored bundle parses the corpus exactly as node_modules' mailparser", async () => {
+  const { build } = await import("esbuild");
+  const { mailparserBuildOptions } = (await import("../../../scripts/build.mjs" as string)) as {
+    mailparserBuildOptions(): Record<string, unknown>;
+  };
+  const file = join(dir, "mailparser.cjs");
+  await build({ ...mailparserBuildOptions(), outfile: file });
+  const files = corpusFiles();
+
+  const fromNodeModules = await parseAll(files);
+  // The default loader found no bundle next to lambdas/mime/: it required node_modules' copy.
+  const required = await mailparser();
+  const vendored = loadVendored(file);
+  expect(vendored).toBeDefined();
+  expect(vendored?.module.MailParser).not.toBe(required.MailParser);
+  useMailparser(vendored?.module as typeof required);
+  expect((await mailparser()).MailParser).toBe(vendored?.module.MailParser);
+
+  const fromBundle = await parseAll(files);
+  expect(fromBundle.length).toBe(files.length);
+  for (const [i, result] of fromBundle.entries()) expect(result).toEqual(fromNodeModules[i]);
+  // Not two empty results compared: the corpus stores attachments.
+  expect(
+    fromBundle.filter((r) => (r as { objects: unknown[] }).objects.length > 0).length,
+  ).toBeGreaterThan(10);
+}, 60_000);
