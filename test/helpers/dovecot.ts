@@ -225,6 +225,8 @@ interface ConfigInput {
   imapsPort: number;
   asRoot: boolean;
   oauth2?: DovecotOAuth2Options;
+  /** Replaces the IMAP CAPABILITY list Dovecot announces after login (`imap_capability`). */
+  imapCapability?: string;
 }
 
 /** The oauth2 passdb's settings file: introspection only, the login name must equal `username`. */
@@ -243,9 +245,9 @@ timeout_msecs = 10000
  * and the two listeners. `imap_capability` is left at Dovecot's default (MOVE, UIDPLUS,
  * CONDSTORE among them).
  */
-function imapConfig(imapPort: number, imapsPort: number): string {
+function imapConfig(imapPort: number, imapsPort: number, capability?: string): string {
   if (imapPort === 0) return "";
-  return `namespace inbox {
+  return `${capability === undefined ? "" : `imap_capability = ${capability}\n`}namespace inbox {
   inbox = yes
   separator = /
   mailbox Junk {
@@ -280,6 +282,7 @@ function dovecotConfig({
   imapsPort,
   asRoot,
   oauth2,
+  imapCapability,
 }: ConfigInput): string {
   const internalUser = asRoot ? "root" : currentUserName();
   // Non-root Dovecot cannot switch users, so every service runs as the current user.
@@ -345,7 +348,7 @@ service anvil {
     mode = 0
   }
 }
-${imapConfig(imapPort, imapsPort)}`;
+${imapConfig(imapPort, imapsPort, imapCapability)}`;
 }
 
 /** Resolves once a POP3 greeting arrives on `port`; rejects on any failure. */
@@ -425,7 +428,13 @@ function bareLineFeeds(data: Uint8Array, prev: number): number {
 }
 
 export async function startDovecot(
-  options: { users?: DovecotUser[]; ipv6?: boolean; oauth2?: DovecotOAuth2Options } = {},
+  options: {
+    users?: DovecotUser[];
+    ipv6?: boolean;
+    oauth2?: DovecotOAuth2Options;
+    /** Replaces the IMAP capabilities announced after login, e.g. to leave MOVE out. */
+    imapCapability?: string;
+  } = {},
 ): Promise<DovecotHandle> {
   const found = dovecotAvailable();
   if (!found.ok) throw new Error(`Dovecot unavailable: ${found.reason}`);
@@ -440,7 +449,7 @@ export async function startDovecot(
   let lastError: unknown;
   for (let attempt = 0; attempt < START_ATTEMPTS; attempt++) {
     try {
-      return await startOnce(found.path, users, ipv6, options.oauth2);
+      return await startOnce(found.path, users, ipv6, options.oauth2, options.imapCapability);
     } catch (err) {
       lastError = err;
       // Only a lost race for a probed port is worth retrying; anything else fails the same way.
@@ -456,6 +465,7 @@ async function startOnce(
   users: DovecotUser[],
   ipv6: boolean,
   oauth2: DovecotOAuth2Options | undefined,
+  imapCapability: string | undefined,
 ): Promise<DovecotHandle> {
   const owner = mailOwner();
   const dir = await mkdtemp(join(tmpdir(), "mail-ingest-dovecot-"));
@@ -509,6 +519,7 @@ async function startOnce(
         imapsPort,
         asRoot: owner.asRoot,
         oauth2,
+        imapCapability,
       }),
     );
     child = spawn(

@@ -542,3 +542,74 @@ describeDovecotImap("IMAP source against Dovecot", () => {
     },
   );
 });
+
+describeDovecotImap("IMAP moveTo against a Dovecot without MOVE (RFC 6851)", () => {
+  let dovecot: DovecotHandle;
+  let world: FsWorld | undefined;
+  let inspector: ImapFlow | undefined;
+  const user = "nomove";
+
+  beforeAll(async () => {
+    dovecot = await startDovecot({
+      users: [{ user, password: `pw-${user}` }],
+      // Dovecot's post-login list without MOVE: imapflow must fall back to COPY + EXPUNGE.
+      imapCapability:
+        "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ NAMESPACE UNSELECT CHILDREN UIDPLUS LIST-EXTENDED LIST-STATUS SPECIAL-USE CONDSTORE ESEARCH",
+    });
+  });
+  afterAll(async () => {
+    await inspector?.logout().catch(() => inspector?.close());
+    await world?.cleanup();
+    await dovecot?.stop();
+  });
+
+  it("moves by UID COPY then UID EXPUNGE of exactly the ingested UIDs: another client's \\Deleted message stays", async () => {
+    const sent = [800, 801, 802].map((n) => generateMessage(n));
+    await dovecot.deliver(user, sent);
+    inspector = new ImapFlow({
+      host: dovecot.host,
+      port: dovecot.imapsPort,
+      secure: true,
+      tls: { ca: dovecot.caPem, servername: "localhost" },
+      auth: { user, pass: `pw-${user}` },
+      logger: false,
+    });
+    await inspector.connect();
+    expect(inspector.capabilities.has("MOVE")).toBe(false);
+    // Another client's message (UID 4), marked \Deleted but not expunged, which this run leaves
+    // for later (maxMessagesPerRun 3): a plain EXPUNGE after the COPY would take it too.
+    const theirs = generateMessage(899);
+    await inspector.append("INBOX", theirs, ["\\Deleted"]);
+
+    const commands: string[] = [];
+    world = await fsWorld(
+      {
+        ...implicitTlsImapMailbox(dovecot, user),
+        afterIngest: { moveTo: "Processed", create: true },
+      },
+      `pw-${user}`,
+    );
+    const report = await world.poll({
+      mailbox: { maxMessagesPerRun: 3 },
+      deps: { openSource: imapSource({ trace: (c) => commands.push(c) }) },
+    });
+    expect(report).toMatchObject({ ingested: 3, deleted: 3, remaining: 1 });
+    expect(commands.filter((c) => c.startsWith("UID MOVE"))).toEqual([]);
+    expect(commands.filter((c) => c.startsWith("UID COPY"))).toHaveLength(3);
+    expect(commands.filter((c) => c.startsWith("UID EXPUNGE"))).toHaveLength(3);
+    expect(commands.some((c) => /^EXPUNGE/.test(c))).toBe(false);
+
+    const hashes = async (folder: string) => {
+      const client = inspector as ImapFlow;
+      const box = await client.mailboxOpen(folder, { readOnly: true });
+      if (box.exists === 0) return [];
+      const out: string[] = [];
+      for await (const m of client.fetch("1:*", { uid: true, source: true })) {
+        out.push(sha256(m.source as Buffer));
+      }
+      return out.sort();
+    };
+    expect(await hashes("Processed")).toEqual(sent.map(sha256).sort());
+    expect(await hashes("INBOX")).toEqual([sha256(theirs)]);
+  });
+});
