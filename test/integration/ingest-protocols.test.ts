@@ -118,7 +118,12 @@ describeDovecot.each(PROTOCOLS)("shared pipeline behaviour over %s", (protocol: 
 
   it("a deadline reached mid-run stops the run cleanly: only committed messages leave INBOX, a rerun completes", async () => {
     const total = 50;
-    const { user, messages, world } = await setup("deadline", total);
+    // Messages larger than the streams' buffers (tee, raw and parser sides: 16 KiB each), so a
+    // download whose store write waits is stuck mid-body. A small one would be read off the
+    // wire whole into those buffers, and nothing would be left to abandon (a CI flake).
+    const { user, messages, world } = await setup("deadline", total, {
+      attachmentBytes: 256 * 1024,
+    });
     // Far enough ahead that some messages are committed before it even on a loaded machine.
     const deadline = Date.now() + 1_500;
     // After the first few objects, every store write waits for the deadline to pass: the
