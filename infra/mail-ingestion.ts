@@ -74,7 +74,9 @@ export interface MailIngestionProps {
    * poll's GB-seconds, Lambda request, log lines and SQS receive/delete: the largest item of an
    * idle fleet's bill (README "Cost"). Each mailbox still has one session at a time (one FIFO
    * group each), and the sessions share one memory bound (at most two messages of 32 MiB or
-   * more are fetched at once). 1 gives each mailbox an invocation of its own.
+   * more are fetched at once). SQS deletes a batch's jobs when the invocation ends, so a mailbox
+   * draining a long backlog holds its batch-mates' next polls back until then (at most
+   * `pollerTimeout`). 1 gives each mailbox an invocation of its own.
    * @default 10
    */
   readonly mailboxesPerInvocation?: number;
