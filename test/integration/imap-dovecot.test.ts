@@ -44,6 +44,31 @@ const USERS = [
   "check",
 ].map((user) => ({ user, password: `pw-${user}` }));
 
+/** An independent IMAP client logged in as `user` (password `pw-<user>`), over implicit TLS. */
+async function connectInspector(dovecot: DovecotHandle, user: string): Promise<ImapFlow> {
+  const client = new ImapFlow({
+    host: dovecot.host,
+    port: dovecot.imapsPort,
+    secure: true,
+    tls: { ca: dovecot.caPem, servername: "localhost" },
+    auth: { user, pass: `pw-${user}` },
+    logger: false,
+  });
+  await client.connect();
+  return client;
+}
+
+/** Messages (sha256 of their bytes) in a folder, as the server has them. */
+async function hashesIn(client: ImapFlow, folder: string): Promise<string[]> {
+  const box = await client.mailboxOpen(folder, { readOnly: true });
+  if (box.exists === 0) return [];
+  const out: string[] = [];
+  for await (const m of client.fetch("1:*", { uid: true, source: true })) {
+    out.push(sha256(m.source as Buffer));
+  }
+  return out.sort();
+}
+
 describeDovecotImap("IMAP source against Dovecot", () => {
   let dovecot: DovecotHandle;
   const worlds: FsWorld[] = [];
@@ -69,15 +94,7 @@ describeDovecotImap("IMAP source against Dovecot", () => {
 
   /** Another client's view of the server, to check what the pipeline did there. */
   async function inspect(user: string): Promise<ImapFlow> {
-    const client = new ImapFlow({
-      host: dovecot.host,
-      port: dovecot.imapsPort,
-      secure: true,
-      tls: { ca: dovecot.caPem, servername: "localhost" },
-      auth: { user, pass: `pw-${user}` },
-      logger: false,
-    });
-    await client.connect();
+    const client = await connectInspector(dovecot, user);
     inspectors.push(client);
     return client;
   }
@@ -97,17 +114,6 @@ describeDovecotImap("IMAP source against Dovecot", () => {
       out.set(m.uid, m.flags ?? new Set());
     }
     return out;
-  }
-
-  /** Messages (sha256 of their bytes) in a folder, as the server has them. */
-  async function hashesIn(client: ImapFlow, folder: string): Promise<string[]> {
-    const box = await client.mailboxOpen(folder, { readOnly: true });
-    if (box.exists === 0) return [];
-    const out: string[] = [];
-    for await (const m of client.fetch("1:*", { uid: true, source: true })) {
-      out.push(sha256(m.source as Buffer));
-    }
-    return out.sort();
   }
 
   const batch = (from: number, count: number) =>
@@ -566,15 +572,7 @@ describeDovecotImap("IMAP moveTo against a Dovecot without MOVE (RFC 6851)", () 
   it("moves by UID COPY then UID EXPUNGE of exactly the ingested UIDs: another client's \\Deleted message stays", async () => {
     const sent = [800, 801, 802].map((n) => generateMessage(n));
     await dovecot.deliver(user, sent);
-    inspector = new ImapFlow({
-      host: dovecot.host,
-      port: dovecot.imapsPort,
-      secure: true,
-      tls: { ca: dovecot.caPem, servername: "localhost" },
-      auth: { user, pass: `pw-${user}` },
-      logger: false,
-    });
-    await inspector.connect();
+    inspector = await connectInspector(dovecot, user);
     expect(inspector.capabilities.has("MOVE")).toBe(false);
     // Another client's message (UID 4), marked \Deleted but not expunged, which this run leaves
     // for later (maxMessagesPerRun 3): a plain EXPUNGE after the COPY would take it too.
@@ -599,17 +597,7 @@ describeDovecotImap("IMAP moveTo against a Dovecot without MOVE (RFC 6851)", () 
     expect(commands.filter((c) => c.startsWith("UID EXPUNGE"))).toHaveLength(3);
     expect(commands.some((c) => /^EXPUNGE/.test(c))).toBe(false);
 
-    const hashes = async (folder: string) => {
-      const client = inspector as ImapFlow;
-      const box = await client.mailboxOpen(folder, { readOnly: true });
-      if (box.exists === 0) return [];
-      const out: string[] = [];
-      for await (const m of client.fetch("1:*", { uid: true, source: true })) {
-        out.push(sha256(m.source as Buffer));
-      }
-      return out.sort();
-    };
-    expect(await hashes("Processed")).toEqual(sent.map(sha256).sort());
-    expect(await hashes("INBOX")).toEqual([sha256(theirs)]);
+    expect(await hashesIn(inspector, "Processed")).toEqual(sent.map(sha256).sort());
+    expect(await hashesIn(inspector, "INBOX")).toEqual([sha256(theirs)]);
   });
 });
