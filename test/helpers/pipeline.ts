@@ -7,6 +7,7 @@ import { createAdapters } from "../../lambdas/adapters/index.ts";
 import { type AppConfig, type MailboxConfig, parseConfig } from "../../lambdas/config/index.ts";
 import { runMailbox } from "../../lambdas/ingest/session.ts";
 import type { MailboxReport, SessionDeps, SessionOptions } from "../../lambdas/ingest/types.ts";
+import type { ObjectStore } from "../../lambdas/ports.ts";
 
 export interface FsWorld {
   readonly dir: string;
@@ -23,6 +24,26 @@ export interface FsWorld {
   raw(): Promise<Map<string, string>>;
   queue(): Promise<Array<Record<string, unknown>>>;
   cleanup(): Promise<void>;
+}
+
+/**
+ * `inner` with some of its methods replaced (each override may call `inner` itself): how a test
+ * watches or holds back the writes of a real store.
+ */
+export function wrapStore(
+  inner: ObjectStore,
+  overrides: Partial<Pick<ObjectStore, "put" | "get" | "head" | "delete" | "list">>,
+): ObjectStore {
+  return {
+    put: (key, body, options) => inner.put(key, body, options),
+    get: (key) => inner.get(key),
+    head: (key) => inner.head(key),
+    delete: (key) => inner.delete(key),
+    list: (prefix) => inner.list(prefix),
+    uri: (key) => inner.uri(key),
+    bucket: inner.bucket,
+    ...overrides,
+  };
 }
 
 export function sha256(data: Uint8Array): string {

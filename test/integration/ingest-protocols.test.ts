@@ -8,7 +8,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { ErrorCode } from "../../lambdas/errors.ts";
-import type { MessageQueue, ObjectStore } from "../../lambdas/ports.ts";
+import type { MessageQueue } from "../../lambdas/ports.ts";
 import {
   type DovecotHandle,
   describeDovecot,
@@ -18,7 +18,7 @@ import {
   startDovecot,
 } from "../helpers/dovecot.ts";
 import { generateMessage } from "../helpers/messages.ts";
-import { type FsWorld, fsWorld, sha256, tempFiles } from "../helpers/pipeline.ts";
+import { type FsWorld, fsWorld, sha256, tempFiles, wrapStore } from "../helpers/pipeline.ts";
 import { mountTmpfs, type Tmpfs, tmpfsAvailable } from "../helpers/tmpfs.ts";
 
 const PROTOCOLS = (["pop3", "imap"] as const).filter((p) => p === "pop3" || imapAvailable);
@@ -131,18 +131,12 @@ describeDovecot.each(PROTOCOLS)("shared pipeline behaviour over %s", (protocol: 
     // new one is started. No race: the store waits for the deadline rather than guessing it.
     const inner = world.deps.store;
     let puts = 0;
-    const store: ObjectStore = {
+    const store = wrapStore(inner, {
       put: async (key, body, options) => {
         if (++puts > 12) while (Date.now() <= deadline) await sleep(20);
         return inner.put(key, body, options);
       },
-      get: (key) => inner.get(key),
-      head: (key) => inner.head(key),
-      delete: (key) => inner.delete(key),
-      list: (prefix) => inner.list(prefix),
-      uri: (key) => inner.uri(key),
-      bucket: inner.bucket,
-    };
+    });
     const first = await world.poll({ deadline, deps: { store } });
     expect(first.error).toBeUndefined();
     expect(first.ingested).toBeGreaterThan(0);

@@ -19,7 +19,7 @@ import { FetchGate } from "../../lambdas/ingest/fetch-gate.ts";
 import { Pop3Client, type Pop3Options } from "../../lambdas/pop3/index.ts";
 import type { MessageQueue, ObjectStore } from "../../lambdas/ports.ts";
 import { generateMessage } from "../helpers/messages.ts";
-import { type FsWorld, fsWorld, sha256, tempFiles } from "../helpers/pipeline.ts";
+import { type FsWorld, fsWorld, sha256, tempFiles, wrapStore } from "../helpers/pipeline.ts";
 import { schemaErrors, validateQueueBody } from "../unit/mime/validator.ts";
 
 const USER = "user@example.test";
@@ -39,22 +39,32 @@ afterEach(async () => {
 function watchWrites(inner: ObjectStore) {
   const put: string[] = [];
   const deleted: string[] = [];
-  const store: ObjectStore = {
+  const store = wrapStore(inner, {
     put: (key, body, options) => {
       put.push(key);
       return inner.put(key, body, options);
     },
-    get: (key) => inner.get(key),
-    head: (key) => inner.head(key),
     delete: (key) => {
       deleted.push(key);
       return inner.delete(key);
     },
-    list: (prefix) => inner.list(prefix),
-    uri: (key) => inner.uri(key),
-    bucket: inner.bucket,
-  };
+  });
   return { store, put, deleted };
+}
+
+/**
+ * A migrated mailbox (a UIDL reset): a new server holding the same messages under new UIDLs,
+ * then `added`.
+ */
+function migratedServer(initial: TestMessage[], added: TestMessage[] = []) {
+  return startPop3TestServer({
+    users: {
+      [USER]: {
+        password: PASSWORD,
+        messages: [...initial.map((m) => ({ uidl: `migrated-${m.uidl}`, data: m.data })), ...added],
+      },
+    },
+  });
 }
 
 function messages(count: number, from = 0): TestMessage[] {
@@ -543,18 +553,10 @@ describe("mailbox session against the test server", () => {
     const lookAlike = Buffer.from(initial[3]?.data as Uint8Array);
     lookAlike[lookAlike.lastIndexOf("e")] = "E".charCodeAt(0);
     // Migration: a new server holds the same messages under new UIDLs, plus two new messages.
-    const migrated = await startPop3TestServer({
-      users: {
-        [USER]: {
-          password: PASSWORD,
-          messages: [
-            ...initial.map((m) => ({ uidl: `migrated-${m.uidl}`, data: m.data })),
-            { uidl: "fresh", data: generateMessage(500) },
-            { uidl: "look-alike", data: lookAlike },
-          ],
-        },
-      },
-    });
+    const migrated = await migratedServer(initial, [
+      { uidl: "fresh", data: generateMessage(500) },
+      { uidl: "look-alike", data: lookAlike },
+    ]);
     try {
       const writes = watchWrites(world.deps.store);
       const report = await world.poll({
@@ -583,14 +585,7 @@ describe("mailbox session against the test server", () => {
     const initial = messages(10);
     const { world } = await setup(initial);
     await world.poll();
-    const migrated = await startPop3TestServer({
-      users: {
-        [USER]: {
-          password: PASSWORD,
-          messages: initial.map((m) => ({ uidl: `migrated-${m.uidl}`, data: m.data })),
-        },
-      },
-    });
+    const migrated = await migratedServer(initial);
     try {
       const late = await world.poll({ mailbox: { port: migrated.port }, deadline: Date.now() });
       expect(late).toMatchObject({ ingested: 0, skipped: 0, remaining: 10 });
@@ -607,14 +602,7 @@ describe("mailbox session against the test server", () => {
     const initial = messages(10);
     const { world } = await setup(initial);
     await world.poll();
-    const migrated = await startPop3TestServer({
-      users: {
-        [USER]: {
-          password: PASSWORD,
-          messages: initial.map((m) => ({ uidl: `migrated-${m.uidl}`, data: m.data })),
-        },
-      },
-    });
+    const migrated = await migratedServer(initial);
     try {
       const capped = { port: migrated.port, maxMessagesPerRun: 4 };
       expect(await world.poll({ mailbox: capped })).toMatchObject({ skipped: 4, remaining: 6 });
@@ -641,14 +629,7 @@ describe("mailbox session against the test server", () => {
     }));
     const { world } = await setup(initial);
     await world.poll();
-    const migrated = await startPop3TestServer({
-      users: {
-        [USER]: {
-          password: PASSWORD,
-          messages: initial.map((m) => ({ uidl: `migrated-${m.uidl}`, data: m.data })),
-        },
-      },
-    });
+    const migrated = await migratedServer(initial);
     try {
       const report = await world.poll({ mailbox: { port: migrated.port } });
       expect(report).toMatchObject({ ingested: 0, skipped: 10 });
@@ -743,8 +724,7 @@ describe("sessions sharing one memory bound (FetchGate)", () => {
       );
       worlds.push(w);
       // A raw put runs while the message's bytes stream in: the window the gate bounds.
-      const store: ObjectStore = {
-        ...w.deps.store,
+      const store = wrapStore(w.deps.store, {
         put: async (key, body, options) => {
           const raw = key.startsWith("raw/");
           if (raw) mostAtOnce = Math.max(mostAtOnce, ++streaming);
@@ -754,12 +734,7 @@ describe("sessions sharing one memory bound (FetchGate)", () => {
             if (raw) streaming--;
           }
         },
-        get: (key) => w.deps.store.get(key),
-        head: (key) => w.deps.store.head(key),
-        delete: (key) => w.deps.store.delete(key),
-        list: (prefix) => w.deps.store.list(prefix),
-        uri: (key) => w.deps.store.uri(key),
-      };
+      });
       return w.poll({ fetchGate: gate, deps: { store } });
     });
     const reports = await Promise.all(polls);
