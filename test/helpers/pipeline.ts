@@ -4,10 +4,14 @@ import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { createAdapters } from "../../lambdas/adapters/index.ts";
+import { ObjectStateStore } from "../../lambdas/adapters/object-state.ts";
+import { S3ObjectStore } from "../../lambdas/adapters/s3-store.ts";
+import { SqsQueue } from "../../lambdas/adapters/sqs-queue.ts";
 import { type AppConfig, type MailboxConfig, parseConfig } from "../../lambdas/config/index.ts";
 import { runMailbox } from "../../lambdas/ingest/session.ts";
 import type { MailboxReport, SessionDeps, SessionOptions } from "../../lambdas/ingest/types.ts";
 import type { ObjectStore } from "../../lambdas/ports.ts";
+import type { Fauxqs } from "./fauxqs.ts";
 
 export interface FsWorld {
   readonly dir: string;
@@ -24,6 +28,40 @@ export interface FsWorld {
   raw(): Promise<Map<string, string>>;
   queue(): Promise<Array<Record<string, unknown>>>;
   cleanup(): Promise<void>;
+}
+
+/**
+ * A session against a plain-text POP3 test server (user `u`, password `p`) storing to a fresh
+ * fauxqs bucket under `mail/`, with its state there too, and queueing to a fresh SQS queue.
+ */
+export async function s3World(fauxqs: Fauxqs, server: { host: string; port: number }) {
+  const bucket = await fauxqs.createBucket();
+  const queueUrl = await fauxqs.createQueue();
+  const store = new S3ObjectStore({ client: fauxqs.s3, bucket, prefix: "mail/" });
+  const deps: SessionDeps = {
+    store,
+    queue: new SqsQueue({ client: fauxqs.sqs, queueUrl }),
+    state: new ObjectStateStore({ store, prefix: "state/" }),
+  };
+  const config = await parseConfig({
+    mailboxes: [
+      {
+        id: "cloud",
+        host: server.host,
+        port: server.port,
+        tls: "none",
+        allowInsecureAuth: true,
+        username: "u",
+        password: "p",
+      },
+    ],
+  });
+  const mailbox = config.mailboxes[0] as MailboxConfig;
+  return {
+    bucket,
+    queueUrl,
+    poll: () => runMailbox(mailbox, deps, { credentials: { password: "p" } }),
+  };
 }
 
 /**

@@ -8,12 +8,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ObjectStateStore } from "../../lambdas/adapters/object-state.ts";
-import { S3ObjectStore } from "../../lambdas/adapters/s3-store.ts";
-import { SqsQueue } from "../../lambdas/adapters/sqs-queue.ts";
-import { parseConfig } from "../../lambdas/config/index.ts";
 import { startPop3TestServer } from "../../lambdas/demo/pop3-server.ts";
-import { runMailbox } from "../../lambdas/ingest/session.ts";
 import type { AttachmentMeta } from "../../lambdas/mime/parsed.ts";
 import {
   type DovecotHandle,
@@ -22,7 +17,7 @@ import {
   startDovecot,
 } from "../helpers/dovecot.ts";
 import { startFauxqs } from "../helpers/fauxqs.ts";
-import { type FsWorld, fsWorld, sha256 } from "../helpers/pipeline.ts";
+import { type FsWorld, fsWorld, s3World, sha256 } from "../helpers/pipeline.ts";
 import { makeSigner, SIGN, type SmimeSigner } from "../helpers/smime.ts";
 import { base64Lines, CRLF, multipartMessage } from "../unit/mime/messages.ts";
 import { validateQueueBody } from "../unit/mime/validator.ts";
@@ -215,33 +210,8 @@ describe("nested attachments with S3 and SQS (fauxqs)", () => {
       users: { u: { password: "p", messages: [{ uidl: "n1", data: raw }] } },
     });
     try {
-      const bucket = await fauxqs.createBucket();
-      const queueUrl = await fauxqs.createQueue();
-      const store = new S3ObjectStore({ client: fauxqs.s3, bucket, prefix: "mail/" });
-      const config = await parseConfig({
-        mailboxes: [
-          {
-            id: "cloud",
-            host: server.host,
-            port: server.port,
-            tls: "none",
-            allowInsecureAuth: true,
-            username: "u",
-            password: "p",
-          },
-        ],
-      });
-      const mailbox = config.mailboxes[0];
-      if (!mailbox) throw new Error("no mailbox");
-      const report = await runMailbox(
-        mailbox,
-        {
-          store,
-          queue: new SqsQueue({ client: fauxqs.sqs, queueUrl }),
-          state: new ObjectStateStore({ store, prefix: "state/" }),
-        },
-        { credentials: { password: "p" } },
-      );
+      const { bucket, queueUrl, poll } = await s3World(fauxqs, server);
+      const report = await poll();
       expect(report.error).toBeUndefined();
       expect(report.ingested).toBe(1);
       const [message] = await fauxqs.receiveAll(queueUrl);

@@ -4,16 +4,10 @@
  */
 import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ObjectStateStore } from "../../lambdas/adapters/object-state.ts";
-import { S3ObjectStore } from "../../lambdas/adapters/s3-store.ts";
-import { SqsQueue } from "../../lambdas/adapters/sqs-queue.ts";
-import { parseConfig } from "../../lambdas/config/index.ts";
 import { type Pop3TestServer, startPop3TestServer } from "../../lambdas/demo/pop3-server.ts";
-import { runMailbox } from "../../lambdas/ingest/session.ts";
-import type { SessionDeps } from "../../lambdas/ingest/types.ts";
 import { type Fauxqs, startFauxqs } from "../helpers/fauxqs.ts";
 import { generateMessage } from "../helpers/messages.ts";
-import { sha256 } from "../helpers/pipeline.ts";
+import { s3World, sha256 } from "../helpers/pipeline.ts";
 
 describe("mailbox session with S3 and SQS (fauxqs)", () => {
   let fauxqs: Fauxqs;
@@ -33,30 +27,8 @@ describe("mailbox session with S3 and SQS (fauxqs)", () => {
   });
 
   it("stores raw byte-exact in S3, queues one SQS message per mail, and keeps state in the bucket", async () => {
-    const bucket = await fauxqs.createBucket();
-    const queueUrl = await fauxqs.createQueue();
-    const store = new S3ObjectStore({ client: fauxqs.s3, bucket, prefix: "mail/" });
-    const deps: SessionDeps = {
-      store,
-      queue: new SqsQueue({ client: fauxqs.sqs, queueUrl }),
-      state: new ObjectStateStore({ store, prefix: "state/" }),
-    };
-    const config = await parseConfig({
-      mailboxes: [
-        {
-          id: "cloud",
-          host: server.host,
-          port: server.port,
-          tls: "none",
-          allowInsecureAuth: true,
-          username: "u",
-          password: "p",
-        },
-      ],
-    });
-    const mailbox = config.mailboxes[0];
-    if (!mailbox) throw new Error("no mailbox");
-    const report = await runMailbox(mailbox, deps, { credentials: { password: "p" } });
+    const { bucket, queueUrl, poll } = await s3World(fauxqs, server);
+    const report = await poll();
     expect(report.error).toBeUndefined();
     expect(report.ingested).toBe(23);
 
@@ -75,7 +47,7 @@ describe("mailbox session with S3 and SQS (fauxqs)", () => {
     }
     expect(new Set(bodies.map((b) => b.sha256))).toEqual(new Set(sent.map((m) => sha256(m.data))));
 
-    const again = await runMailbox(mailbox, deps, { credentials: { password: "p" } });
+    const again = await poll();
     expect(again).toMatchObject({ new: 0, ingested: 0 });
     expect(await fauxqs.receiveAll(queueUrl)).toHaveLength(0);
   });
