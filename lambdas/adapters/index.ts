@@ -50,6 +50,10 @@ export async function createAdapters(
       import("./object-lease.ts"),
     ]);
     const client = new S3Client({
+      // Resolve each command's middleware stack once, not on every request: nothing here adds
+      // middleware per command. Issue 14: an S3/SQS drain of 300 messages used 5 % less CPU
+      // (6.53 → 6.21 s, median of 8 alternating pairs; the new build was cheaper in all 8).
+      cacheMiddleware: true,
       ...(storage.region === undefined ? {} : { region: storage.region }),
       ...(storage.endpoint === undefined ? {} : { endpoint: storage.endpoint }),
       ...(storage.forcePathStyle === undefined ? {} : { forcePathStyle: storage.forcePathStyle }),
@@ -68,6 +72,8 @@ export async function createAdapters(
       import("./sqs-queue.ts"),
     ]);
     const client = new SQSClient({
+      // As for S3 above.
+      cacheMiddleware: true,
       ...(queue.region === undefined ? {} : { region: queue.region }),
       ...(queue.endpoint === undefined ? {} : { endpoint: queue.endpoint }),
     });
