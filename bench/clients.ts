@@ -21,6 +21,8 @@ const MAX_MESSAGE_BYTES = 1_000_000_000;
 
 export type ClientName =
   | "floor"
+  | "node floor"
+  | `node floor (${NodeFloorVariant})`
   | "mpop"
   | "mail-ingest fs"
   | "mail-ingest s3"
@@ -81,6 +83,58 @@ export async function floorClient(drop: Maildrop, user: BenchUser): Promise<Clie
       return { messages: report.messages ?? 0 };
     },
     async dispose() {},
+  };
+}
+
+/** `--floor-variants`: the node floor with one part of its work taken out or moved. */
+export const NODE_FLOOR_VARIANTS = {
+  "no parse": { NODE_FLOOR_PARSE: "0" },
+  "no fsync": { NODE_FLOOR_SYNC: "0" },
+  "parse in a worker": { NODE_FLOOR_WORKERS: "1" },
+} as const;
+export type NodeFloorVariant = keyof typeof NODE_FLOOR_VARIANTS;
+
+/**
+ * The "node floor" (bench/node-floor-client.mjs): the floor's transport plus only the work the
+ * contract makes mandatory (hash, create-only durable raw, a streaming MailParser parse, durable
+ * attachments and metadata, a checkpoint every 20), with none of mail-ingest's structure. What
+ * mail-ingest could reach in Node on this machine, at best.
+ */
+export async function nodeFloorClient(
+  drop: Maildrop,
+  user: BenchUser,
+  variant?: NodeFloorVariant,
+): Promise<Client> {
+  const dir = await mkdtemp(join(tmpdir(), "mail-ingest-bench-node-floor-"));
+  const dataDir = join(dir, "data");
+  return {
+    name: variant === undefined ? "node floor" : `node floor (${variant})`,
+    dir: dataDir,
+    async reset() {
+      await rm(dataDir, { recursive: true, force: true });
+    },
+    async spec() {
+      return {
+        command: process.execPath,
+        args: [
+          join(ROOT, "bench/node-floor-client.mjs"),
+          drop.host,
+          String(drop.port),
+          drop.tls,
+          drop.caFile ?? "-",
+          user,
+          dataDir,
+        ],
+        env: { ...childEnv(drop), ...(variant === undefined ? {} : NODE_FLOOR_VARIANTS[variant]) },
+      };
+    },
+    async fetched(stdout) {
+      const report = JSON.parse(stdout.trim().split("\n").at(-1) ?? "{}") as { messages?: number };
+      return { messages: report.messages ?? 0 };
+    },
+    async dispose() {
+      await rm(dir, { recursive: true, force: true });
+    },
   };
 }
 

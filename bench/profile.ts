@@ -19,6 +19,7 @@ interface ProfileNode {
     readonly columnNumber?: number;
   };
   readonly hitCount?: number;
+  readonly children?: readonly number[];
 }
 
 interface CpuProfile {
@@ -33,6 +34,12 @@ export interface ProfileSummary {
   readonly totalMs: number;
   readonly components: ReadonlyArray<{ name: string; ms: number; share: number }>;
   readonly functions: ReadonlyArray<{ name: string; where: string; ms: number; share: number }>;
+  /**
+   * mail-ingest's own functions (lambdas/) by inclusive time: the samples with the function
+   * anywhere on their stack, each sample counted once per function. Where self time is spread over
+   * Node internals and bindings, this says which of our steps called them.
+   */
+  readonly ours: ReadonlyArray<{ name: string; where: string; ms: number; share: number }>;
 }
 
 /** Ordered: the first matching rule names the component. */
@@ -144,6 +151,10 @@ export function summarise(profile: CpuProfile, top = 15): ProfileSummary {
   }
   const share = (us: number) => (totalUs > 0 ? us / totalUs : 0);
   return {
+    ours: inclusiveOurs(profile, byId, selfUs, top * 3).map((f) => ({
+      ...f,
+      share: share(f.ms * 1000),
+    })),
     totalMs: totalUs / 1000,
     components: [...components]
       .map(([name, us]) => ({ name, ms: us / 1000, share: share(us) }))
@@ -154,6 +165,52 @@ export function summarise(profile: CpuProfile, top = 15): ProfileSummary {
       .slice(0, top)
       .map((f) => ({ name: f.name, where: f.where, ms: f.us / 1000, share: share(f.us) })),
   };
+}
+
+function inclusiveOurs(
+  profile: CpuProfile,
+  byId: ReadonlyMap<number, ProfileNode>,
+  selfUs: ReadonlyMap<number, number>,
+  top: number,
+): Array<{ name: string; where: string; ms: number }> {
+  const parent = new Map<number, number>();
+  for (const node of profile.nodes)
+    for (const child of node.children ?? []) parent.set(child, node.id);
+  /** Per node: our functions on its stack (itself and its callers), as keys. */
+  const frameKey = new Map<number, { key: string; name: string; where: string } | null>();
+  const keyOf = (id: number) => {
+    if (!frameKey.has(id)) {
+      const node = byId.get(id);
+      const frame = node ? originalFrame(node.callFrame) : undefined;
+      frameKey.set(
+        id,
+        frame?.url.includes("/lambdas/")
+          ? {
+              key: `${frame.functionName}@${frame.url}:${frame.lineNumber}`,
+              name: frame.functionName || "(anonymous)",
+              where: `${shortUrl(frame.url)}:${frame.lineNumber + 1}`,
+            }
+          : null,
+      );
+    }
+    return frameKey.get(id);
+  };
+  const totals = new Map<string, { name: string; where: string; us: number }>();
+  for (const [id, us] of selfUs) {
+    const seen = new Set<string>();
+    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+      const frame = keyOf(at);
+      if (!frame || seen.has(frame.key)) continue;
+      seen.add(frame.key);
+      const entry = totals.get(frame.key) ?? { name: frame.name, where: frame.where, us: 0 };
+      entry.us += us;
+      totals.set(frame.key, entry);
+    }
+  }
+  return [...totals.values()]
+    .sort((a, b) => b.us - a.us)
+    .slice(0, top)
+    .map((f) => ({ name: f.name, where: f.where, ms: f.us / 1000 }));
 }
 
 /** Reads the single profile `node --cpu-prof --cpu-prof-dir=dir` wrote. */
@@ -174,6 +231,10 @@ export function formatSummary(summary: ProfileSummary): string {
   }
   lines.push("  hottest functions (self time):");
   for (const f of summary.functions) {
+    lines.push(`    ${pct(f.share)}  ${f.name}  ${f.where}`);
+  }
+  lines.push("  mail-ingest functions (inclusive time):");
+  for (const f of summary.ours) {
     lines.push(`    ${pct(f.share)}  ${f.name}  ${f.where}`);
   }
   return lines.join("\n");

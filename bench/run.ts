@@ -14,6 +14,8 @@
  *   npm run bench -- --backlog-messages 30000   the long-backlog drain (peak RSS vs its goal)
  *   npm run bench -- --profile         adds one CPU-profiled mail-ingest (fs) run
  *   npm run bench -- --syscalls        adds one `strace -c -f` run of mpop and mail-ingest (fs)
+ *   npm run bench -- --floor-variants  adds the node floor without its parse, without fsync, and
+ *                                      with its parse in a worker thread (full case)
  *   npm run bench -- --tls none        plain POP3 instead of implicit TLS (port 995 style)
  *   npm run bench -- --latency 20      every client talks to the server over a 20 ms RTT relay
  *   npm run bench -- --test-server     use the project's test server even if Dovecot is installed
@@ -37,6 +39,9 @@ import {
   mailIngestClient,
   mpopAvailable,
   mpopClient,
+  NODE_FLOOR_VARIANTS,
+  type NodeFloorVariant,
+  nodeFloorClient,
 } from "./clients.ts";
 import type { BucketPuts } from "./fauxqs-server.ts";
 import { type FleetOutcome, fleetFigures } from "./fleet.ts";
@@ -77,6 +82,8 @@ interface Options {
   readonly testServer: boolean;
   readonly profile: boolean;
   readonly syscalls: boolean;
+  /** Adds the node floor's variants (no parse, no fsync, parse in a worker) to the full case. */
+  readonly floorVariants: boolean;
   readonly s3: boolean;
   readonly bigBytes: number;
   readonly backlogMessages: number;
@@ -104,6 +111,7 @@ function parseOptions(argv: readonly string[]): Options {
       "backlog-messages": { type: "string" },
       profile: { type: "boolean", default: false },
       syscalls: { type: "boolean", default: false },
+      "floor-variants": { type: "boolean", default: false },
       tls: { type: "string", default: "implicit" },
       "test-server": { type: "boolean", default: false },
       "no-s3": { type: "boolean", default: false },
@@ -138,6 +146,7 @@ function parseOptions(argv: readonly string[]): Options {
     testServer: values["test-server"] === true,
     profile: values.profile === true,
     syscalls: values.syscalls === true,
+    floorVariants: values["floor-variants"] === true,
     s3: values["no-s3"] !== true,
     bigBytes: positive(values["big-bytes"], BIG_TOTAL_BYTES, "big-bytes"),
     backlogMessages: positive(values["backlog-messages"], BACKLOG_MESSAGES, "backlog-messages"),
@@ -174,6 +183,12 @@ function machine() {
 
 const secs = (ms: number) => (ms / 1000).toFixed(2);
 const mib = (bytes: number) => (bytes / MiB).toFixed(1);
+/** Median user + system CPU of a client's runs (GNU time), or "-" where it was not measured. */
+function cpuText(samples: readonly Sample[]): string {
+  const cpu = samples.flatMap((s) => (s.cpuMs === undefined ? [] : [s.cpuMs]));
+  return cpu.length === 0 ? "-" : secs(median(cpu));
+}
+
 const ratio = (a: number, b: number | undefined) =>
   b === undefined || !Number.isFinite(b) || b === 0 ? "-" : `${(a / b).toFixed(2)}x`;
 
@@ -268,6 +283,7 @@ async function fullCase(
   summarize(results);
   const mpop = results.get("mpop")?.medianWallMs;
   const floorMs = results.get("floor")?.medianWallMs;
+  const nodeFloorMs = results.get("node floor")?.medianWallMs;
   const rows = [...results.values()].map((r) => ({
     client: r.client,
     medianWallS: r.medianWallMs / 1000,
@@ -277,18 +293,31 @@ async function fullCase(
     maxPeakRssMiB: r.maxRssBytes / MiB,
     ratioToMpop: mpop ? r.medianWallMs / mpop : null,
     ratioToFloor: floorMs ? r.medianWallMs / floorMs : null,
+    ratioToNodeFloor: nodeFloorMs ? r.medianWallMs / nodeFloorMs : null,
     samples: r.samples,
   }));
   const text = table(
-    ["client", "median wall s", "messages/s", "MB/s", "peak RSS MiB", "vs mpop", "vs floor"],
+    [
+      "client",
+      "median wall s",
+      "median CPU s",
+      "messages/s",
+      "MB/s",
+      "peak RSS MiB",
+      "vs mpop",
+      "vs floor",
+      "vs node floor",
+    ],
     [...results.values()].map((r) => [
       r.client,
       secs(r.medianWallMs),
+      cpuText(r.samples),
       (options.messages / (r.medianWallMs / 1000)).toFixed(0),
       (corpusBytes / MB / (r.medianWallMs / 1000)).toFixed(1),
       mib(r.medianRssBytes),
       ratio(r.medianWallMs, mpop),
       ratio(r.medianWallMs, floorMs),
+      ratio(r.medianWallMs, nodeFloorMs),
     ]),
   );
   return { rows, text };
@@ -626,6 +655,12 @@ async function main(): Promise<void> {
       const list: Client[] = [];
       if (floor) list.push(await floorClient(drop, user));
       if (withMpop) list.push(await mpopClient(drop, user));
+      if (floor) list.push(await nodeFloorClient(drop, user));
+      if (floor && options.floorVariants) {
+        for (const variant of Object.keys(NODE_FLOOR_VARIANTS) as NodeFloorVariant[]) {
+          list.push(await nodeFloorClient(drop, user, variant));
+        }
+      }
       list.push(await mailIngestClient(drop, user, { type: "fs" }));
       if (fauxqs) list.push(await mailIngestClient(drop, user, { type: "s3", fauxqs }));
       if (imap && withImap) list.push(await mailIngestClient(drop, user, { type: "fs" }, "imap"));
@@ -696,7 +731,9 @@ async function main(): Promise<void> {
       }
 
       if (options.cases.has("incremental")) {
-        const polling = clients.filter((c) => c.name !== "floor");
+        const polling = clients.filter(
+          (c) => !c.name.startsWith("floor") && !c.name.startsWith("node floor"),
+        );
         console.log(
           `\nIncremental poll: ${INCREMENTAL_NEW} new on top of ${options.messages}, ${options.runs} runs`,
         );

@@ -1,0 +1,322 @@
+#!/usr/bin/env node
+/**
+ * The bench's "node floor" (issue 14): the least work a Node client can do for mail-ingest's
+ * contract, with none of mail-ingest's structure. It is the floor client's transport (UIDL, then
+ * every RETR pipelined) plus, for every message, only what the contract makes mandatory:
+ * - sha256 of the raw bytes;
+ * - the raw stored create-only and durable: temp file, write, fdatasync, close, link, unlink;
+ * - a streaming `MailParser` parse with mail-ingest's options, each attachment written to its own
+ *   durable file as it is decoded;
+ * - a metadata JSON written durably (temp, fdatasync, rename) and linked into a queue directory;
+ * - every 20 messages: each directory fsynced, then a state file written durably.
+ *
+ * It cuts corners mail-ingest may not, so it is a lower bound, not a competitor: a message is
+ * collected in memory before it is stored (no stream, no backpressure), dot-stuffing is not undone,
+ * there are no limits, no error handling beyond failing the run, one flat directory per kind, and
+ * the metadata is mailparser's fields as they come. Plain JS, so its start-up is Node's plus
+ * mailparser's load (CommonJS, as the CLI loads it from node_modules).
+ *
+ * Variants, to take the floor apart (environment variables):
+ * - NODE_FLOOR_PARSE=0: no MIME parse (the metadata is the id alone);
+ * - NODE_FLOOR_SYNC=0: no fdatasync at all (what durability costs);
+ * - NODE_FLOOR_WORKERS=N: the parse runs in N worker threads (the raw bytes are copied there, the
+ *   attachments' bytes come back with the metadata).
+ *
+ * Usage: node bench/node-floor-client.mjs HOST PORT TLS(none|implicit) CA_FILE|- USER DATA_DIR
+ * The password comes from FLOOR_PASSWORD. Prints one JSON line: {"messages": N, "bytes": B}.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { closeSync, fdatasync, mkdirSync, openSync, readFileSync } from "node:fs";
+import { link, open, rename, unlink } from "node:fs/promises";
+import { createRequire } from "node:module";
+import net from "node:net";
+import { join } from "node:path";
+import tls from "node:tls";
+import { promisify } from "node:util";
+import { isMainThread, parentPort, Worker } from "node:worker_threads";
+
+function collect(stream) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    stream.on("data", (c) => chunks.push(c));
+    stream.on("end", () => resolve(Buffer.concat(chunks)));
+    stream.on("error", reject);
+  });
+}
+
+/** mailparser's fields as they come, plus each attachment's decoded bytes. */
+async function parse(raw) {
+  const { MailParser } = createRequire(import.meta.url)("mailparser");
+  const parser = new MailParser({
+    ignoreEmbedded: true,
+    checksumAlgo: false,
+    skipTextToHtml: true,
+    skipTextLinks: true,
+    skipImageLinks: true,
+  });
+  const meta = { attachments: [] };
+  const contents = [];
+  parser.on("headers", (headers) => {
+    meta.subject = headers.get("subject");
+    meta.messageId = headers.get("message-id");
+    meta.date = headers.get("date");
+    meta.from = headers.get("from")?.value;
+    meta.to = headers.get("to")?.value;
+  });
+  parser.on("data", (data) => {
+    if (data.type === "text") {
+      meta.text = data.text;
+      meta.html = data.html;
+    } else {
+      meta.attachments.push({ filename: data.filename, contentType: data.contentType });
+      contents.push(collect(data.content).finally(() => data.release()));
+    }
+  });
+  await new Promise((resolve, reject) => {
+    parser.on("end", resolve);
+    parser.on("error", reject);
+    parser.end(raw);
+  });
+  return { meta, attachments: await Promise.all(contents) };
+}
+
+if (!isMainThread) {
+  parentPort.on("message", async ({ seq, raw }) => {
+    const parsed = await parse(Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength));
+    parentPort.postMessage(
+      { seq, ...parsed },
+      parsed.attachments.map((a) => a.buffer).filter((b, i, all) => all.indexOf(b) === i),
+    );
+  });
+} else {
+  main();
+}
+
+function main() {
+  const [host = "127.0.0.1", portText = "110", tlsMode = "none", caFile = "-", user = "", dataDir] =
+    process.argv.slice(2);
+  if (!dataDir) {
+    process.stderr.write("node-floor-client: DATA_DIR missing\n");
+    process.exit(2);
+  }
+  const password = process.env.FLOOR_PASSWORD ?? "";
+  const PARSE = process.env.NODE_FLOOR_PARSE !== "0";
+  const SYNC = process.env.NODE_FLOOR_SYNC !== "0";
+  const WORKERS = Number(process.env.NODE_FLOOR_WORKERS ?? 0);
+  const datasync = SYNC ? promisify(fdatasync) : async () => {};
+
+  const DIRS = ["raw", "parts", "meta", "queue", "tmp"].map((d) => join(dataDir, d));
+  const [RAW, PARTS, META, QUEUE, TMP] = DIRS;
+  for (const dir of DIRS) mkdirSync(dir, { recursive: true });
+  const CHECKPOINT_EVERY = 20;
+  const TERMINATOR = Buffer.from("\r\n.\r\n");
+  const WINDOW = 256;
+
+  function fail(message) {
+    process.stderr.write(`node-floor-client: ${message}\n`);
+    process.exit(1);
+  }
+
+  /** Writes `data` durably under a temp name; returns the temp path. */
+  async function durableTemp(data) {
+    const tmp = join(TMP, randomBytes(8).toString("hex"));
+    const fh = await open(tmp, "wx");
+    try {
+      await fh.write(data);
+      await datasync(fh.fd);
+    } finally {
+      await fh.close();
+    }
+    return tmp;
+  }
+
+  async function putCreateOnly(path, data) {
+    const tmp = await durableTemp(data);
+    try {
+      await link(tmp, path);
+    } catch (err) {
+      if (err.code !== "EEXIST") throw err;
+    }
+    await unlink(tmp);
+  }
+
+  async function putReplace(path, data) {
+    await rename(await durableTemp(data), path);
+  }
+
+  const pool = [];
+  const waiting = new Map();
+  let nextSeq = 0;
+  for (let i = 0; i < WORKERS; i++) {
+    const worker = new Worker(new URL(import.meta.url));
+    worker.on("message", (reply) => {
+      waiting.get(reply.seq)(reply);
+      waiting.delete(reply.seq);
+    });
+    worker.on("error", (err) => fail(`worker: ${err.message}`));
+    worker.unref();
+    pool.push(worker);
+  }
+
+  function parseSomewhere(raw) {
+    if (!PARSE) return Promise.resolve({ meta: {}, attachments: [] });
+    if (pool.length === 0) return parse(raw);
+    const seq = nextSeq++;
+    return new Promise((resolve) => {
+      waiting.set(seq, resolve);
+      pool[seq % pool.length].postMessage({ seq, raw });
+    });
+  }
+
+  let pendingSinceCheckpoint = [];
+  let stored = 0;
+  let checkpoint = Promise.resolve();
+
+  async function ingest(raw) {
+    const id = createHash("sha256").update(raw).digest("hex");
+    const [, parsed] = await Promise.all([
+      putCreateOnly(join(RAW, `${id}.eml`), raw),
+      parseSomewhere(raw),
+    ]);
+    const meta = { id, ...parsed.meta };
+    await Promise.all(
+      parsed.attachments.map((bytes, index) => {
+        meta.attachments[index].sha256 = createHash("sha256").update(bytes).digest("hex");
+        return putCreateOnly(join(PARTS, `${id}-${index}`), bytes);
+      }),
+    );
+    const metaPath = join(META, `${id}.json`);
+    await putReplace(metaPath, JSON.stringify(meta));
+    await link(metaPath, join(QUEUE, `${id}.json`)).catch((err) => {
+      if (err.code !== "EEXIST") throw err;
+    });
+    stored++;
+    pendingSinceCheckpoint.push(id);
+    if (pendingSinceCheckpoint.length >= CHECKPOINT_EVERY) {
+      const ids = pendingSinceCheckpoint;
+      pendingSinceCheckpoint = [];
+      checkpoint = checkpoint.then(() => commit(ids));
+    }
+  }
+
+  async function commit(ids) {
+    await Promise.all(
+      DIRS.map(async (dir) => {
+        const fd = openSync(dir, "r");
+        try {
+          await datasync(fd);
+        } finally {
+          closeSync(fd);
+        }
+      }),
+    );
+    await putReplace(join(dataDir, "state.json"), JSON.stringify({ stored, last: ids }));
+  }
+
+  const socket =
+    tlsMode === "implicit"
+      ? tls.connect({
+          host,
+          port: Number(portText),
+          servername: net.isIP(host) ? undefined : host,
+          ca: caFile === "-" ? undefined : readFileSync(caFile),
+        })
+      : net.connect({ host, port: Number(portText) });
+  socket.setNoDelay(true);
+
+  let lineBuffer = Buffer.alloc(0);
+  let phase = "greeting";
+  let expected = 0;
+  let completed = 0;
+  let sent = 0;
+  let bytes = 0;
+  /** Chunks of the message being received (status line included). */
+  let current = [];
+  const inFlight = [];
+
+  function sendMore() {
+    const upTo = Math.min(expected, completed + WINDOW * 2);
+    if (sent >= upTo) return;
+    let commands = "";
+    while (sent < upTo) commands += `RETR ${++sent}\r\n`;
+    socket.write(commands);
+  }
+
+  function finishMessage() {
+    const all = Buffer.concat(current);
+    current = [];
+    const bodyStart = all.indexOf("\r\n") + 2;
+    const raw = all.subarray(bodyStart, all.length - 3);
+    inFlight.push(ingest(raw).catch((err) => fail(`ingest: ${err.message}`)));
+    completed++;
+  }
+
+  /** Splits `chunk` at message terminators; a terminator split across reads is found by the seam. */
+  function onRetrData(chunk) {
+    let buffer = current.length > 0 ? Buffer.concat([...current, chunk]) : chunk;
+    current = [];
+    for (;;) {
+      // A response starts with "+OK", so a terminator can never be at offset 0 of a response.
+      const at = buffer.indexOf(TERMINATOR);
+      if (at < 0) break;
+      current = [buffer.subarray(0, at + TERMINATOR.length)];
+      finishMessage();
+      buffer = buffer.subarray(at + TERMINATOR.length);
+    }
+    if (buffer.length > 0) current = [buffer];
+  }
+
+  function onLine(line) {
+    if (!line.startsWith("+OK")) fail(`${phase}: ${line.slice(0, 80)}`);
+    if (phase === "greeting") {
+      phase = "user";
+      socket.write(`USER ${user}\r\n`);
+    } else if (phase === "user") {
+      phase = "pass";
+      socket.write(`PASS ${password}\r\n`);
+    } else if (phase === "pass") {
+      phase = "uidl";
+      socket.write("UIDL\r\n");
+    }
+  }
+
+  let uidlChunks = [];
+  socket.on("data", (chunk) => {
+    bytes += chunk.length;
+    if (phase === "retr") {
+      onRetrData(chunk);
+      if (completed >= expected) {
+        phase = "quit";
+        Promise.all(inFlight)
+          .then(() => checkpoint)
+          .then(() => commit(pendingSinceCheckpoint))
+          .then(() => socket.end("QUIT\r\n"));
+      } else {
+        sendMore();
+      }
+      return;
+    }
+    if (phase === "uidl") {
+      uidlChunks.push(chunk);
+      const all = Buffer.concat(uidlChunks);
+      if (!all.subarray(Math.max(0, all.length - 5)).equals(TERMINATOR)) return;
+      expected = all.toString("latin1").split("\r\n").length - 3;
+      uidlChunks = [];
+      phase = "retr";
+      sendMore();
+      return;
+    }
+    if (phase === "quit") return;
+    lineBuffer = Buffer.concat([lineBuffer, chunk]);
+    for (let end = lineBuffer.indexOf("\r\n"); end >= 0; end = lineBuffer.indexOf("\r\n")) {
+      const line = lineBuffer.subarray(0, end).toString("latin1");
+      lineBuffer = lineBuffer.subarray(end + 2);
+      onLine(line);
+    }
+  });
+  socket.on("error", (err) => fail(err.message));
+  socket.on("close", () => {
+    if (phase !== "quit") fail(`connection closed during ${phase}`);
+    process.stdout.write(`${JSON.stringify({ messages: stored, bytes })}\n`);
+  });
+}
