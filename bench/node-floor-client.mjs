@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /**
  * The bench's "node floor" (issue 14): the least work a Node client can do for mail-ingest's
- * contract, with none of mail-ingest's structure. It is the floor client's transport (UIDL, then
- * every RETR pipelined) plus, for every message, only what the contract makes mandatory:
+ * contract, with none of mail-ingest's structure. It is the floor client's transport
+ * (floor-transport.mjs: UIDL, then every RETR pipelined) plus, for every message, only what the contract makes mandatory:
  * - sha256 of the raw bytes;
  * - the raw stored create-only and durable: temp file, write, fdatasync, close, link, unlink;
  * - a streaming `MailParser` parse with mail-ingest's options, each attachment written to its own
@@ -23,17 +23,17 @@
  *   attachments' bytes come back with the metadata).
  *
  * Usage: node bench/node-floor-client.mjs HOST PORT TLS(none|implicit) CA_FILE|- USER DATA_DIR
+ * (the transport and its arguments: floor-transport.mjs)
  * The password comes from FLOOR_PASSWORD. Prints one JSON line: {"messages": N, "bytes": B}.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { closeSync, fdatasync, mkdirSync, openSync, readFileSync } from "node:fs";
+import { closeSync, fdatasync, mkdirSync, openSync } from "node:fs";
 import { link, open, rename, unlink } from "node:fs/promises";
 import { createRequire } from "node:module";
-import net from "node:net";
 import { join } from "node:path";
-import tls from "node:tls";
 import { promisify } from "node:util";
 import { isMainThread, parentPort, Worker } from "node:worker_threads";
+import { connectionArgs, drain, failWith, TERMINATOR } from "./floor-transport.mjs";
 
 function collect(stream) {
   return new Promise((resolve, reject) => {
@@ -93,13 +93,12 @@ if (!isMainThread) {
 }
 
 function main() {
-  const [host = "127.0.0.1", portText = "110", tlsMode = "none", caFile = "-", user = "", dataDir] =
-    process.argv.slice(2);
+  const connection = connectionArgs(process.argv.slice(2));
+  const [dataDir] = connection.rest;
   if (!dataDir) {
     process.stderr.write("node-floor-client: DATA_DIR missing\n");
     process.exit(2);
   }
-  const password = process.env.FLOOR_PASSWORD ?? "";
   const PARSE = process.env.NODE_FLOOR_PARSE !== "0";
   const SYNC = process.env.NODE_FLOOR_SYNC !== "0";
   const WORKERS = Number(process.env.NODE_FLOOR_WORKERS ?? 0);
@@ -109,13 +108,7 @@ function main() {
   const [RAW, PARTS, META, QUEUE, TMP] = DIRS;
   for (const dir of DIRS) mkdirSync(dir, { recursive: true });
   const CHECKPOINT_EVERY = 20;
-  const TERMINATOR = Buffer.from("\r\n.\r\n");
-  const WINDOW = 256;
-
-  function fail(message) {
-    process.stderr.write(`node-floor-client: ${message}\n`);
-    process.exit(1);
-  }
+  const fail = failWith("node-floor-client");
 
   /** Writes `data` durably under a temp name; returns the temp path. */
   async function durableTemp(data) {
@@ -213,34 +206,9 @@ function main() {
     await putReplace(join(dataDir, "state.json"), JSON.stringify({ stored, last: ids }));
   }
 
-  const socket =
-    tlsMode === "implicit"
-      ? tls.connect({
-          host,
-          port: Number(portText),
-          servername: net.isIP(host) ? undefined : host,
-          ca: caFile === "-" ? undefined : readFileSync(caFile),
-        })
-      : net.connect({ host, port: Number(portText) });
-  socket.setNoDelay(true);
-
-  let lineBuffer = Buffer.alloc(0);
-  let phase = "greeting";
-  let expected = 0;
-  let completed = 0;
-  let sent = 0;
-  let bytes = 0;
   /** Chunks of the message being received (status line included). */
   let current = [];
   const inFlight = [];
-
-  function sendMore() {
-    const upTo = Math.min(expected, completed + WINDOW * 2);
-    if (sent >= upTo) return;
-    let commands = "";
-    while (sent < upTo) commands += `RETR ${++sent}\r\n`;
-    socket.write(commands);
-  }
 
   function finishMessage() {
     const all = Buffer.concat(current);
@@ -248,11 +216,11 @@ function main() {
     const bodyStart = all.indexOf("\r\n") + 2;
     const raw = all.subarray(bodyStart, all.length - 3);
     inFlight.push(ingest(raw).catch((err) => fail(`ingest: ${err.message}`)));
-    completed++;
   }
 
   /** Splits `chunk` at message terminators; a terminator split across reads is found by the seam. */
   function onRetrData(chunk) {
+    let ended = 0;
     let buffer = current.length > 0 ? Buffer.concat([...current, chunk]) : chunk;
     current = [];
     for (;;) {
@@ -261,62 +229,21 @@ function main() {
       if (at < 0) break;
       current = [buffer.subarray(0, at + TERMINATOR.length)];
       finishMessage();
+      ended++;
       buffer = buffer.subarray(at + TERMINATOR.length);
     }
     if (buffer.length > 0) current = [buffer];
+    return ended;
   }
 
-  function onLine(line) {
-    if (!line.startsWith("+OK")) fail(`${phase}: ${line.slice(0, 80)}`);
-    if (phase === "greeting") {
-      phase = "user";
-      socket.write(`USER ${user}\r\n`);
-    } else if (phase === "user") {
-      phase = "pass";
-      socket.write(`PASS ${password}\r\n`);
-    } else if (phase === "pass") {
-      phase = "uidl";
-      socket.write("UIDL\r\n");
-    }
-  }
-
-  let uidlChunks = [];
-  socket.on("data", (chunk) => {
-    bytes += chunk.length;
-    if (phase === "retr") {
-      onRetrData(chunk);
-      if (completed >= expected) {
-        phase = "quit";
-        Promise.all(inFlight)
-          .then(() => checkpoint)
-          .then(() => commit(pendingSinceCheckpoint))
-          .then(() => socket.end("QUIT\r\n"));
-      } else {
-        sendMore();
-      }
-      return;
-    }
-    if (phase === "uidl") {
-      uidlChunks.push(chunk);
-      const all = Buffer.concat(uidlChunks);
-      if (!all.subarray(Math.max(0, all.length - 5)).equals(TERMINATOR)) return;
-      expected = all.toString("latin1").split("\r\n").length - 3;
-      uidlChunks = [];
-      phase = "retr";
-      sendMore();
-      return;
-    }
-    if (phase === "quit") return;
-    lineBuffer = Buffer.concat([lineBuffer, chunk]);
-    for (let end = lineBuffer.indexOf("\r\n"); end >= 0; end = lineBuffer.indexOf("\r\n")) {
-      const line = lineBuffer.subarray(0, end).toString("latin1");
-      lineBuffer = lineBuffer.subarray(end + 2);
-      onLine(line);
-    }
-  });
-  socket.on("error", (err) => fail(err.message));
-  socket.on("close", () => {
-    if (phase !== "quit") fail(`connection closed during ${phase}`);
-    process.stdout.write(`${JSON.stringify({ messages: stored, bytes })}\n`);
+  drain(connection, {
+    name: "node-floor-client",
+    onRetrData,
+    beforeQuit: () =>
+      Promise.all(inFlight)
+        .then(() => checkpoint)
+        .then(() => commit(pendingSinceCheckpoint)),
+  }).then((report) => {
+    process.stdout.write(`${JSON.stringify({ ...report, messages: stored })}\n`);
   });
 }
