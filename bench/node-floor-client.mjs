@@ -83,10 +83,8 @@ async function parse(raw) {
 if (!isMainThread) {
   parentPort.on("message", async ({ seq, raw }) => {
     const parsed = await parse(Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength));
-    parentPort.postMessage(
-      { seq, ...parsed },
-      parsed.attachments.map((a) => a.buffer).filter((b, i, all) => all.indexOf(b) === i),
-    );
+    // Copied back, not transferred: a small Buffer may share Node's pool with others.
+    parentPort.postMessage({ seq, ...parsed });
   });
 } else {
   main();
