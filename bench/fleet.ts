@@ -1,27 +1,12 @@
-/**
- * The fleet case (`--fleet`): what an idle poll costs in Lambda terms, with one mailbox per
- * invocation against a batch of several polled at once (`mailboxesPerInvocation`). The poller
- * handler runs in this process, warm, as a Lambda container would run it: a private Dovecot over
- * implicit TLS (optionally behind a latency relay, as a remote server is), the S3 lease and state
- * on fauxqs with conditional PUTs (in a child process, so its CPU is not counted), nothing new on
- * the server. It reports the median invocation
- * time, the GB-seconds a poll costs at the poller's default memory, and the log bytes a poll
- * writes (what CloudWatch Logs bills), which are the README cost table's measured inputs.
- */
-import { Logger } from "@aws-lambda-powertools/logger";
-import { Metrics } from "@aws-lambda-powertools/metrics";
 import { S3Client } from "@aws-sdk/client-s3";
-import { SendMessageBatchCommand, SQSClient } from "@aws-sdk/client-sqs";
-import type { Context, SQSEvent, SQSRecord } from "aws-lambda";
+import { SQSClient } from "@aws-sdk/client-sqs";
+import type { SQSEvent, SQSRecord } from "aws-lambda";
 import { s3Adapters } from "../lambdas/adapters/index.ts";
 import { S3MailboxLease } from "../lambdas/adapters/object-lease.ts";
 import { S3ObjectStore } from "../lambdas/adapters/s3-store.ts";
 import { SqsQueue } from "../lambdas/adapters/sqs-queue.ts";
-import { createConfigLoader } from "../lambdas/config/index.ts";
-import { createPoller } from "../lambdas/handlers/poller.ts";
-import { runMailbox } from "../lambdas/ingest/session.ts";
-import { TokenProvider } from "../lambdas/secrets/oauth.ts";
 import { dovecotAvailable, startDovecot } from "../test/helpers/dovecot.ts";
+import { envPasswordPoller, jobRecord, lambdaContext } from "../test/helpers/lambda.ts";
 import { generateLargeMessage, generateMessage } from "../test/helpers/messages.ts";
 import { startChild } from "./child-rpc.ts";
 import { type LatencyProxy, startLatencyProxy } from "./latency-proxy.ts";
@@ -82,41 +67,10 @@ function tickId(n: number): string {
   return `${at.slice(0, 4)}${at.slice(5, 7)}${at.slice(8, 10)}T${at.slice(11, 13)}${at.slice(14, 16)}Z`;
 }
 
+/** The jobs queue's record of mailbox `mailboxId`'s `tick`th poll. */
 function record(mailboxId: string, tick: number): SQSRecord {
-  return {
-    messageId: `${mailboxId}-${tick}`,
-    receiptHandle: "r",
-    body: JSON.stringify({ mailboxId, tick: tickId(tick) }),
-    attributes: {
-      ApproximateReceiveCount: "1",
-      SentTimestamp: "0",
-      SenderId: "bench",
-      ApproximateFirstReceiveTimestamp: "0",
-      MessageGroupId: mailboxId,
-    },
-    messageAttributes: {},
-    md5OfBody: "",
-    eventSource: "aws:sqs",
-    eventSourceARN: "arn:aws:sqs:us-east-1:000000000000:jobs.fifo",
-    awsRegion: "us-east-1",
-  };
-}
-
-function context(): Context {
-  return {
-    callbackWaitsForEmptyEventLoop: false,
-    functionName: "bench",
-    functionVersion: "$LATEST",
-    invokedFunctionArn: "arn:aws:lambda:us-east-1:000000000000:function:bench",
-    memoryLimitInMB: "512",
-    awsRequestId: "bench",
-    logGroupName: "/aws/lambda/bench",
-    logStreamName: "bench",
-    getRemainingTimeInMillis: () => 300_000,
-    done: () => {},
-    fail: () => {},
-    succeed: () => {},
-  };
+  const job = JSON.stringify({ mailboxId, tick: tickId(tick) });
+  return jobRecord(job, mailboxId, `${mailboxId}-${tick}`);
 }
 
 /**
@@ -196,25 +150,21 @@ export async function fleetFigures(options: {
         delete: "never",
       })),
     });
-    const handler = createPoller({
-      loadConfig: createConfigLoader({ MAIL_INGEST_CONFIG: config }, async () => undefined),
-      adapters: () => adapters,
-      sendMessageBatch: (input) => sqs.send(new SendMessageBatchCommand(input)),
+    const handler = envPasswordPoller({
+      config,
+      adapters,
+      sqs,
       // Only continuations go there, and an idle poll sends none.
       jobsQueueUrl: queueUrl,
-      credentials: {
-        env: Object.fromEntries(users.map(({ user, password }) => [`PW_${user}`, password])),
-        tokenProvider: new TokenProvider({ persistRefreshToken: async () => {} }),
-      },
-      runMailbox,
-      logger: new Logger({ serviceName: "mail-ingest" }),
-      createMetrics: () => new Metrics({ namespace: "MailIngest", serviceName: "mail-ingest" }),
-      safetyMarginMs: 30_000,
-      schedulePeriodSeconds: 1e10,
+      env: Object.fromEntries(users.map(({ user, password }) => [`PW_${user}`, password])),
+      serviceName: "mail-ingest",
     });
     const invoke = async (ids: readonly string[], tick: number) => {
       const event: SQSEvent = { Records: ids.map((id) => record(id, tick)) };
-      const result = await handler(event, context());
+      const result = await handler(
+        event,
+        lambdaContext(() => 300_000, "bench"),
+      );
       if (result.batchItemFailures.length > 0) {
         throw new Error(`fleet bench: a poll failed: ${JSON.stringify(result.batchItemFailures)}`);
       }

@@ -1,25 +1,14 @@
-/**
- * The AWS requests of one idle poll (the mailbox has nothing new), counted per command with SDK
- * middleware on the poller's own S3 and SQS clients against fauxqs, with a real Dovecot. An idle
- * poll is what a fleet does 8,640 times per mailbox a month, so these counts are the README cost
- * table's "requests per idle poll": a change that adds a request to it must fail here.
- */
-import { Logger } from "@aws-lambda-powertools/logger";
-import { Metrics } from "@aws-lambda-powertools/metrics";
 import { S3Client } from "@aws-sdk/client-s3";
-import { SendMessageBatchCommand, SQSClient } from "@aws-sdk/client-sqs";
+import { SQSClient } from "@aws-sdk/client-sqs";
 import type { SQSEvent } from "aws-lambda";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
 import { s3Adapters } from "../../lambdas/adapters/index.ts";
 import { S3MailboxLease } from "../../lambdas/adapters/object-lease.ts";
 import { S3ObjectStore } from "../../lambdas/adapters/s3-store.ts";
 import { SqsQueue } from "../../lambdas/adapters/sqs-queue.ts";
-import { createConfigLoader } from "../../lambdas/config/index.ts";
-import { createPoller } from "../../lambdas/handlers/poller.ts";
-import { runMailbox } from "../../lambdas/ingest/session.ts";
-import { TokenProvider } from "../../lambdas/secrets/oauth.ts";
 import { type DovecotHandle, describeDovecot, startDovecot } from "../helpers/dovecot.ts";
 import { type Fauxqs, startFauxqs } from "../helpers/fauxqs.ts";
+import { envPasswordPoller, jobRecord } from "../helpers/lambda.ts";
 import { type Captured, captureOutput, lambdaContext } from "../unit/handlers/capture.ts";
 
 type Counts = Record<string, number>;
@@ -94,50 +83,17 @@ describeDovecot("requests of an idle poll (poller, S3 lease and state, fauxqs)",
         },
       ],
     });
-    const handler = createPoller({
-      loadConfig: createConfigLoader({ MAIL_INGEST_CONFIG: config }, async () => undefined),
-      adapters: () => adapters,
-      sendMessageBatch: (input) => sqs.send(new SendMessageBatchCommand(input)),
+    const handler = envPasswordPoller({
+      config,
+      adapters,
+      sqs,
       jobsQueueUrl: jobsQueue,
-      credentials: {
-        env: { IDLE_PASSWORD: "pw-idle" },
-        getSecret: async () => {
-          throw new Error("no secret in this test");
-        },
-        tokenProvider: new TokenProvider({
-          persistRefreshToken: async () => {
-            throw new Error("no OAuth mailbox in this test");
-          },
-        }),
-      },
-      runMailbox,
-      logger: new Logger({ serviceName: "test" }),
-      createMetrics: () => new Metrics({ namespace: "MailIngest", serviceName: "test" }),
-      safetyMarginMs: 30_000,
-      schedulePeriodSeconds: 1e10,
+      env: { IDLE_PASSWORD: "pw-idle" },
+      serviceName: "test",
     });
     poll = (tick) => {
-      const event: SQSEvent = {
-        Records: [
-          {
-            messageId: `m${tick}`,
-            receiptHandle: `r${tick}`,
-            body: JSON.stringify({ mailboxId: "idle", tick: `20240501T10${tick}0Z` }),
-            attributes: {
-              ApproximateReceiveCount: "1",
-              SentTimestamp: "0",
-              SenderId: "local",
-              ApproximateFirstReceiveTimestamp: "0",
-              MessageGroupId: "idle",
-            },
-            messageAttributes: {},
-            md5OfBody: "",
-            eventSource: "aws:sqs",
-            eventSourceARN: "arn:aws:sqs:us-east-1:000000000000:jobs.fifo",
-            awsRegion: "us-east-1",
-          },
-        ],
-      };
+      const job = JSON.stringify({ mailboxId: "idle", tick: `20240501T10${tick}0Z` });
+      const event: SQSEvent = { Records: [jobRecord(job, "idle", `m${tick}`, `r${tick}`)] };
       return handler(
         event,
         lambdaContext(() => 60_000),

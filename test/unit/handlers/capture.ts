@@ -3,7 +3,6 @@
  * `process.stdout`/`process.stderr`, which calls `stream.write` at log time, so spying on the
  * streams sees every line exactly as CloudWatch would.
  */
-import type { Context } from "aws-lambda";
 import { vi } from "vitest";
 
 export interface Captured {
@@ -50,20 +49,4 @@ export function captureOutput(): Captured {
   };
 }
 
-/** A Lambda context whose remaining time the test controls. */
-export function lambdaContext(remainingMs: () => number): Context {
-  return {
-    callbackWaitsForEmptyEventLoop: false,
-    functionName: "mail-ingest-test",
-    functionVersion: "$LATEST",
-    invokedFunctionArn: "arn:aws:lambda:us-east-1:000000000000:function:mail-ingest-test",
-    memoryLimitInMB: "512",
-    awsRequestId: "req-1",
-    logGroupName: "/aws/lambda/mail-ingest-test",
-    logStreamName: "stream",
-    getRemainingTimeInMillis: remainingMs,
-    done: () => {},
-    fail: () => {},
-    succeed: () => {},
-  };
-}
+export { lambdaContext } from "../../helpers/lambda.ts";

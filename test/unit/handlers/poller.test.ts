@@ -23,6 +23,7 @@ import {
 } from "../../../lambdas/handlers/poller.ts";
 import type { MailboxReport, SessionDeps, SessionOptions } from "../../../lambdas/ingest/types.ts";
 import { type ResolveCredentialsDeps, TokenProvider } from "../../../lambdas/secrets/index.ts";
+import { jobRecord } from "../../helpers/lambda.ts";
 import { type Captured, captureOutput, lambdaContext } from "./capture.ts";
 
 const PASSWORD = "hunter2-SECRET-pw";
@@ -77,26 +78,7 @@ function report(id: string, overrides: Partial<MailboxReport> = {}): MailboxRepo
 
 function sqsRecord(job: PollJob | string, messageId = `msg-${Math.random()}`): SQSRecord {
   const body = typeof job === "string" ? job : JSON.stringify(job);
-  const group = typeof job === "string" ? "x" : job.mailboxId;
-  return {
-    messageId,
-    receiptHandle: "rh",
-    body,
-    attributes: {
-      ApproximateReceiveCount: "1",
-      SentTimestamp: "0",
-      SenderId: "s",
-      ApproximateFirstReceiveTimestamp: "0",
-      MessageGroupId: group,
-      MessageDeduplicationId: "d",
-      SequenceNumber: "1",
-    },
-    messageAttributes: {},
-    md5OfBody: "",
-    eventSource: "aws:sqs",
-    eventSourceARN: "arn:aws:sqs:us-east-1:000000000000:jobs.fifo",
-    awsRegion: "us-east-1",
-  };
+  return jobRecord(body, typeof job === "string" ? "x" : job.mailboxId, messageId);
 }
 
 function event(...records: SQSRecord[]): SQSEvent {
