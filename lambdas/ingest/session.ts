@@ -48,6 +48,11 @@ import type {
 
 /** Fetches sent ahead of the message being read: at most this many, and this many bytes (LIST). */
 const PREFETCH_MESSAGES = 8;
+/**
+ * The look-ahead is topped up only once it is down to this many, so fetches go out several at a
+ * time and the POP3 client sends them in one write (issue 14).
+ */
+const PREFETCH_REFILL_AT = PREFETCH_MESSAGES / 2;
 const PREFETCH_BYTES = 4 * 1024 * 1024;
 /** Messages whose storage commit may still be running while the next one streams. */
 const COMMIT_WINDOW = 16;
@@ -432,6 +437,7 @@ class MailboxSession {
     this.ingestStarted = Date.now();
     const gate = this.options.fetchGate;
     const requestAhead = async () => {
+      if (ahead.length > PREFETCH_REFILL_AT) return;
       while (cursor < fetch.length) {
         const next = fetch[cursor] as SourceMessage;
         if (

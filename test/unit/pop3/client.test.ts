@@ -1,4 +1,5 @@
-import { describe, expect, it } from "vitest";
+import { Socket } from "node:net";
+import { describe, expect, it, vi } from "vitest";
 import { ErrorCode } from "../../../lambdas/errors.ts";
 import {
   isTransient,
@@ -655,6 +656,46 @@ describe("Pop3Client pipelining (RFC 2449 §6.6)", () => {
         expect(got).toEqual(bodies);
       },
     );
+  });
+
+  it("sends the RETRs queued in one event-loop turn in one write", async () => {
+    // Each socket write is a TCP segment (and, over TLS, a record) and a wake-up of the server:
+    // _write is called per unbatched chunk, _writev once per corked batch.
+    const single = vi.spyOn(Socket.prototype, "_write");
+    const batched = vi.spyOn(Socket.prototype, "_writev");
+    try {
+      await withSession(
+        [
+          ...opening("USER", "PIPELINING"),
+          ...USER_PASS,
+          ...capa("USER", "PIPELINING"),
+          "C: RETR 1",
+          "C: RETR 2",
+          "C: RETR 3",
+          "S: +OK",
+          { raw: "one\r\n.\r\n" },
+          "S: +OK",
+          { raw: "two\r\n.\r\n" },
+          "S: +OK",
+          { raw: "three\r\n.\r\n" },
+        ],
+        async ({ client }) => {
+          await client.login(insecure());
+          single.mockClear();
+          batched.mockClear();
+          const pending = [1, 2, 3].map((n) => client.retr(n));
+          for (const p of pending) await readAll(await p);
+        },
+      );
+      const retrWrites = [
+        ...single.mock.calls.map(([chunk]) => String(chunk)),
+        ...batched.mock.calls.map(([chunks]) => chunks.map((c) => String(c.chunk)).join("")),
+      ].filter((text) => text.includes("RETR"));
+      expect(retrWrites).toEqual(["RETR 1\r\nRETR 2\r\nRETR 3\r\n"]);
+    } finally {
+      single.mockRestore();
+      batched.mockRestore();
+    }
   });
 
   it("keeps at most pipelineWindow commands outstanding", async () => {
