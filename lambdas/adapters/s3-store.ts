@@ -8,7 +8,7 @@
  * AbortIncompleteMultipartUpload lifecycle rule reclaims it.
  */
 
-import { pipeline, Readable, Transform } from "node:stream";
+import { Readable, Transform } from "node:stream";
 import {
   AbortMultipartUploadCommand,
   DeleteObjectCommand,
@@ -22,6 +22,7 @@ import { Upload } from "@aws-sdk/lib-storage";
 import { ErrorCode, MailIngestError } from "../errors.ts";
 import type { ObjectStore, PutOptions, PutResult } from "../ports.ts";
 import { errorName, httpStatus } from "../util/aws-errors.ts";
+import { pipeInto } from "../util/pipe.ts";
 import { keySegments } from "./object-key.ts";
 
 /** S3 rejects multipart parts under 5 MiB (except the last). */
@@ -99,9 +100,9 @@ export class S3ObjectStore implements ObjectStore {
         callback(null, chunk);
       },
     });
-    // pipeline() propagates a source error (e.g. a POP3 SIZE_MISMATCH) into the upload, and
-    // destroys the source if the upload gives up; the upload itself reports the error.
-    pipeline(body, counter, () => undefined);
+    // A source error (e.g. a POP3 SIZE_MISMATCH) reaches the upload through `counter`, and the
+    // source is destroyed if the upload gives up; the upload itself reports the error.
+    pipeInto(body, counter).catch(() => undefined);
     const upload = new Upload({
       client: this.client,
       params: { ...params, Body: counter },

@@ -10,12 +10,12 @@
  */
 import { createHash } from "node:crypto";
 import { PassThrough, type Readable, Writable } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import type { MailboxConfig } from "../config/index.ts";
 import { ErrorCode, isMailIngestError, MailIngestError } from "../errors.ts";
 import { buildQueueMessage, type ParsedMessage, queueBodies } from "../message/schema.ts";
 import { parseMessage, prepareParser } from "../mime/parse.ts";
 import type { ObjectStore, SourceMessage } from "../ports.ts";
+import { pipeInto } from "../util/pipe.ts";
 import { type Committable, storageError } from "./commit.ts";
 import { messageId, metaKey, partsPrefix, rawKey } from "./keys.ts";
 
@@ -108,7 +108,7 @@ export async function fetchAndStore(
       done();
     },
   });
-  const retrieved = pipeline(body, tee);
+  const retrieved = pipeInto(body, tee);
   retrieved.then(streamed, streamed);
   retrieved.catch((err) => {
     // Forward the cause so both consumers fail instead of waiting on a stream that never ends.

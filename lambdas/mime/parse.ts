@@ -18,7 +18,6 @@
  */
 import { createHash } from "node:crypto";
 import { Readable, Transform, type TransformCallback } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import type {
   AddressObject,
   AttachmentStream,
@@ -30,6 +29,7 @@ import type {
 } from "mailparser";
 import { describeError, ErrorCode, isMailIngestError, MailIngestError } from "../errors.ts";
 import type { ObjectStore } from "../ports.ts";
+import { pipeInto } from "../util/pipe.ts";
 import { parseAuthResults } from "./auth-results.ts";
 import {
   DELIVERED_TO_FIELDS,
@@ -410,7 +410,7 @@ async function parseEntity(
     const ref = attachmentRef(extraction.prefix, index, keyName(attachment));
     const tap = new HashTap();
     inFlight = tap;
-    const piping = pipeline(attachment.content, tap);
+    const piping = pipeInto(attachment.content, tap);
     // A store that fails (ENOSPC) destroys `tap` before put() rejects, so piping can reject while
     // nothing awaits it yet; its outcome is read below, never left as an unhandled rejection.
     piping.catch(() => undefined);
