@@ -179,9 +179,11 @@ export async function describeStored(
     parsed,
   });
   const meta = metaKey(mailbox, id);
+  // Once: the fs store's uri is pathToFileURL, tens of microseconds a call.
+  const metaUri = store.uri(meta);
   const { full, body, pointer } = queueBodies(queueMessage, maxQueueBodyBytes, {
     key: meta,
-    uri: store.uri(meta),
+    uri: metaUri,
   });
   try {
     await store.put(meta, Buffer.from(full), { contentType: "application/json" });
@@ -191,7 +193,7 @@ export async function describeStored(
   return {
     message,
     // The queue body is the metadata object's bytes unless it had to be a pointer.
-    entry: { id, body, pointer, ...(body === full ? { sameAs: store.uri(meta) } : {}) },
+    entry: { id, body, pointer, ...(body === full ? { sameAs: metaUri } : {}) },
     state: {
       uidl: message.key,
       id,
