@@ -47,12 +47,13 @@ import type {
 } from "./types.ts";
 
 /** Fetches sent ahead of the message being read: at most this many, and this many bytes (LIST). */
-const PREFETCH_MESSAGES = 8;
+const PREFETCH_MESSAGES = 12;
 /**
- * The look-ahead is topped up only once it is down to this many, so fetches go out several at a
- * time and the POP3 client sends them in one write (issue 14).
+ * The look-ahead is topped up only once it is down to this many, so fetches go out four at a time
+ * and the POP3 client sends them in one write (issue 14). At least this many stay in flight, as
+ * many as the look-ahead of 8 it replaced kept, so a distant server's round trip is hidden as well.
  */
-const PREFETCH_REFILL_AT = PREFETCH_MESSAGES / 2;
+const PREFETCH_REFILL_AT = 8;
 const PREFETCH_BYTES = 4 * 1024 * 1024;
 /** Messages whose storage commit may still be running while the next one streams. */
 const COMMIT_WINDOW = 16;

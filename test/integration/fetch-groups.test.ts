@@ -20,8 +20,8 @@ afterEach(async () => {
   await world?.cleanup();
 });
 
-it("sends fetches ahead in groups: the first eight together, then four each time four are read", async () => {
-  const uidls = Array.from({ length: 16 }, (_, i) => `m${String(i).padStart(2, "0")}`);
+it("sends fetches ahead in groups: the first twelve together, then four each time four are read", async () => {
+  const uidls = Array.from({ length: 20 }, (_, i) => `m${String(i).padStart(2, "0")}`);
   server = await startPop3TestServer({
     users: {
       u: {
@@ -55,12 +55,12 @@ it("sends fetches ahead in groups: the first eight together, then four each time
   };
 
   const report = await world.poll({ deps: { openSource: watched } });
-  expect(report).toMatchObject({ ingested: 16, failed: 0 });
-  // Runs of fetches between reads: 8 at the start, then 4 once the look-ahead is down to 4.
+  expect(report).toMatchObject({ ingested: 20, failed: 0 });
+  // Runs of fetches between reads: 12 at the start, then 4 once the look-ahead is down to 8.
   const runs = events
     .join("")
     .split("r")
     .filter((run) => run.length > 0)
     .map((run) => run.length);
-  expect(runs).toEqual([8, 4, 4]);
+  expect(runs).toEqual([12, 4, 4]);
 });
