@@ -10,7 +10,7 @@ import { SqsQueue } from "../../lambdas/adapters/sqs-queue.ts";
 import { type AppConfig, type MailboxConfig, parseConfig } from "../../lambdas/config/index.ts";
 import { runMailbox } from "../../lambdas/ingest/session.ts";
 import type { MailboxReport, SessionDeps, SessionOptions } from "../../lambdas/ingest/types.ts";
-import type { ObjectStore } from "../../lambdas/ports.ts";
+import type { MailSource, ObjectStore } from "../../lambdas/ports.ts";
 import type { Fauxqs } from "./fauxqs.ts";
 
 export interface FsWorld {
@@ -80,6 +80,25 @@ export function wrapStore(
     list: (prefix) => inner.list(prefix),
     uri: (key) => inner.uri(key),
     bucket: inner.bucket,
+    ...overrides,
+  };
+}
+
+/**
+ * `inner` with some of its methods replaced (each override may call `inner` itself): how a test
+ * watches or holds back the fetches of a real source.
+ */
+export function wrapSource(
+  inner: MailSource,
+  overrides: Partial<Pick<MailSource, "list" | "fetch" | "markDone">>,
+): MailSource {
+  return {
+    list: (known) => inner.list(known),
+    fetch: (message) => inner.fetch(message),
+    markDone: (message) => inner.markDone(message),
+    close: () => inner.close(),
+    abort: () => inner.abort(),
+    ...(inner.keepsMarked === undefined ? {} : { keepsMarked: inner.keepsMarked }),
     ...overrides,
   };
 }

@@ -10,7 +10,7 @@ import { pop3Source } from "../../lambdas/adapters/pop3-source.ts";
 import { type Pop3TestServer, startPop3TestServer } from "../../lambdas/demo/pop3-server.ts";
 import type { MailSource } from "../../lambdas/ports.ts";
 import { generateMessage } from "../helpers/messages.ts";
-import { type FsWorld, fsWorld } from "../helpers/pipeline.ts";
+import { type FsWorld, fsWorld, wrapSource } from "../helpers/pipeline.ts";
 
 let server: Pop3TestServer | undefined;
 let world: FsWorld | undefined;
@@ -39,11 +39,7 @@ it("sends fetches ahead in groups: the first twelve together, then four each tim
   const open = pop3Source();
   const watched = async (...args: Parameters<typeof open>): Promise<MailSource> => {
     const source = await open(...args);
-    return {
-      list: (known) => source.list(known),
-      markDone: (m) => source.markDone(m),
-      close: () => source.close(),
-      abort: () => source.abort(),
+    return wrapSource(source, {
       fetch: (message) => {
         events.push("f");
         return source.fetch(message).then((body: Readable) => {
@@ -51,7 +47,7 @@ it("sends fetches ahead in groups: the first twelve together, then four each tim
           return body;
         });
       },
-    };
+    });
   };
 
   const report = await world.poll({ deps: { openSource: watched } });

@@ -10,7 +10,7 @@ import { pop3Source } from "../../lambdas/adapters/pop3-source.ts";
 import { type Pop3TestServer, startPop3TestServer } from "../../lambdas/demo/pop3-server.ts";
 import type { MailSource } from "../../lambdas/ports.ts";
 import { generateMessage } from "../helpers/messages.ts";
-import { type FsWorld, fsWorld } from "../helpers/pipeline.ts";
+import { type FsWorld, fsWorld, wrapSource } from "../helpers/pipeline.ts";
 
 /** What happened, in order: fetches sent, parser loads asked for, bodies handed over. */
 const events: string[] = [];
@@ -61,11 +61,7 @@ it("loads the parser while the first fetch is still on its way, not after its bo
   const open = pop3Source();
   const slowSource = async (...args: Parameters<typeof open>): Promise<MailSource> => {
     const source = await open(...args);
-    return {
-      list: (known) => source.list(known),
-      markDone: (m) => source.markDone(m),
-      close: () => source.close(),
-      abort: () => source.abort(),
+    return wrapSource(source, {
       fetch: async (message) => {
         events.push(`fetch ${message.uidl} sent`);
         sent();
@@ -74,7 +70,7 @@ it("loads the parser while the first fetch is still on its way, not after its bo
         events.push(`body ${message.uidl} arrived`);
         return body;
       },
-    };
+    });
   };
 
   const polled = world.poll({ deps: { openSource: slowSource } });

@@ -628,34 +628,33 @@ describe("Pop3Client commands (RFC 1939 §5, §7)", () => {
 });
 
 describe("Pop3Client pipelining (RFC 2449 §6.6)", () => {
+  /** Three RETRs, all read by the server before it answers any: a non-pipelining client stalls. */
+  const threeRetrs = [
+    ...opening("USER", "PIPELINING"),
+    ...USER_PASS,
+    ...capa("USER", "PIPELINING"),
+    "C: RETR 1",
+    "C: RETR 2",
+    "C: RETR 3",
+    "S: +OK",
+    { raw: "one\r\n.\r\n" },
+    "S: +OK",
+    { raw: "two\r\n...\r\n.\r\n" },
+    "S: +OK",
+    { raw: "three\r\n.\r\n" },
+  ];
+
   it("writes RETRs ahead of their responses and delivers the streams in order", async () => {
     const bodies = ["one\r\n", "two\r\n..\r\n", "three\r\n"];
-    await withSession(
-      [
-        ...opening("USER", "PIPELINING"),
-        ...USER_PASS,
-        ...capa("USER", "PIPELINING"),
-        // The server reads all three before answering: a non-pipelining client would stall here.
-        "C: RETR 1",
-        "C: RETR 2",
-        "C: RETR 3",
-        "S: +OK",
-        { raw: "one\r\n.\r\n" },
-        "S: +OK",
-        { raw: "two\r\n...\r\n.\r\n" },
-        "S: +OK",
-        { raw: "three\r\n.\r\n" },
-      ],
-      async ({ client }) => {
-        await client.login(insecure());
-        const pending = [1, 2, 3].map((n) =>
-          client.retr(n, { expectedSize: Buffer.byteLength(bodies[n - 1] ?? "") }),
-        );
-        const got: string[] = [];
-        for (const p of pending) got.push((await readAll(await p)).toString());
-        expect(got).toEqual(bodies);
-      },
-    );
+    await withSession(threeRetrs, async ({ client }) => {
+      await client.login(insecure());
+      const pending = [1, 2, 3].map((n) =>
+        client.retr(n, { expectedSize: Buffer.byteLength(bodies[n - 1] ?? "") }),
+      );
+      const got: string[] = [];
+      for (const p of pending) got.push((await readAll(await p)).toString());
+      expect(got).toEqual(bodies);
+    });
   });
 
   it("sends the RETRs queued in one event-loop turn in one write", async () => {
@@ -664,29 +663,13 @@ describe("Pop3Client pipelining (RFC 2449 §6.6)", () => {
     const single = vi.spyOn(Socket.prototype, "_write");
     const batched = vi.spyOn(Socket.prototype, "_writev");
     try {
-      await withSession(
-        [
-          ...opening("USER", "PIPELINING"),
-          ...USER_PASS,
-          ...capa("USER", "PIPELINING"),
-          "C: RETR 1",
-          "C: RETR 2",
-          "C: RETR 3",
-          "S: +OK",
-          { raw: "one\r\n.\r\n" },
-          "S: +OK",
-          { raw: "two\r\n.\r\n" },
-          "S: +OK",
-          { raw: "three\r\n.\r\n" },
-        ],
-        async ({ client }) => {
-          await client.login(insecure());
-          single.mockClear();
-          batched.mockClear();
-          const pending = [1, 2, 3].map((n) => client.retr(n));
-          for (const p of pending) await readAll(await p);
-        },
-      );
+      await withSession(threeRetrs, async ({ client }) => {
+        await client.login(insecure());
+        single.mockClear();
+        batched.mockClear();
+        const pending = [1, 2, 3].map((n) => client.retr(n));
+        for (const p of pending) await readAll(await p);
+      });
       const retrWrites = [
         ...single.mock.calls.map(([chunk]) => String(chunk)),
         ...batched.mock.calls.map(([chunks]) => chunks.map((c) => String(c.chunk)).join("")),
