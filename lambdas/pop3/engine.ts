@@ -222,7 +222,7 @@ export class Pop3Engine {
    * Writes queued commands while the window allows: 1, or pipelineWindow with PIPELINING.
    * Commands written in one event-loop turn leave in one write: each write is a TLS record, a
    * syscall and a wake-up of the server, and the fetch loop sends its RETRs several at a time
-   * (issue 14: one write per RETR was 4 % of the main thread in a full drain).
+   * (issue 14: one write per RETR was 2–4 % of the main thread in a full drain).
    */
   #pump(): void {
     const window =

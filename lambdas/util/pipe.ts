@@ -20,23 +20,22 @@ export function pipeInto(source: Readable, dest: Writable): Promise<void> {
       if (settled) return;
       settled = true;
       if (!err) {
-        stopSource();
-        stopDest();
         resolve();
         return;
       }
-      // The listeners stay: they take the 'error' events the destroys below emit.
       source.unpipe(dest);
       source.destroy(err);
       dest.destroy(err);
       reject(err);
     };
     // A source that ends normally is not news: dest finishing is. A source that errors, or
-    // closes before its end, is.
-    const stopSource = finished(source, { writable: false }, (err) => {
+    // closes before its end, is. Both listeners stay for good, as pipeline()'s do: they take the
+    // 'error' events of the destroys above, and of a stream destroyed with an error after the
+    // pipe has finished, which would otherwise be uncaught.
+    finished(source, { writable: false }, (err) => {
       if (err) settle(err);
     });
-    const stopDest = finished(dest, { readable: false }, settle);
+    finished(dest, { readable: false }, settle);
     source.pipe(dest);
   });
 }

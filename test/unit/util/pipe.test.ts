@@ -74,6 +74,25 @@ describe("pipeInto", () => {
     expect(dest.destroyed).toBe(true);
   });
 
+  it("takes a stream's error after the pipe has finished, as pipeline() does, instead of leaving it uncaught", async () => {
+    const uncaught: unknown[] = [];
+    const onUncaught = (err: unknown) => uncaught.push(err);
+    process.on("uncaughtException", onUncaught);
+    try {
+      const source = new PassThrough({ autoDestroy: false });
+      const { dest } = sink();
+      const piped = pipeInto(source, dest);
+      source.end("whole");
+      await piped;
+      // A deadline destroying a body that has just ended, say.
+      source.destroy(new Error("too late"));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(uncaught).toEqual([]);
+    } finally {
+      process.off("uncaughtException", onUncaught);
+    }
+  });
+
   it("resolves on the sink's writable side alone: a Duplex sink's output is the caller's", async () => {
     const tap = new PassThrough();
     const piped = pipeInto(Readable.from([Buffer.from("abc")]), tap);
