@@ -1,3 +1,13 @@
+/**
+ * The fleet case (`--fleet`): what an idle poll costs in Lambda terms, with one mailbox per
+ * invocation against a batch of several polled at once (`mailboxesPerInvocation`). The poller
+ * handler runs in this process, warm, as a Lambda container would run it: a private Dovecot over
+ * implicit TLS (optionally behind a latency relay, as a remote server is), the S3 lease and state
+ * on fauxqs with conditional PUTs (in a child process, so its CPU is not counted), nothing new on
+ * the server. It reports the median invocation
+ * time, the GB-seconds a poll costs at the poller's default memory, and the log bytes a poll
+ * writes (what CloudWatch Logs bills), which are the README cost table's measured inputs.
+ */
 import { S3Client } from "@aws-sdk/client-s3";
 import { SQSClient } from "@aws-sdk/client-sqs";
 import type { SQSEvent, SQSRecord } from "aws-lambda";
