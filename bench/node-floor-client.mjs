@@ -204,8 +204,9 @@ function main() {
     await putReplace(join(dataDir, "state.json"), JSON.stringify({ stored, last: ids }));
   }
 
-  /** Chunks of the message being received (status line included). */
+  /** Chunks of the response being received (status line included), and its last 4 bytes. */
   let current = [];
+  let tail = Buffer.alloc(0);
   const inFlight = [];
 
   function finishMessage() {
@@ -216,21 +217,31 @@ function main() {
     inFlight.push(ingest(raw).catch((err) => fail(`ingest: ${err.message}`)));
   }
 
-  /** Splits `chunk` at message terminators; a terminator split across reads is found by the seam. */
+  /**
+   * Splits `chunk` at message terminators. The chunk is searched behind the response's last 4
+   * bytes, so a terminator split across reads is found, and each byte is searched and copied once
+   * (joining the whole response so far on every chunk would be quadratic in its size).
+   */
   function onRetrData(chunk) {
     let ended = 0;
-    let buffer = current.length > 0 ? Buffer.concat([...current, chunk]) : chunk;
-    current = [];
-    for (;;) {
-      // A response starts with "+OK", so a terminator can never be at offset 0 of a response.
-      const at = buffer.indexOf(TERMINATOR);
-      if (at < 0) break;
-      current = [buffer.subarray(0, at + TERMINATOR.length)];
+    const probe = tail.length > 0 ? Buffer.concat([tail, chunk]) : chunk;
+    /** Where in `chunk` the response not yet finished begins. */
+    let start = 0;
+    // A response starts with "+OK", so a terminator never begins before the response it ends.
+    for (
+      let at = probe.indexOf(TERMINATOR);
+      at >= 0;
+      at = probe.indexOf(TERMINATOR, at + TERMINATOR.length)
+    ) {
+      const end = at + TERMINATOR.length - tail.length;
+      current.push(chunk.subarray(start, end));
       finishMessage();
       ended++;
-      buffer = buffer.subarray(at + TERMINATOR.length);
+      start = end;
     }
-    if (buffer.length > 0) current = [buffer];
+    const unfinished = ended > 0 ? chunk.subarray(start) : probe;
+    if (start < chunk.length) current.push(chunk.subarray(start));
+    tail = unfinished.subarray(Math.max(0, unfinished.length - TERMINATOR.length + 1));
     return ended;
   }
 
