@@ -10,8 +10,13 @@
  * deleted by the next load.
  *
  * **Idle loads do not LIST.** `<prefix><mailbox>/dirty.json` exists whenever deltas may exist
- * past the snapshot: a writer PUTs it before each delta, and only a load that folded every delta
- * into a (version 2) snapshot and deleted them deletes it, last. So a load
+ * past the snapshot: a writer PUTs it before its first delta after each of its own loads of the
+ * mailbox, and only a load that folded every delta into a (version 2) snapshot and deleted them
+ * deletes it, last. Once per load, not per delta, because the mailbox lock (one session per
+ * mailbox anywhere) is held from a session's load to its last checkpoint: no other instance's
+ * load can remove the marker in between. Without the lock (which no adapter set allows) another
+ * instance's load could, and a delta written after it would be missed by idle loads until the
+ * next marker: at worst its messages are fetched and queued again, as after a crash. So a load
  * that finds a version 2 snapshot and no marker (one GET, one HEAD, issued together) needs no
  * LIST: a mailbox that had nothing new since its last compaction costs two cheap reads instead of
  * a LIST ($0.005 per 1,000, like a PUT) plus a GET per delta. A crash anywhere leaves the marker
@@ -93,6 +98,8 @@ export class ObjectStateStore implements StateStore {
   private readonly prefix: string;
   private readonly compactAfter: number;
   private readonly serial = new KeyedSerializer();
+  /** Mailboxes whose dirty marker this instance has PUT since its last load of them. */
+  private readonly marked = new Set<string>();
   /** Highest delta name seen per mailbox; new names must sort after it even if the clock slips. */
   private readonly floors = new Map<string, string>();
 
@@ -111,6 +118,8 @@ export class ObjectStateStore implements StateStore {
     const warn = options.onWarning ?? (() => undefined);
     const readOnly = options.readOnly ?? false;
     return await this.serial.run(mailbox, async () => {
+      // A load may delete the marker: the next delta must PUT it again.
+      if (!readOnly) this.marked.delete(mailbox);
       for (let attempt = 1; attempt <= LOAD_ATTEMPTS; attempt += 1) {
         const state = await this.tryLoad(mailbox, warn, readOnly);
         if (state !== null) return state;
@@ -266,12 +275,15 @@ export class ObjectStateStore implements StateStore {
     if (empty) return;
     const body = Buffer.from(encodeOp(op), "utf8");
     await this.serial.run(mailbox, async () => {
-      // The marker first, before every delta: a delta that exists while the marker does not
-      // would be ignored by the idle path, and another instance's load may have removed the
-      // marker since this one last wrote. One small PUT per checkpoint (a batch of messages).
-      await this.store.put(this.dirtyKey(mailbox), Buffer.from("{}", "utf8"), {
-        contentType: "application/json",
-      });
+      // The marker first, before the first delta since this instance's last load: a delta that
+      // exists while the marker does not would be ignored by the idle path. One small PUT per
+      // session, not per checkpoint (see the module comment for why that is enough).
+      if (!this.marked.has(mailbox)) {
+        await this.store.put(this.dirtyKey(mailbox), Buffer.from("{}", "utf8"), {
+          contentType: "application/json",
+        });
+        this.marked.add(mailbox);
+      }
       const name = this.nextName(mailbox);
       await this.store.put(this.deltaKey(mailbox, name), body, { contentType: "application/json" });
       this.raiseFloor(mailbox, name);

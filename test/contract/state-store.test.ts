@@ -209,7 +209,10 @@ for (const [name, makeBacking] of backings) {
       expect(await text(aside[0] as string)).toBe('{"version":1,"upTo":"0');
       expect(await collect(backing.list("state/inbox/delta/"))).toEqual([]);
 
-      await writer.record("inbox", [entry("d2")]);
+      // The next session: it loads (under the mailbox lock) before it writes.
+      const next = open();
+      await next.load("inbox");
+      await next.record("inbox", [entry("d2")]);
       expect(await load()).toEqual({ keys: ["d1", "d2"], warnings: [] });
     });
 
@@ -313,16 +316,45 @@ for (const [name, makeBacking] of backings) {
       expect(counting.calls.sort()).toEqual(["get snapshot.json", "head dirty.json"]);
     });
 
-    it("writes the marker before every delta, so a writer's later delta is seen after another instance's compaction", async () => {
+    it("writes the marker once per load: a session's later checkpoints add only their delta", async () => {
+      const writer = open();
+      expect(await keys(writer)).toEqual([]); // the session's load, under the mailbox lock
+      counting.calls.length = 0;
+      await writer.record("inbox", [entry("a")]);
+      await writer.record("inbox", [entry("b")]);
+      await writer.forget("inbox", ["a"]);
+      expect(counting.calls.map((c) => c.replace(/delta\/.*/, "delta"))).toEqual([
+        "put dirty.json",
+        "put delta",
+        "put delta",
+        "put delta",
+      ]);
+      expect(await keys()).toEqual(["b"]); // the next session's load sees every delta
+    });
+
+    it("writes the marker again after its own load, which folds the deltas and removes it", async () => {
       const writer = open();
       await writer.record("inbox", [entry("a")]);
-      expect(await keys()).toEqual(["a"]);
+      expect(await keys(writer)).toEqual(["a"]); // folds "a" and deletes the marker
+      expect(await backing.head(DIRTY)).toBeNull();
       counting.calls.length = 0;
       await writer.record("inbox", [entry("b")]);
       expect(counting.calls.map((c) => c.replace(/delta\/.*/, "delta"))).toEqual([
         "put dirty.json",
         "put delta",
       ]);
+      // Without the second marker this load would take the idle path and miss "b".
+      expect(await keys()).toEqual(["a", "b"]);
+    });
+
+    it("a read-only load (check) leaves the marker alone, so the writer need not write it again", async () => {
+      const writer = open();
+      await writer.record("inbox", [entry("a")]);
+      expect(await keys(writer, { readOnly: true })).toEqual(["a"]);
+      expect(await backing.head(DIRTY)).not.toBeNull();
+      counting.calls.length = 0;
+      await writer.record("inbox", [entry("b")]);
+      expect(counting.calls.map((c) => c.replace(/delta\/.*/, "delta"))).toEqual(["put delta"]);
       expect(await keys()).toEqual(["a", "b"]);
     });
 
