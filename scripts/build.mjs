@@ -22,6 +22,21 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const DIST = `${ROOT}dist`;
 const require = createRequire(import.meta.url);
 
+/** Stands in for linkify-it in mailparser: builds it on first use, not at load (see the file). */
+const LAZY_LINKIFY = `${ROOT}scripts/vendor/lazy-linkify-it.cjs`;
+
+/** esbuild plugin: mailparser's `require("linkify-it")` bundles {@link LAZY_LINKIFY} instead. */
+export const lazyLinkifyPlugin = {
+  name: "lazy-linkify-it",
+  setup(build) {
+    build.onResolve({ filter: /^linkify-it$/ }, (args) =>
+      /[\\/]node_modules[\\/]mailparser[\\/]/.test(args.importer)
+        ? { path: LAZY_LINKIFY }
+        : undefined,
+    );
+  },
+};
+
 /** The handlers the construct deploys, by name: `lambdas/handlers/<name>.ts`. */
 export const HANDLERS = ["dispatcher", "poller"];
 
@@ -44,6 +59,7 @@ export function handlerBuildOptions(name) {
     banner: {
       js: "import { createRequire } from 'module'; const require = createRequire(import.meta.url);",
     },
+    plugins: [lazyLinkifyPlugin],
     logLevel: "warning",
   };
 }
@@ -88,6 +104,7 @@ export function mailparserBuildOptions() {
     // For the bench's CPU profiles (bench/profile.ts maps frames back to node_modules files).
     sourcemap: "external",
     sourcesContent: false,
+    plugins: [lazyLinkifyPlugin],
     logLevel: "warning",
   };
 }

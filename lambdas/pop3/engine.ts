@@ -306,9 +306,8 @@ export class Pop3Engine {
     this.#detachers.delete(socket);
   }
 
-  #onLine(raw: Buffer): void {
-    // latin1: one character per octet, so hostile bytes survive unchanged and never merge.
-    const line = raw.toString("latin1");
+  /** One response line, latin1-decoded: one character per octet, so hostile bytes survive. */
+  #onLine(line: string): void {
     const head = this.#inFlight[0];
     if (head === undefined) {
       this.#fail(protocolError("response", "server sent a line nobody asked for"));

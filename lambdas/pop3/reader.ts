@@ -17,10 +17,19 @@ const CR = 0x0d;
 const LF = 0x0a;
 const DOT = 0x2e;
 const CR_BUFFER = Buffer.from([CR]);
+/**
+ * Octets of line-mode input decoded at a time (see #consumeLine): far below MAX_LINE_BYTES, so a
+ * line framed within it never needs the length check, and small enough that the body bytes after
+ * a RETR's +OK, decoded with it and then not used, cost next to nothing.
+ */
+const LINE_WINDOW = 4096;
 
 export interface ReaderHandler {
-  /** One line in line mode, without CR LF. May switch the reader to body mode or halt it. */
-  onLine(line: Buffer): void;
+  /**
+   * One line in line mode, without CR LF, decoded as latin1 (one character per octet). May switch
+   * the reader to body mode or halt it.
+   */
+  onLine(line: string): void;
   /** Framing failed (line too long); the reader is halted. */
   onFatal(err: MailIngestError): void;
   /** The reader stopped (true) or resumed (false) consuming input because a body is full. */
@@ -234,8 +243,35 @@ export class ResponseReader extends Writable {
     callback?.();
   }
 
-  /** Frames one line (or buffers a partial one); returns the new offset. */
+  /**
+   * Frames the lines from `offset` (or buffers a partial one); returns the new offset. The whole
+   * lines in the next {@link LINE_WINDOW} octets are decoded together, as latin1 (one character
+   * per octet, so hostile bytes survive unchanged and a string index is an octet offset), and
+   * handed out one by one until one of them ends line mode (a RETR's +OK starts its body). A
+   * 3,000-message UIDL or LIST is then ~15 decodes instead of 3,000 buffer slices and decodes
+   * (issue 14: about 20 ms of an incremental poll's start).
+   */
   #consumeLine(chunk: Buffer, offset: number): number {
+    if (this.#lineParts.length > 0) return this.#consumeOneLine(chunk, offset);
+    const last = chunk.lastIndexOf(LF, Math.min(chunk.length, offset + LINE_WINDOW) - 1);
+    // No line end in the window: a partial line, or one longer than the window.
+    if (last < offset) return this.#consumeOneLine(chunk, offset);
+    const text = chunk.toString("latin1", offset, last + 1);
+    let start = 0;
+    while (start < text.length) {
+      const lf = text.indexOf("\n", start);
+      // RFC 1939 §3 lines end in CRLF; a bare LF is tolerated in status/listing lines only.
+      const end = lf > start && text.charCodeAt(lf - 1) === CR ? lf - 1 : lf;
+      const line = text.slice(start, end);
+      start = lf + 1;
+      this.#handler.onLine(line);
+      if (this.#mode !== "line") break;
+    }
+    return offset + start;
+  }
+
+  /** Frames one line, which may have begun in earlier chunks (or buffers it); the new offset. */
+  #consumeOneLine(chunk: Buffer, offset: number): number {
     const lf = chunk.indexOf(LF, offset);
     const end = lf === -1 ? chunk.length : lf;
     const length = this.#lineLength + (end - offset);
@@ -260,7 +296,6 @@ export class ResponseReader extends Writable {
         : Buffer.concat([...this.#lineParts, chunk.subarray(offset, lf)]);
     this.#lineParts = [];
     this.#lineLength = 0;
-    // RFC 1939 §3 lines end in CRLF; a bare LF is tolerated in status/listing lines only.
     if (line.length > 0 && line[line.length - 1] === CR) line = line.subarray(0, line.length - 1);
     if (line.length > MAX_LINE_BYTES) {
       this.#fatal(
@@ -271,7 +306,7 @@ export class ResponseReader extends Writable {
       );
       return chunk.length;
     }
-    this.#handler.onLine(line);
+    this.#handler.onLine(line.toString("latin1"));
     return lf + 1;
   }
 

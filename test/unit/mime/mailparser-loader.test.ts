@@ -5,8 +5,9 @@
  * node_modules' mailparser does (a bundle can silently lose a dynamically required charset table),
  * and a missing, stale or foreign code cache never changes what runs, only how fast.
  */
+import { spawnSync } from "node:child_process";
 import { createReadStream } from "node:fs";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -130,3 +131,56 @@ it("the build's vendored bundle parses the corpus exactly as node_modules' mailp
     fromBundle.filter((r) => (r as { objects: unknown[] }).objects.length > 0).length,
   ).toBeGreaterThan(10);
 }, 60_000);
+
+describe("linkify-it in the vendored bundle (built on first use, scripts/vendor/lazy-linkify-it.cjs)", () => {
+  /** Text links of every kind mailparser configures: its TLD list, .onion, git:, ftp:, @handles. */
+  const text = [
+    "See https://example.com/a?b=c and www.example.org, mail someone@example.net.",
+    "Also git://example.com/repo.git, ftp://files.example.com/x, http://abc.onion/ and @someone.",
+  ].join("\n");
+  const message = Buffer.from(
+    `From: a@example.com\r\nTo: b@example.com\r\nSubject: links\r\nContent-Type: text/plain\r\n\r\n${text.replaceAll("\n", "\r\n")}\r\n`,
+  );
+
+  it("finds the same text links as node_modules' mailparser when text links are asked for", async () => {
+    const { build } = await import("esbuild");
+    const { mailparserBuildOptions } = (await import("../../../scripts/build.mjs" as string)) as {
+      mailparserBuildOptions(): Record<string, unknown>;
+    };
+    const file = join(dir, "links.cjs");
+    await build({ ...mailparserBuildOptions(), outfile: file });
+    const source = await readFile(file, "utf8");
+    expect(source).toContain("scripts/vendor/lazy-linkify-it.cjs"); // the stand-in is what runs
+
+    const required = createRequire(import.meta.url)("mailparser") as typeof import("mailparser");
+    const vendored = loadVendored(file)?.module as typeof required;
+    const expected = (await required.simpleParser(message)).textAsHtml;
+    expect(expected).toContain('<a href="https://example.com/a?b=c">');
+    expect(expected).toContain('<a href="https://twitter.com/someone">');
+    expect((await vendored.simpleParser(message)).textAsHtml).toBe(expected);
+  }, 60_000);
+
+  it("requires linkify-it only when the linkifier is first used, then answers as linkify-it does", () => {
+    // A child process: this worker's require cache already holds linkify-it (node_modules' mailparser).
+    const script = `
+      const lazy = require(${JSON.stringify(join(process.cwd(), "scripts/vendor/lazy-linkify-it.cjs"))});
+      const loaded = () => Object.keys(require.cache).some((k) => /[\\\\/]linkify-it[\\\\/]/.test(k));
+      const configure = (l) => l.tlds(["com", "org"]).tlds("onion", true).add("git:", "http:").set({ fuzzyEmail: false });
+      const linkify = lazy();
+      const chained = configure(linkify);
+      const before = loaded();
+      const found = linkify.match("see example.com, git://x.org/y and a@b.com").map((m) => m.url);
+      const real = configure(new (require("linkify-it"))());
+      console.log(JSON.stringify({ before, after: loaded(), chained: chained === linkify, found,
+        expected: real.match("see example.com, git://x.org/y and a@b.com").map((m) => m.url),
+        pretest: linkify.pretest("nothing here"), re: typeof linkify.re.schema_test }));
+    `;
+    const run = spawnSync(process.execPath, ["-e", script], { encoding: "utf8" });
+    expect(run.stderr).toBe("");
+    const result = JSON.parse(run.stdout);
+    expect(result).toMatchObject({ before: false, after: true, chained: true, pretest: false });
+    expect(result.re).toBe("object");
+    expect(result.found).toEqual(["http://example.com", "git://x.org/y"]);
+    expect(result.found).toEqual(result.expected);
+  });
+});

@@ -83,8 +83,7 @@ async function frame(chunks: Buffer[], expectedSizes: number[] = []): Promise<Fr
   const result: Framed = { lines: [], bodies: [], fatal: undefined };
   const done: Promise<void>[] = [];
   const reader: ResponseReader = new ResponseReader({
-    onLine: (line) => {
-      const text = line.toString("latin1");
+    onLine: (text) => {
       result.lines.push(text);
       if (text !== "+OK body") return;
       const index = result.bodies.length;
@@ -227,6 +226,45 @@ describe("ResponseReader line framing", () => {
     const framed = await frame([Buffer.alloc(MAX_LINE_BYTES, 0x41), Buffer.from("\r\n")]);
     expect(framed.fatal).toBeUndefined();
     expect(framed.lines[0]).toHaveLength(MAX_LINE_BYTES);
+  });
+
+  it("frames many lines of any length and octet, cut anywhere, with a body among them", async () => {
+    // Lines are decoded a window at a time (LINE_WINDOW, 4 KiB): lines across window and chunk
+    // borders, longer than the window, empty, high octets, bare LF, and a body that starts in the
+    // middle of a window must all come out as framed one by one.
+    let seed = 7;
+    const random = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const lines: string[] = [];
+    const wire: Buffer[] = [];
+    for (let i = 0; i < 600; i++) {
+      if (i === 300) {
+        lines.push("+OK body");
+        wire.push(Buffer.from("+OK body\r\nbody line\r\n..stuffed\r\n.\r\n", "latin1"));
+        continue;
+      }
+      const length = random(10) === 0 ? 4000 + random(3000) : random(40);
+      const bytes = Buffer.alloc(length);
+      for (let j = 0; j < length; j++) {
+        const b = random(256);
+        bytes[j] = b === 0x0a || b === 0x0d ? 0x41 : b;
+      }
+      lines.push(bytes.toString("latin1"));
+      wire.push(bytes, Buffer.from(random(5) === 0 ? "\n" : "\r\n"));
+    }
+    const all = Buffer.concat(wire);
+    const chunks: Buffer[] = [];
+    for (let at = 0; at < all.length; ) {
+      const size = 1 + random(random(4) === 0 ? 20_000 : 300);
+      chunks.push(all.subarray(at, at + size));
+      at += size;
+    }
+    const framed = await frame(chunks);
+    expect(framed.fatal).toBeUndefined();
+    expect(framed.lines).toEqual(lines);
+    expect(framed.bodies.map((b) => b.toString("latin1"))).toEqual(["body line\r\n.stuffed\r\n"]);
   });
 
   it("drops everything after halt (STLS +OK injection)", async () => {
