@@ -32,11 +32,16 @@ export function connectionArgs(argv) {
 }
 
 /**
- * Drains the maildrop. `onRetrData(chunk)` gets every byte of the RETR responses, in order, and
- * returns how many responses ended in that chunk. `beforeQuit()` runs once the last one has, and
- * QUIT waits for it. Resolves with the messages and bytes received once the server closes.
+ * Drains the maildrop. `select(listing)` gets the UIDL listing (`{msg, uidl}` in server order) and
+ * returns the entries to fetch, in order (default: all of them). `onRetrData(chunk)` gets every
+ * byte of the RETR responses, in order, and returns how many responses ended in that chunk.
+ * `beforeQuit()` runs once the last one has, and QUIT waits for it. Resolves with the messages
+ * and bytes received once the server closes.
  */
-export function drain({ host, port, tlsMode, caFile, user }, { name, onRetrData, beforeQuit }) {
+export function drain(
+  { host, port, tlsMode, caFile, user },
+  { name, onRetrData, beforeQuit, select = (listing) => listing },
+) {
   const fail = failWith(name);
   const password = process.env.FLOOR_PASSWORD ?? "";
   const socket =
@@ -56,16 +61,17 @@ export function drain({ host, port, tlsMode, caFile, user }, { name, onRetrData,
   let uidlChunks = [];
   /** "greeting" | "user" | "pass" | "uidl" | "retr" | "quit" */
   let phase = "greeting";
-  let expected = 0;
+  /** Message numbers to RETR, in order. */
+  let wanted = [];
   let completed = 0;
   let sent = 0;
   let bytes = 0;
 
   function sendMore() {
-    const upTo = Math.min(expected, completed + WINDOW * 2);
+    const upTo = Math.min(wanted.length, completed + WINDOW * 2);
     if (sent >= upTo) return;
     let commands = "";
-    while (sent < upTo) commands += `RETR ${++sent}\r\n`;
+    while (sent < upTo) commands += `RETR ${wanted[sent++]}\r\n`;
     socket.write(commands);
   }
 
@@ -98,7 +104,7 @@ export function drain({ host, port, tlsMode, caFile, user }, { name, onRetrData,
       bytes += chunk.length;
       if (phase === "retr") {
         completed += onRetrData(chunk);
-        if (completed >= expected) quit();
+        if (completed >= wanted.length) quit();
         else sendMore();
         return;
       }
@@ -108,10 +114,14 @@ export function drain({ host, port, tlsMode, caFile, user }, { name, onRetrData,
         if (!all.subarray(Math.max(0, all.length - 5)).equals(TERMINATOR)) return;
         const lines = all.toString("latin1").split("\r\n");
         if (!lines[0]?.startsWith("+OK")) fail(`UIDL: ${lines[0]}`);
-        // Status line, N listing lines, ".", and the empty string after the final CRLF.
-        expected = lines.length - 3;
+        // Status line, N listing lines ("msg uidl"), ".", and the empty string after the CRLF.
+        const listing = lines.slice(1, -2).map((line) => {
+          const space = line.indexOf(" ");
+          return { msg: Number(line.slice(0, space)), uidl: line.slice(space + 1) };
+        });
+        wanted = select(listing).map((entry) => entry.msg);
         uidlChunks = [];
-        if (expected === 0) {
+        if (wanted.length === 0) {
           quit();
           return;
         }

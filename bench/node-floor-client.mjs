@@ -8,13 +8,15 @@
  * - a streaming `MailParser` parse with mail-ingest's options, each attachment written to its own
  *   durable file as it is decoded;
  * - a metadata JSON written durably (temp, fdatasync, rename) and linked into a queue directory;
- * - every 20 messages: each directory fsynced, then a state file written durably.
+ * - every 20 messages: each directory fsynced, then the batch's UIDLs appended to a state log
+ *   (`state.log`, one per line) and fdatasynced. A run fetches only the UIDLs that log lacks, so
+ *   the floor also has an incremental poll.
  *
  * It cuts corners mail-ingest may not, so it is a lower bound, not a competitor: a message is
  * collected in memory before it is stored (no stream, no backpressure), dot-stuffing is not undone,
  * there are no limits, no error handling beyond failing the run, one flat directory per kind, and
  * the metadata is mailparser's fields as they come. Plain JS, so its start-up is Node's plus
- * mailparser's load (CommonJS, as the CLI loads it from node_modules).
+ * mailparser's load (the CLI's vendored bundle with its code cache, as the CLI loads it).
  *
  * Variants, to take the floor apart (environment variables):
  * - NODE_FLOOR_PARSE=0: no MIME parse (the metadata is the id alone);
@@ -27,11 +29,13 @@
  * The password comes from FLOOR_PASSWORD. Prints one JSON line: {"messages": N, "bytes": B}.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { closeSync, fdatasync, mkdirSync, openSync } from "node:fs";
+import { closeSync, fdatasync, mkdirSync, openSync, readFileSync } from "node:fs";
 import { link, open, rename, unlink } from "node:fs/promises";
 import { createRequire } from "node:module";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { Script } from "node:vm";
 import { isMainThread, parentPort, Worker } from "node:worker_threads";
 import { connectionArgs, drain, failWith, TERMINATOR } from "./floor-transport.mjs";
 
@@ -44,9 +48,46 @@ function collect(stream) {
   });
 }
 
+let mailparser;
+
+/**
+ * mailparser, loaded once, the fastest way there is: the CLI's vendored bundle with its V8 code
+ * cache (`dist/cli/mailparser.cjs`, see lambdas/mime/mailparser-loader.ts, whose CommonJS wrapper
+ * this repeats so V8 accepts the cache) once `npm run build` has made it, else node_modules.
+ */
+function loadMailparser() {
+  if (mailparser) return mailparser;
+  const file = fileURLToPath(new URL("../dist/cli/mailparser.cjs", import.meta.url));
+  const require = createRequire(file);
+  let source;
+  try {
+    source = readFileSync(file, "utf8");
+  } catch {
+    mailparser = require("mailparser");
+    return mailparser;
+  }
+  let cachedData;
+  try {
+    cachedData = readFileSync(`${file}.v8cache`);
+  } catch {
+    cachedData = undefined;
+  }
+  const wrapped = `(function (exports, require, module, __filename, __dirname) { ${source}\n});`;
+  const module = { exports: {} };
+  new Script(wrapped, { filename: file, cachedData }).runInThisContext()(
+    module.exports,
+    require,
+    module,
+    file,
+    dirname(file),
+  );
+  mailparser = module.exports;
+  return mailparser;
+}
+
 /** mailparser's fields as they come, plus each attachment's decoded bytes. */
 async function parse(raw) {
-  const { MailParser } = createRequire(import.meta.url)("mailparser");
+  const { MailParser } = loadMailparser();
   const parser = new MailParser({
     ignoreEmbedded: true,
     checksumAlgo: false,
@@ -107,6 +148,16 @@ function main() {
   for (const dir of DIRS) mkdirSync(dir, { recursive: true });
   const CHECKPOINT_EVERY = 20;
   const fail = failWith("node-floor-client");
+  const STATE = join(dataDir, "state.log");
+  /** UIDLs stored by earlier runs. */
+  const known = new Set();
+  try {
+    for (const uidl of readFileSync(STATE, "latin1").split("\n")) if (uidl) known.add(uidl);
+  } catch (err) {
+    if (err.code !== "ENOENT") throw err;
+  }
+  /** The UIDLs of the messages RETRed, in order (the responses arrive in the same order). */
+  let selected = [];
 
   /** Writes `data` durably under a temp name; returns the temp path. */
   async function durableTemp(data) {
@@ -163,7 +214,7 @@ function main() {
   let stored = 0;
   let checkpoint = Promise.resolve();
 
-  async function ingest(raw) {
+  async function ingest(raw, uidl) {
     const id = createHash("sha256").update(raw).digest("hex");
     const [, parsed] = await Promise.all([
       putCreateOnly(join(RAW, `${id}.eml`), raw),
@@ -182,15 +233,15 @@ function main() {
       if (err.code !== "EEXIST") throw err;
     });
     stored++;
-    pendingSinceCheckpoint.push(id);
+    pendingSinceCheckpoint.push(uidl);
     if (pendingSinceCheckpoint.length >= CHECKPOINT_EVERY) {
-      const ids = pendingSinceCheckpoint;
+      const uidls = pendingSinceCheckpoint;
       pendingSinceCheckpoint = [];
-      checkpoint = checkpoint.then(() => commit(ids));
+      checkpoint = checkpoint.then(() => commit(uidls));
     }
   }
 
-  async function commit(ids) {
+  async function commit(uidls) {
     await Promise.all(
       DIRS.map(async (dir) => {
         const fd = openSync(dir, "r");
@@ -201,20 +252,30 @@ function main() {
         }
       }),
     );
-    await putReplace(join(dataDir, "state.json"), JSON.stringify({ stored, last: ids }));
+    if (uidls.length === 0) return;
+    const fh = await open(STATE, "a");
+    try {
+      await fh.write(`${uidls.join("\n")}\n`);
+      await datasync(fh.fd);
+    } finally {
+      await fh.close();
+    }
   }
 
   /** Chunks of the response being received (status line included), and its last 4 bytes. */
   let current = [];
   let tail = Buffer.alloc(0);
   const inFlight = [];
+  /** Responses finished so far: the index into `selected`. */
+  let finished = 0;
 
   function finishMessage() {
     const all = Buffer.concat(current);
     current = [];
     const bodyStart = all.indexOf("\r\n") + 2;
     const raw = all.subarray(bodyStart, all.length - 3);
-    inFlight.push(ingest(raw).catch((err) => fail(`ingest: ${err.message}`)));
+    const uidl = selected[finished++];
+    inFlight.push(ingest(raw, uidl).catch((err) => fail(`ingest: ${err.message}`)));
   }
 
   /**
@@ -248,6 +309,11 @@ function main() {
   drain(connection, {
     name: "node-floor-client",
     onRetrData,
+    select: (listing) => {
+      const fresh = listing.filter((entry) => !known.has(entry.uidl));
+      selected = fresh.map((entry) => entry.uidl);
+      return fresh;
+    },
     beforeQuit: () =>
       Promise.all(inFlight)
         .then(() => checkpoint)
