@@ -105,13 +105,19 @@ async function parseAll(files: readonly string[]): Promise<unknown[]> {
   return out;
 }
 
-it("the build's vendored bundle parses the corpus exactly as node_modules' mailparser", async () => {
+/** Builds the vendored bundle as scripts/build.mjs does, to `dir/name`; returns its path. */
+async function buildVendored(name: string): Promise<string> {
   const { build } = await import("esbuild");
   const { mailparserBuildOptions } = (await import("../../../scripts/build.mjs" as string)) as {
     mailparserBuildOptions(): Record<string, unknown>;
   };
-  const file = join(dir, "mailparser.cjs");
+  const file = join(dir, name);
   await build({ ...mailparserBuildOptions(), outfile: file });
+  return file;
+}
+
+it("the build's vendored bundle parses the corpus exactly as node_modules' mailparser", async () => {
+  const file = await buildVendored("mailparser.cjs");
   const files = corpusFiles();
 
   const fromNodeModules = await parseAll(files);
@@ -143,12 +149,7 @@ describe("linkify-it in the vendored bundle (built on first use, scripts/vendor/
   );
 
   it("finds the same text links as node_modules' mailparser when text links are asked for", async () => {
-    const { build } = await import("esbuild");
-    const { mailparserBuildOptions } = (await import("../../../scripts/build.mjs" as string)) as {
-      mailparserBuildOptions(): Record<string, unknown>;
-    };
-    const file = join(dir, "links.cjs");
-    await build({ ...mailparserBuildOptions(), outfile: file });
+    const file = await buildVendored("links.cjs");
     const source = await readFile(file, "utf8");
     expect(source).toContain("scripts/vendor/lazy-linkify-it.cjs"); // the stand-in is what runs
 
