@@ -9,7 +9,8 @@
  *    package. The SDK and every other dependency are inside the bundle, so the deployed code runs
  *    exactly the versions this package was tested with.
  * 3. esbuild: the CLI (`bin/mail-ingest.js` runs it) into `dist/cli/`, see cliBuildOptions, with
- *    mailparser vendored beside it and V8's code cache for that (mailparserBuildOptions).
+ *    mailparser and imapflow vendored beside it and V8's code cache for each
+ *    (mailparserBuildOptions, imapflowBuildOptions).
  *
  * Plain JavaScript so it needs nothing but the dev dependencies to run.
  */
@@ -109,6 +110,25 @@ export function mailparserBuildOptions() {
   };
 }
 
+/**
+ * imapflow and its dependency tree as one CommonJS file next to the CLI's chunks, where
+ * lambdas/adapters/imapflow-loader.ts looks first; scripts/imapflow-cache.mjs then makes its code
+ * cache. Bundled from imapflow's ES module build, the one the tests run through `import`.
+ */
+export function imapflowBuildOptions() {
+  return {
+    stdin: { contents: 'export * from "imapflow";', resolveDir: ROOT, loader: "js" },
+    outfile: `${DIST}/cli/imapflow.cjs`,
+    bundle: true,
+    platform: "node",
+    format: "cjs",
+    target: "node20",
+    sourcemap: "external",
+    sourcesContent: false,
+    logLevel: "warning",
+  };
+}
+
 async function main() {
   rmSync(DIST, { recursive: true, force: true });
   const tsc = spawnSync(
@@ -125,13 +145,18 @@ async function main() {
     ...HANDLERS.map((name) => build(handlerBuildOptions(name))),
     build(cliBuildOptions()),
     build(mailparserBuildOptions()),
+    build(imapflowBuildOptions()),
   ]);
-  const cache = spawnSync(
-    process.execPath,
-    [`${ROOT}scripts/mailparser-cache.mjs`, mailparserBuildOptions().outfile],
-    { stdio: "inherit" },
-  );
-  if (cache.status !== 0) process.exitCode = cache.status ?? 1;
+  // Each in a fresh Node after tsc: V8 accepts a cache only under the flags it was made with.
+  for (const [script, bundle] of [
+    ["mailparser-cache.mjs", mailparserBuildOptions().outfile],
+    ["imapflow-cache.mjs", imapflowBuildOptions().outfile],
+  ]) {
+    const cache = spawnSync(process.execPath, [`${ROOT}scripts/${script}`, bundle], {
+      stdio: "inherit",
+    });
+    if (cache.status !== 0) process.exitCode = cache.status ?? 1;
+  }
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) await main();

@@ -18,9 +18,8 @@ const DIST = fileURLToPath(new URL("../dist/", import.meta.url));
 const file = process.argv[2];
 if (!file) throw new Error("usage: mailparser-cache.mjs <bundle file>");
 
-const { loadVendored, useMailparser, CODE_CACHE_SUFFIX } = await import(
-  `${DIST}lambdas/mime/mailparser-loader.js`
-);
+const { loadVendored, CODE_CACHE_SUFFIX } = await import(`${DIST}lambdas/util/vendored.js`);
+const { useMailparser } = await import(`${DIST}lambdas/mime/mailparser-loader.js`);
 const { parseMessage } = await import(`${DIST}lambdas/mime/parse.js`);
 
 const vendored = loadVendored(file);

@@ -17,7 +17,7 @@
  * SELECT for another folder slip in between two chunks of one download.
  */
 import { finished, type Readable } from "node:stream";
-import { ImapFlow, type ImapFlowOptions, type ListResponse } from "imapflow";
+import type { ImapFlow, ImapFlowOptions, ListResponse } from "imapflow";
 import type { AfterIngest, MailboxConfig } from "../config/index.ts";
 import { describeError, ErrorCode, isMailIngestError, MailIngestError } from "../errors.ts";
 import { imapKey, parseImapKey } from "../ingest/keys.ts";
@@ -29,6 +29,7 @@ import type {
   SourceMessage,
   StateEntry,
 } from "../ports.ts";
+import { imapflow } from "./imapflow-loader.ts";
 
 /**
  * Bytes asked for per `BODY.PEEK[]<offset.length>` FETCH, and so the most of one body held in
@@ -231,6 +232,7 @@ export async function openImap(
   credentials: SessionCredentials,
   options: ImapSourceOptions = {},
 ): Promise<ImapFlow> {
+  const { ImapFlow } = await imapflow();
   const client = new ImapFlow(imapOptions(mailbox, credentials, options));
   // imapflow emits 'error' for socket failures after connect; the pending command rejects too.
   client.on("error", () => {});

@@ -5,10 +5,10 @@
  *
  * Where it comes from, first found wins:
  * 1. `mailparser.cjs` next to this module: the compiled CLI (`dist/cli/`, scripts/build.mjs) ships
- *    mailparser and its dependency tree as one CommonJS file, with a V8 code cache beside it
- *    (`mailparser.cjs.v8cache`) made at build time after parsing sample mail. The bundle saves
- *    resolving and reading ~60 files; the cache saves compiling them, and the functions a parse
- *    runs. Issue 14: `require("mailparser")` took 170–200 ms, the bundle 140–160 ms, the bundle
+ *    mailparser and its dependency tree as one CommonJS file, run by util/vendored.ts with a V8
+ *    code cache beside it (`mailparser.cjs.v8cache`) made at build time after parsing sample
+ *    mail. The bundle saves resolving and reading ~60 files; the cache saves compiling them, and
+ *    the functions a parse runs. Issue 14: `require("mailparser")` took 170–200 ms, the bundle 140–160 ms, the bundle
  *    with the cache 80–90 ms. A cache V8 rejects (another Node version) only costs the compile;
  *    a bundle that cannot run at all falls back to 2.
  * 2. `require("mailparser")` where node_modules holds it (the sources, the tests, the tsc output):
@@ -17,69 +17,14 @@
  * 3. `import("mailparser")`: the Lambda bundle, which has no node_modules; esbuild resolved this
  *    import into the bundle.
  */
-import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Script } from "node:vm";
+import { loadVendored } from "../util/vendored.ts";
 
 type Mailparser = typeof import("mailparser");
 
 /** The vendored bundle's file name; scripts/build.mjs writes it next to the CLI's chunks. */
 export const VENDORED_FILE = "mailparser.cjs";
-/** Appended to the bundle's path: V8's code cache for it (`Script#createCachedData`). */
-export const CODE_CACHE_SUFFIX = ".v8cache";
-
-export interface VendoredMailparser {
-  readonly module: Mailparser;
-  /** The compiled bundle, from which the build takes the code cache once it has parsed mail. */
-  readonly script: Script;
-  /** Whether V8 refused the code cache; undefined when there was none. */
-  readonly cacheRejected: boolean | undefined;
-}
-
-/**
- * Node's CommonJS wrapper. The build makes the code cache from the same wrapped source, and V8
- * accepts a cache only for the source it was made from.
- */
-function wrap(source: string): string {
-  return `(function (exports, require, module, __filename, __dirname) { ${source}\n});`;
-}
-
-/**
- * Runs the vendored bundle at `file` as a CommonJS module, with its code cache when there is one.
- * Undefined when there is no bundle at `file`.
- */
-export function loadVendored(file: string): VendoredMailparser | undefined {
-  let source: string;
-  try {
-    source = readFileSync(file, "utf8");
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw err;
-  }
-  let cachedData: Buffer | undefined;
-  try {
-    cachedData = readFileSync(`${file}${CODE_CACHE_SUFFIX}`);
-  } catch {
-    cachedData = undefined;
-  }
-  const script = new Script(wrap(source), { filename: file, cachedData });
-  const module = { exports: {} as Mailparser };
-  const run = script.runInThisContext() as (
-    exports: unknown,
-    require: NodeJS.Require,
-    module: { exports: Mailparser },
-    filename: string,
-    dirname: string,
-  ) => void;
-  run(module.exports, createRequire(file), module, file, dirname(file));
-  return {
-    module: module.exports,
-    script,
-    cacheRejected: cachedData === undefined ? undefined : script.cachedDataRejected === true,
-  };
-}
 
 let loading: Promise<Mailparser> | undefined;
 
@@ -104,13 +49,13 @@ function load(): Promise<Mailparser> {
  * the installed package always has: a damaged `dist/cli/` costs the start-up gain, not the parse.
  */
 export async function loadFrom(vendoredFile: string): Promise<Mailparser> {
-  let vendored: VendoredMailparser | undefined;
+  let vendored: Mailparser | undefined;
   try {
-    vendored = loadVendored(vendoredFile);
+    vendored = loadVendored<Mailparser>(vendoredFile)?.module;
   } catch {
     vendored = undefined;
   }
-  if (vendored) return vendored.module;
+  if (vendored) return vendored;
   try {
     return createRequire(import.meta.url)("mailparser") as Mailparser;
   } catch {

@@ -7,16 +7,19 @@
  */
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ImapFlow } from "imapflow";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { imapSource, openImap } from "../../lambdas/adapters/imap-source.ts";
+import { useImapflow } from "../../lambdas/adapters/imapflow-loader.ts";
 import type { MailboxConfig } from "../../lambdas/config/index.ts";
 import { ErrorCode } from "../../lambdas/errors.ts";
 import { imapKey } from "../../lambdas/ingest/keys.ts";
 import type { StateEntry } from "../../lambdas/ports.ts";
+import { loadVendored } from "../../lambdas/util/vendored.ts";
 import {
   type DovecotHandle,
   describeDovecotImap,
@@ -42,6 +45,7 @@ const USERS = [
   "bytes",
   "kill",
   "check",
+  "vendored",
 ].map((user) => ({ user, password: `pw-${user}` }));
 
 /** An independent IMAP client logged in as `user` (password `pw-<user>`), over implicit TLS. */
@@ -161,6 +165,42 @@ describeDovecotImap("IMAP source against Dovecot", () => {
     }
     expect(await world.poll()).toMatchObject({ listed: 0, new: 0, ingested: 0 });
     expect(await world.queue()).toHaveLength(8);
+  });
+
+  it("the compiled CLI's vendored imapflow (one CommonJS bundle, scripts/build.mjs) ingests byte-exact and deletes by UID", async () => {
+    // The compiled CLI loads imapflow from dist/cli/imapflow.cjs (adapters/imapflow-loader.ts);
+    // every other test here runs node_modules' imapflow. A bundle can lose a dynamically
+    // required file, or differ in the internals imap-source.ts relies on.
+    const { build } = await import("esbuild");
+    const { imapflowBuildOptions } = (await import("../../scripts/build.mjs" as string)) as {
+      imapflowBuildOptions(): Record<string, unknown>;
+    };
+    const dir = await mkdtemp(path.join(tmpdir(), "mi-imapflow-bundle-"));
+    const file = path.join(dir, "imapflow.cjs");
+    await build({ ...imapflowBuildOptions(), outfile: file });
+    const vendored = loadVendored<typeof import("imapflow")>(file)?.module;
+    if (!vendored) throw new Error("no bundle built");
+    expect(vendored.ImapFlow).not.toBe(ImapFlow);
+    // The internal that imap-source.ts wraps to choose the OAuth2 mechanism.
+    expect(vendored.ImapFlow.prototype).toHaveProperty("authenticate", expect.any(Function));
+    useImapflow(vendored);
+    try {
+      const messages = batch(900, 4);
+      await dovecot.deliver("vendored", messages);
+      const commands: string[] = [];
+      const world = await worldFor("vendored", { afterIngest: "delete" });
+      const report = await world.poll({
+        deps: { openSource: imapSource({ trace: (c) => commands.push(c) }) },
+      });
+      expect(report.error).toBeUndefined();
+      expect(report).toMatchObject({ ingested: 4, deleted: 4, failed: 0 });
+      expect([...(await world.raw()).values()].sort()).toEqual(messages.map(sha256).sort());
+      expect(commands.some((c) => /UID EXPUNGE/.test(c))).toBe(true);
+      expect((await flagsIn(await inspect("vendored"), "INBOX")).size).toBe(0);
+    } finally {
+      useImapflow(await import("imapflow"));
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("a folder with a non-ASCII name (modified UTF-7 on the wire, RFC 3501 §5.1.3) is read by its decoded name", async () => {

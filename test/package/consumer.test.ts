@@ -218,22 +218,26 @@ console.log(JSON.stringify({ count: uidls.length, rejected, known: rejected === 
     expect(readdirSync(path.join(dir, "raw", "demo")).length).toBeGreaterThan(0);
   });
 
-  it("ships the CLI's vendored mailparser with a V8 code cache this Node accepts", async () => {
-    // Issue 14: the cache halves mailparser's load; a build that stopped making it, or made it
-    // under other V8 flags, would only be slower, so nothing else would notice.
+  it("ships the CLI's vendored mailparser and imapflow, each with a V8 code cache this Node accepts", async () => {
+    // Issue 14: the caches halve their loads; a build that stopped making one, or made it under
+    // other V8 flags, would only be slower, so nothing else would notice.
     writeFileSync(
       path.join(app, "vendored.mjs"),
       `import { pathToFileURL } from "node:url";
-const [loader, bundle] = process.argv.slice(2);
+const [loader, ...bundles] = process.argv.slice(2);
 const { loadVendored } = await import(pathToFileURL(loader).href);
-const loaded = loadVendored(bundle);
-console.log(JSON.stringify({ rejected: loaded?.cacheRejected, parser: typeof loaded?.module.MailParser }));
+const loaded = bundles.map((bundle) => loadVendored(bundle));
+console.log(JSON.stringify(loaded.map((l) => ({ rejected: l?.cacheRejected, exports: Object.keys(l?.module ?? {}).filter((k) => k === "MailParser" || k === "ImapFlow") }))));
 `,
     );
     const { stdout } = await runNode("vendored.mjs", [
-      path.join(installed, "dist/lambdas/mime/mailparser-loader.js"),
+      path.join(installed, "dist/lambdas/util/vendored.js"),
       path.join(installed, "dist/cli/mailparser.cjs"),
+      path.join(installed, "dist/cli/imapflow.cjs"),
     ]);
-    expect(JSON.parse(stdout)).toEqual({ rejected: false, parser: "function" });
+    expect(JSON.parse(stdout)).toEqual([
+      { rejected: false, exports: ["MailParser"] },
+      { rejected: false, exports: ["ImapFlow"] },
+    ]);
   });
 });

@@ -12,14 +12,9 @@ import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  CODE_CACHE_SUFFIX,
-  loadFrom,
-  loadVendored,
-  mailparser,
-  useMailparser,
-} from "../../../lambdas/mime/mailparser-loader.ts";
+import { loadFrom, mailparser, useMailparser } from "../../../lambdas/mime/mailparser-loader.ts";
 import { parseMessage } from "../../../lambdas/mime/parse.ts";
+import { loadVendored } from "../../../lambdas/util/vendored.ts";
 import { corpusFiles } from "../../helpers/corpus.ts";
 import { MemoryObjectStore } from "./memory-store.ts";
 
@@ -31,51 +26,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
-});
-
-type Fake = { base: string; dir: string; double(n: number): number };
-
-/** The fake bundle's exports; throws when nothing was loaded. */
-function fake(loaded: ReturnType<typeof loadVendored>): Fake {
-  if (!loaded) throw new Error("no bundle loaded");
-  return loaded.module as unknown as Fake;
-}
-
-describe("loadVendored", () => {
-  const source = `const path = require("node:path");
-module.exports = { base: path.basename(__filename), dir: __dirname, double: (n) => n * 2 };`;
-
-  it("is undefined when there is no bundle (the sources, the tsc output, the Lambda bundle)", () => {
-    expect(loadVendored(join(dir, "absent.cjs"))).toBeUndefined();
-  });
-
-  it("runs the bundle as a CommonJS module, with and without a code cache", async () => {
-    const file = join(dir, "fake.cjs");
-    await writeFile(file, source);
-    const cold = loadVendored(file);
-    expect(cold?.cacheRejected).toBeUndefined();
-    const module = cold?.module as unknown as {
-      base: string;
-      dir: string;
-      double(n: number): number;
-    };
-    expect(module).toMatchObject({ base: "fake.cjs", dir });
-    expect(module.double(21)).toBe(42);
-
-    await writeFile(`${file}${CODE_CACHE_SUFFIX}`, cold?.script.createCachedData() as Buffer);
-    const cached = loadVendored(file);
-    expect(cached?.cacheRejected).toBe(false);
-    expect(fake(cached).double(2)).toBe(4);
-  });
-
-  it("still runs the bundle when V8 refuses the cache (another Node, a changed bundle)", async () => {
-    const file = join(dir, "stale.cjs");
-    await writeFile(file, source);
-    await writeFile(`${file}${CODE_CACHE_SUFFIX}`, Buffer.from("not a V8 code cache"));
-    const loaded = loadVendored(file);
-    expect(loaded?.cacheRejected).toBe(true);
-    expect(fake(loaded).double(5)).toBe(10);
-  });
 });
 
 describe("loadFrom", () => {
@@ -123,7 +73,7 @@ it("the build's vendored bundle parses the corpus exactly as node_modules' mailp
   const fromNodeModules = await parseAll(files);
   // The default loader found no bundle next to lambdas/mime/: it required node_modules' copy.
   const required = await mailparser();
-  const vendored = loadVendored(file);
+  const vendored = loadVendored<typeof required>(file);
   expect(vendored).toBeDefined();
   expect(vendored?.module.MailParser).not.toBe(required.MailParser);
   useMailparser(vendored?.module as typeof required);
