@@ -52,8 +52,8 @@ let mailparser;
 
 /**
  * mailparser, loaded once, the fastest way there is: the CLI's vendored bundle with its V8 code
- * cache (`dist/cli/mailparser.cjs`, see lambdas/mime/mailparser-loader.ts, whose CommonJS wrapper
- * this repeats so V8 accepts the cache) once `npm run build` has made it, else node_modules.
+ * cache (`dist/cli/mailparser.cjs`, see lambdas/util/vendored.ts, whose CommonJS wrapper this
+ * repeats so V8 accepts the cache) once `npm run build` has made it, else node_modules.
  */
 function loadMailparser() {
   if (mailparser) return mailparser;
