@@ -89,15 +89,14 @@ export function cliBuildOptions() {
 }
 
 /**
- * mailparser and its dependency tree as one CommonJS file next to the CLI's chunks, where
- * lambdas/mime/mailparser-loader.ts looks first. scripts/mailparser-cache.mjs then makes its code
- * cache. Like the Lambda bundles, the CLI then parses with the mailparser this package was built
- * and tested with.
+ * A dependency vendored as one CommonJS file, `dist/cli/<file>`, next to the CLI's chunks, where
+ * its loader looks first (lambdas/util/vendored.ts runs it); a script in scripts/ then makes its
+ * code cache. `contents` is the bundle's entry.
  */
-export function mailparserBuildOptions() {
+function vendoredBuildOptions(contents, file) {
   return {
-    stdin: { contents: 'module.exports = require("mailparser");', resolveDir: ROOT, loader: "js" },
-    outfile: `${DIST}/cli/mailparser.cjs`,
+    stdin: { contents, resolveDir: ROOT, loader: "js" },
+    outfile: `${DIST}/cli/${file}`,
     bundle: true,
     platform: "node",
     format: "cjs",
@@ -105,28 +104,29 @@ export function mailparserBuildOptions() {
     // For the bench's CPU profiles (bench/profile.ts maps frames back to node_modules files).
     sourcemap: "external",
     sourcesContent: false,
-    plugins: [lazyLinkifyPlugin],
     logLevel: "warning",
   };
 }
 
 /**
- * imapflow and its dependency tree as one CommonJS file next to the CLI's chunks, where
- * lambdas/adapters/imapflow-loader.ts looks first; scripts/imapflow-cache.mjs then makes its code
- * cache. Bundled from imapflow's ES module build, the one the tests run through `import`.
+ * mailparser and its dependency tree (lambdas/mime/mailparser-loader.ts; its code cache:
+ * scripts/mailparser-cache.mjs). Like the Lambda bundles, the CLI then parses with the mailparser
+ * this package was built and tested with.
+ */
+export function mailparserBuildOptions() {
+  return {
+    ...vendoredBuildOptions('module.exports = require("mailparser");', "mailparser.cjs"),
+    plugins: [lazyLinkifyPlugin],
+  };
+}
+
+/**
+ * imapflow and its dependency tree (lambdas/adapters/imapflow-loader.ts; its code cache:
+ * scripts/imapflow-cache.mjs), bundled from imapflow's ES module build, the one the tests run
+ * through `import`.
  */
 export function imapflowBuildOptions() {
-  return {
-    stdin: { contents: 'export * from "imapflow";', resolveDir: ROOT, loader: "js" },
-    outfile: `${DIST}/cli/imapflow.cjs`,
-    bundle: true,
-    platform: "node",
-    format: "cjs",
-    target: "node20",
-    sourcemap: "external",
-    sourcesContent: false,
-    logLevel: "warning",
-  };
+  return vendoredBuildOptions('export * from "imapflow";', "imapflow.cjs");
 }
 
 async function main() {
