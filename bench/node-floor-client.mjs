@@ -32,10 +32,9 @@ import { createHash, randomBytes } from "node:crypto";
 import { closeSync, fdatasync, mkdirSync, openSync, readFileSync } from "node:fs";
 import { link, open, rename, unlink } from "node:fs/promises";
 import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { Script } from "node:vm";
 import { isMainThread, parentPort, Worker } from "node:worker_threads";
 import { connectionArgs, drain, failWith, TERMINATOR } from "./floor-transport.mjs";
 
@@ -51,43 +50,28 @@ function collect(stream) {
 let mailparser;
 
 /**
- * mailparser, loaded once, the fastest way there is: the CLI's vendored bundle with its V8 code
- * cache (`dist/cli/mailparser.cjs`, see lambdas/util/vendored.ts, whose CommonJS wrapper this
- * repeats so V8 accepts the cache) once `npm run build` has made it, else node_modules.
+ * mailparser, loaded once, the fastest way there is: once `npm run build` has made them, the
+ * CLI's vendored bundle and its V8 code cache (`dist/cli/mailparser.cjs`), run by the CLI's own
+ * runner (`dist/lambdas/util/vendored.js`); else node_modules.
  */
 function loadMailparser() {
-  if (mailparser) return mailparser;
-  const file = fileURLToPath(new URL("../dist/cli/mailparser.cjs", import.meta.url));
-  const require = createRequire(file);
-  let source;
-  try {
-    source = readFileSync(file, "utf8");
-  } catch {
-    mailparser = require("mailparser");
-    return mailparser;
-  }
-  let cachedData;
-  try {
-    cachedData = readFileSync(`${file}.v8cache`);
-  } catch {
-    cachedData = undefined;
-  }
-  const wrapped = `(function (exports, require, module, __filename, __dirname) { ${source}\n});`;
-  const module = { exports: {} };
-  new Script(wrapped, { filename: file, cachedData }).runInThisContext()(
-    module.exports,
-    require,
-    module,
-    file,
-    dirname(file),
-  );
-  mailparser = module.exports;
+  mailparser ??= (async () => {
+    const dist = new URL("../dist/", import.meta.url);
+    try {
+      const { loadVendored } = await import(new URL("lambdas/util/vendored.js", dist).href);
+      const vendored = loadVendored(fileURLToPath(new URL("cli/mailparser.cjs", dist)));
+      if (vendored) return vendored.module;
+    } catch (err) {
+      if (err.code !== "ERR_MODULE_NOT_FOUND") throw err;
+    }
+    return createRequire(import.meta.url)("mailparser");
+  })();
   return mailparser;
 }
 
 /** mailparser's fields as they come, plus each attachment's decoded bytes. */
 async function parse(raw) {
-  const { MailParser } = loadMailparser();
+  const { MailParser } = await loadMailparser();
   const parser = new MailParser({
     ignoreEmbedded: true,
     checksumAlgo: false,
