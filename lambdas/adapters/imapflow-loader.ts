@@ -12,7 +12,7 @@
  *    Lambda bundle, the copy esbuild resolved into it.
  */
 import { fileURLToPath } from "node:url";
-import { loadVendored } from "../util/vendored.ts";
+import { tryVendored } from "../util/vendored.ts";
 
 type Imapflow = typeof import("imapflow");
 
@@ -32,13 +32,7 @@ export function useImapflow(module: Imapflow): void {
   loading = Promise.resolve(module);
 }
 
-/** imapflow from the bundle at `vendoredFile`, else through `import()`. */
+/** imapflow from the bundle at `vendoredFile` when it runs, else through `import()`. */
 export async function loadFrom(vendoredFile: string): Promise<Imapflow> {
-  let vendored: Imapflow | undefined;
-  try {
-    vendored = loadVendored<Imapflow>(vendoredFile)?.module;
-  } catch {
-    vendored = undefined;
-  }
-  return vendored ?? (await import("imapflow"));
+  return tryVendored<Imapflow>(vendoredFile) ?? (await import("imapflow"));
 }

@@ -19,7 +19,7 @@
  */
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
-import { loadVendored } from "../util/vendored.ts";
+import { tryVendored } from "../util/vendored.ts";
 
 type Mailparser = typeof import("mailparser");
 
@@ -49,12 +49,7 @@ function load(): Promise<Mailparser> {
  * the installed package always has: a damaged `dist/cli/` costs the start-up gain, not the parse.
  */
 export async function loadFrom(vendoredFile: string): Promise<Mailparser> {
-  let vendored: Mailparser | undefined;
-  try {
-    vendored = loadVendored<Mailparser>(vendoredFile)?.module;
-  } catch {
-    vendored = undefined;
-  }
+  const vendored = tryVendored<Mailparser>(vendoredFile);
   if (vendored) return vendored;
   try {
     return createRequire(import.meta.url)("mailparser") as Mailparser;

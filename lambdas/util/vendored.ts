@@ -66,3 +66,16 @@ export function loadVendored<T>(file: string): Vendored<T> | undefined {
     cacheRejected: cachedData === undefined ? undefined : script.cachedDataRejected === true,
   };
 }
+
+/**
+ * The bundle's module, or undefined when there is no bundle at `file` or it cannot run
+ * (unreadable, or it throws). Callers then load the dependency the ordinary way: a damaged
+ * `dist/cli/` costs the start-up gain, never the feature.
+ */
+export function tryVendored<T>(file: string): T | undefined {
+  try {
+    return loadVendored<T>(file)?.module;
+  } catch {
+    return undefined;
+  }
+}
